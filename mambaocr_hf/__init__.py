@@ -1,0 +1,55 @@
+# Copyright 2026 The MambaOCR authors. Licensed under the Apache License, Version 2.0.
+"""MambaOCR: scene-text recognition with a patched ResNet, a bidirectional Mamba encoder and CTC, as a transformers
+model. Importing this package registers the classes with transformers' Auto classes."""
+
+from transformers import (
+    AutoConfig,
+    AutoImageProcessor,
+    AutoModel,
+    AutoModelForCTC,
+    AutoProcessor,
+    AutoTokenizer,
+)
+
+from .configuration_mambaocr import MambaOCRConfig
+from .hub import save_checkpoint, write_model_card
+from .image_processing_mambaocr import MambaOCRImageProcessor
+from .modeling_mambaocr import MambaOCRCTCOutput, MambaOCRForCTC, MambaOCRPreTrainedModel
+from .processing_mambaocr import MambaOCRDecoderOutput, MambaOCRProcessor
+from .tokenization_mambaocr import CHARSETS, MambaOCRTokenizer
+
+__version__ = "0.1.0"
+
+AutoConfig.register(MambaOCRConfig.model_type, MambaOCRConfig, exist_ok=True)
+AutoModel.register(MambaOCRConfig, MambaOCRForCTC, exist_ok=True)
+AutoModelForCTC.register(MambaOCRConfig, MambaOCRForCTC, exist_ok=True)
+# one implementation (PIL resizing, any input type) serves whichever backend transformers asks for
+AutoImageProcessor.register(
+    MambaOCRConfig,
+    image_processor_classes={"pil": MambaOCRImageProcessor, "torchvision": MambaOCRImageProcessor},
+    exist_ok=True,
+)
+AutoTokenizer.register(MambaOCRConfig, tokenizer_class=MambaOCRTokenizer, exist_ok=True)
+AutoProcessor.register(MambaOCRConfig, MambaOCRProcessor, exist_ok=True)
+
+# `save_pretrained` then writes `auto_map` and copies the model code, so checkpoints load with trust_remote_code=True
+# where this package is not installed.
+MambaOCRConfig.register_for_auto_class()
+MambaOCRForCTC.register_for_auto_class("AutoModel")
+MambaOCRImageProcessor.register_for_auto_class("AutoImageProcessor")
+MambaOCRTokenizer.register_for_auto_class("AutoTokenizer")
+MambaOCRProcessor.register_for_auto_class("AutoProcessor")
+
+__all__ = [
+    "CHARSETS",
+    "MambaOCRCTCOutput",
+    "MambaOCRConfig",
+    "MambaOCRDecoderOutput",
+    "MambaOCRForCTC",
+    "MambaOCRImageProcessor",
+    "MambaOCRPreTrainedModel",
+    "MambaOCRProcessor",
+    "MambaOCRTokenizer",
+    "save_checkpoint",
+    "write_model_card",
+]

@@ -1,0 +1,127 @@
+# Copyright 2026 The MambaOCR authors. Licensed under the Apache License, Version 2.0.
+"""Hub-ready checkpoints: weights (safetensors), processor files, model code (via `auto_map`) and a model card."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from string import Template
+
+from transformers.utils import logging
+
+logger = logging.get_logger(__name__)
+
+TEMPLATE_NAME = "mambaocr.md"
+
+
+def _template_path() -> Path:
+    """The model-card template: `model_cards/` of a source checkout, or the copy a wheel installs under
+    `<prefix>/share/mambaocr_hf/model_cards`."""
+    candidates = [
+        Path(__file__).resolve().parent.parent / "model_cards" / TEMPLATE_NAME,
+        Path(sys.prefix) / "share" / "mambaocr_hf" / "model_cards" / TEMPLATE_NAME,
+    ]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(
+        f"Model-card template {TEMPLATE_NAME} not found; looked in {[str(c) for c in candidates]}."
+    )
+
+
+def _format_metrics(metrics: dict[str, float] | None) -> str:
+    if not metrics:
+        return "No evaluation was recorded for this checkpoint."
+    rows = ["| metric | value |", "| --- | --- |"]
+    for name, value in metrics.items():
+        rows.append(f"| {name} | {value:.4f} |" if isinstance(value, float) else f"| {name} | {value} |")
+    return "\n".join(rows)
+
+
+def write_model_card(
+    save_directory: str | os.PathLike,
+    model,
+    tokenizer,
+    metrics: dict[str, float] | None = None,
+    training_data: str | None = None,
+    datasets: list[str] | None = None,
+    base_model: str | None = None,
+    repo_id: str | None = None,
+    license: str = "apache-2.0",
+) -> Path:
+    """Write `README.md` (YAML metadata + description + metrics + usage) for a saved checkpoint."""
+    config = model.config
+    save_directory = Path(save_directory)
+    charset = tokenizer.charset.replace("`", "\\`")
+    datasets_yaml = "datasets:\n" + "\n".join(f"- {name}" for name in datasets) if datasets else ""
+    text = Template(_template_path().read_text(encoding="utf-8")).substitute(
+        license=license,
+        datasets_yaml=datasets_yaml,
+        model_name=repo_id or save_directory.name,
+        backbone=config.backbone,
+        frame_stride=config.frame_stride,
+        sequence_model={"mamba": "bidirectional Mamba"}.get(config.sequence_model, config.sequence_model),
+        num_layers=config.num_hidden_layers,
+        hidden_size=config.hidden_size,
+        vocab_chars=len(tokenizer.charset),
+        charset=charset,
+        num_parameters=f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f} M",
+        training_data=training_data or "not recorded",
+        base_model=base_model or "none (trained from this configuration)",
+        metrics_table=_format_metrics(metrics),
+        repo_id=repo_id or str(save_directory),
+    )
+    # drop the blank line a missing datasets list leaves in the YAML block
+    text = text.replace("\n\n---\n", "\n---\n", 1)
+    path = save_directory / "README.md"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def save_checkpoint(
+    model,
+    processor,
+    save_directory: str | os.PathLike,
+    metrics: dict[str, float] | None = None,
+    training_data: str | None = None,
+    datasets: list[str] | None = None,
+    base_model: str | None = None,
+    push_to_hub: bool = False,
+    repo_id: str | None = None,
+    **hub_kwargs,
+) -> Path:
+    """Save a complete, Hub-ready checkpoint folder: `model.safetensors`, `config.json` with `auto_map`, the model
+    code, the processor files and a `README.md` model card; optionally push it to `repo_id`."""
+    if len(processor.tokenizer) != model.config.vocab_size:
+        raise ValueError(
+            f"The tokenizer has {len(processor.tokenizer)} entries but the model's CTC head has "
+            f"{model.config.vocab_size} classes; they must match before saving."
+        )
+    save_directory = Path(save_directory)
+    save_directory.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(save_directory)
+    processor.save_pretrained(save_directory)
+    write_model_card(
+        save_directory,
+        model,
+        processor.tokenizer,
+        metrics=metrics,
+        training_data=training_data,
+        datasets=datasets,
+        base_model=base_model,
+        repo_id=repo_id,
+    )
+    logger.info(f"Saved a Hub-ready MambaOCR checkpoint to {save_directory}.")
+    if push_to_hub:
+        from huggingface_hub import HfApi
+
+        if not repo_id:
+            raise ValueError("`push_to_hub=True` needs a `repo_id` such as 'your-name/mambaocr-demo'.")
+        api = HfApi()
+        api.create_repo(repo_id, exist_ok=True, token=hub_kwargs.get("token"), private=hub_kwargs.get("private"))
+        api.upload_folder(repo_id=repo_id, folder_path=str(save_directory), token=hub_kwargs.get("token"))
+    return save_directory
+
+
+__all__ = ["save_checkpoint", "write_model_card"]

@@ -1,0 +1,224 @@
+# Copyright 2026 The MambaOCR authors. Licensed under the Apache License, Version 2.0.
+"""Image processor for MambaOCR: fixed height, kept aspect ratio, right padding to the batch's widest image."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
+from transformers.utils import logging
+
+logger = logging.get_logger(__name__)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+_RESAMPLE = {
+    "nearest": Image.Resampling.NEAREST,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "lanczos": Image.Resampling.LANCZOS,
+    "box": Image.Resampling.BOX,
+}
+
+
+def _array_to_uint8(array: np.ndarray) -> np.ndarray:
+    """Bring an integer or float array of any common range to uint8 (16-bit by its top byte, floats in [0, 1] or
+    [0, 255])."""
+    if array.dtype == np.uint8:
+        return array
+    if array.dtype == np.bool_:
+        return array.astype(np.uint8) * 255
+    if array.dtype == np.uint16:
+        return (array >> 8).astype(np.uint8)
+    if np.issubdtype(array.dtype, np.integer):
+        top = int(array.max()) if array.size else 0
+        if top > 255:  # e.g. PIL mode "I" holding 16-bit data
+            return (array.astype(np.float64) * (255.0 / (65535 if top <= 65535 else top))).astype(np.uint8)
+        return array.clip(0, 255).astype(np.uint8)
+    if np.issubdtype(array.dtype, np.floating):
+        array = np.nan_to_num(array.astype(np.float32))
+        scale = 255.0 if array.size and float(array.max()) <= 1.0 else 1.0
+        return (array * scale).clip(0, 255).round().astype(np.uint8)
+    raise TypeError(f"Unsupported image array dtype {array.dtype}.")
+
+
+def _composite_on_white(image: Image.Image) -> Image.Image:
+    rgba = image.convert("RGBA")
+    background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    return Image.alpha_composite(background, rgba).convert("RGB")
+
+
+def to_pil_image(image, index: int = 0) -> Image.Image:
+    """Convert one input (PIL image, numpy array, torch tensor or file path) to an RGB or L PIL image.
+
+    PIL modes L, RGB, RGBA/LA (composited on white), P, CMYK, 1, I;16 and I/F are supported; arrays are `[H, W]`,
+    `[H, W, C]` or `[C, H, W]` with 1, 3 or 4 channels, of uint8, uint16, bool, integer or float type.
+    """
+    if isinstance(image, (str, os.PathLike)):
+        try:
+            with Image.open(image) as opened:
+                opened.load()
+                image = opened.copy()
+        except FileNotFoundError as error:
+            raise FileNotFoundError(f"Image {index}: no such file {os.fspath(image)!r}.") from error
+        except (UnidentifiedImageError, OSError) as error:
+            raise ValueError(f"Image {index}: {os.fspath(image)!r} is not a readable image ({error}).") from error
+    if isinstance(image, Image.Image):
+        if image.width == 0 or image.height == 0:
+            raise ValueError(f"Image {index} is empty (size {image.width}x{image.height}); it has no pixels to read.")
+        if image.mode in ("RGB", "L"):
+            return image
+        if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+            return _composite_on_white(image)
+        if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+            return Image.fromarray(_array_to_uint8(np.asarray(image)))
+        return image.convert("RGB")  # P, CMYK, 1, YCbCr, LAB, HSV
+    if type(image).__module__.startswith("torch"):
+        image = image.detach().cpu()
+        if image.dim() == 3 and image.shape[0] in (1, 3, 4):
+            image = image.permute(1, 2, 0)  # torch images are channels-first
+        image = image.numpy()
+    if isinstance(image, np.ndarray):
+        if image.ndim == 3 and image.shape[0] in (1, 3, 4) and image.shape[-1] not in (1, 3, 4):
+            image = image.transpose(1, 2, 0)
+        if image.ndim == 3 and image.shape[-1] == 1:
+            image = image[..., 0]
+        if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[-1] not in (3, 4)):
+            raise ValueError(
+                f"Image {index}: array of shape {image.shape} is not an image; expected [H, W], [H, W, C] or "
+                "[C, H, W] with C in (1, 3, 4)."
+            )
+        if image.shape[0] == 0 or image.shape[1] == 0:
+            raise ValueError(f"Image {index} is empty (shape {image.shape}); it has no pixels to read.")
+        array = _array_to_uint8(image)
+        if array.ndim == 3 and array.shape[-1] == 4:
+            return _composite_on_white(Image.fromarray(array, mode="RGBA"))
+        return Image.fromarray(np.ascontiguousarray(array))
+    raise TypeError(
+        f"Image {index} has type {type(image).__name__}; expected a PIL image, numpy array, torch tensor or file path."
+    )
+
+
+class MambaOCRImageProcessor(BaseImageProcessor):
+    r"""
+    Prepares text-line images for [`MambaOCRForCTC`]: resize to `image_height` keeping the aspect ratio, clamp the
+    width to `[min_width, max_width]` (wider images are squeezed to `max_width`, with a warning), round it up to a
+    multiple of `width_multiple` so every image maps to whole frames, normalise, and pad on the right to the batch's
+    widest image.
+
+    Args:
+        image_height (`int`, *optional*, defaults to 32): height of `pixel_values`.
+        min_width (`int`, *optional*, defaults to 16): narrower images are stretched to this width.
+        max_width (`int`, *optional*, defaults to 2048): wider images are squeezed to this width.
+        width_multiple (`int`, *optional*, defaults to 4): widths are rounded up to a multiple of this (the model's
+            `frame_stride`).
+        resample (`str`, *optional*, defaults to `"bilinear"`): PIL resampling filter name.
+        do_normalize (`bool`, *optional*, defaults to `True`): normalise with `image_mean` / `image_std`.
+        image_mean, image_std (`tuple[float, ...]`, *optional*): ImageNet statistics by default (the backbone's).
+        num_channels (`int`, *optional*, defaults to 3): 3 for RGB, 1 for grayscale.
+
+    Returns a [`BatchFeature`] with `pixel_values` `[batch, num_channels, image_height, width]` (padding is 0 after
+    normalisation) and `pixel_mask` `[batch, width]` (1 on the image's columns, 0 on padding).
+
+    Example:
+
+    ```python
+    >>> from PIL import Image
+    >>> from mambaocr_hf import MambaOCRImageProcessor
+
+    >>> processor = MambaOCRImageProcessor()
+    >>> batch = processor([Image.new("RGB", (100, 50)), Image.new("L", (40, 32))], return_tensors="pt")
+    >>> batch["pixel_values"].shape, batch["pixel_mask"].sum(-1).tolist()
+    (torch.Size([2, 3, 32, 64]), [64, 40])
+    ```
+    """
+
+    model_input_names = ["pixel_values", "pixel_mask"]
+
+    def __init__(
+        self,
+        image_height: int = 32,
+        min_width: int = 16,
+        max_width: int = 2048,
+        width_multiple: int = 4,
+        resample: str = "bilinear",
+        do_normalize: bool = True,
+        image_mean: Sequence[float] = IMAGENET_MEAN,
+        image_std: Sequence[float] = IMAGENET_STD,
+        num_channels: int = 3,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if resample not in _RESAMPLE:
+            raise ValueError(f"`resample` must be one of {list(_RESAMPLE)}, got {resample!r}.")
+        if num_channels not in (1, 3):
+            raise ValueError(f"`num_channels` must be 1 or 3, got {num_channels}.")
+        if not 0 < min_width <= max_width:
+            raise ValueError(f"Need 0 < min_width <= max_width, got {min_width} and {max_width}.")
+        if image_height <= 0 or width_multiple <= 0:
+            raise ValueError("`image_height` and `width_multiple` must be positive.")
+        self.image_height = image_height
+        self.min_width = min_width
+        self.max_width = max_width
+        self.width_multiple = width_multiple
+        self.resample = resample
+        self.do_normalize = do_normalize
+        self.image_mean = list(image_mean)
+        self.image_std = list(image_std)
+        self.num_channels = num_channels
+
+    def target_width(self, width: int, height: int) -> int:
+        """Width after resizing an image of `width`×`height` (aspect kept, clamped, rounded up to `width_multiple`)."""
+        scaled = max(1, round(width * self.image_height / height))
+        if scaled > self.max_width:
+            logger.warning_once(
+                f"An image of {width}x{height} px would be {scaled} px wide at height {self.image_height}, more than "
+                f"max_width={self.max_width}: it is squeezed to {self.max_width} px (text may get harder to read). "
+                "Raise `max_width` for longer lines."
+            )
+        scaled = min(max(scaled, self.min_width), self.max_width)
+        multiple = self.width_multiple
+        return min(-(-scaled // multiple) * multiple, self.max_width // multiple * multiple)
+
+    def resize_and_normalize(self, image, index: int = 0) -> np.ndarray:
+        """One image → float32 `[num_channels, image_height, width]`."""
+        pil = to_pil_image(image, index)
+        pil = pil.convert("L" if self.num_channels == 1 else "RGB")
+        width = self.target_width(pil.width, pil.height)
+        pil = pil.resize((width, self.image_height), _RESAMPLE[self.resample])
+        array = np.asarray(pil, dtype=np.float32) / 255.0
+        array = array[None] if array.ndim == 2 else array.transpose(2, 0, 1)  # [channels, height, width]
+        if self.do_normalize:
+            mean = np.asarray(self.image_mean[: self.num_channels], dtype=np.float32)[:, None, None]
+            std = np.asarray(self.image_std[: self.num_channels], dtype=np.float32)[:, None, None]
+            array = (array - mean) / std
+        return array
+
+    def preprocess(self, images, return_tensors: str | None = None, **kwargs) -> BatchFeature:
+        """Prepare one image or a list of them (see the class docstring)."""
+        if kwargs:
+            unknown = sorted(kwargs)
+            raise TypeError(f"MambaOCRImageProcessor got unexpected arguments {unknown}.")
+        if isinstance(images, (list, tuple)):
+            if len(images) == 0:
+                raise ValueError("Got an empty list of images; pass at least one image.")
+        else:
+            is_batched_array = getattr(images, "ndim", 0) == 4
+            images = list(images) if is_batched_array else [images]
+        arrays = [self.resize_and_normalize(image, index) for index, image in enumerate(images)]
+        widest = max(array.shape[-1] for array in arrays)
+        pixel_values = np.zeros((len(arrays), self.num_channels, self.image_height, widest), dtype=np.float32)
+        pixel_mask = np.zeros((len(arrays), widest), dtype=np.int64)
+        for index, array in enumerate(arrays):
+            pixel_values[index, :, :, : array.shape[-1]] = array
+            pixel_mask[index, : array.shape[-1]] = 1
+        return BatchFeature({"pixel_values": pixel_values, "pixel_mask": pixel_mask}, tensor_type=return_tensors)
+
+    def __call__(self, images, return_tensors: str | None = None, **kwargs) -> BatchFeature:
+        return self.preprocess(images, return_tensors=return_tensors, **kwargs)
+
+
+__all__ = ["MambaOCRImageProcessor"]

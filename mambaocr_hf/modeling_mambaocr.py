@@ -1,0 +1,833 @@
+# Copyright 2026 The MambaOCR authors. Licensed under the Apache License, Version 2.0.
+"""PyTorch MambaOCR: a stride-patched timm ResNet with bottleneck adapters, a bidirectional Mamba encoder and CTC."""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import math
+import os
+from dataclasses import dataclass
+
+import timm
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.utils.checkpoint import checkpoint
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.utils import ModelOutput, cached_file, logging
+
+from .configuration_mambaocr import MambaOCRConfig
+from .selective_scan import (
+    causal_depthwise_conv1d,
+    fused_kernels_available,
+    selective_scan_chunked,
+    selective_scan_fused,
+    selective_scan_reference,
+)
+
+logger = logging.get_logger(__name__)
+
+# Set while `from_pretrained` builds the model: the checkpoint holds trained weights, so the ImageNet backbone must not
+# be fetched (it would need the network and be overwritten anyway).
+_LOADING_CHECKPOINT: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "mambaocr_loading_checkpoint", default=False
+)
+
+FREEZE_STRATEGIES = ("adapters_layer4", "adapters", "frozen_backbone", "head_only", "full")
+
+
+@dataclass
+class MambaOCRCTCOutput(ModelOutput):
+    """
+    Output of [`MambaOCRForCTC`].
+
+    Args:
+        loss (`torch.FloatTensor` of shape `()` or `(batch_size,)`, *optional*, returned when `labels` are given):
+            CTC loss (float32), reduced as `config.ctc_loss_reduction` says.
+        logits (`torch.FloatTensor` of shape `(batch_size, num_frames, vocab_size)`):
+            Per-frame class scores before softmax. Frames past an image's `frame_lengths` are padding: their blank
+            score is 0 and every other class is a large negative number, so they decode to nothing.
+        frame_lengths (`torch.LongTensor` of shape `(batch_size,)`):
+            Number of valid frames of each image (its true width divided by `config.frame_stride`).
+        hidden_states (`tuple(torch.FloatTensor)`, *optional*, returned when `output_hidden_states=True`):
+            Sequence features after the projection and after each encoder layer, `(batch_size, num_frames, hidden)`.
+    """
+
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    frame_lengths: torch.LongTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+
+
+def _is_tracing() -> bool:
+    return torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export()
+
+
+def frame_lengths_from_pixels(valid_pixels: torch.Tensor, frame_stride: int) -> torch.LongTensor:
+    """Valid frames per image for the given valid pixel widths (the backbone's width reduction is `frame_stride`)."""
+    return torch.div(valid_pixels + frame_stride - 1, frame_stride, rounding_mode="floor").long()
+
+
+def reverse_padded(hidden_states: torch.Tensor, lengths: torch.LongTensor) -> torch.Tensor:
+    """Reverse each sequence of `[batch, seq_len, hidden]` within its own length, leaving the padding at the end.
+
+    Applying it twice gives the input back, so the same call maps the reverse scan's output to forward order.
+    """
+    seq_len = hidden_states.shape[1]
+    positions = torch.arange(seq_len, device=hidden_states.device)[None, :]  # [1, seq_len]
+    lengths = lengths.to(hidden_states.device)[:, None]  # [batch, 1]
+    index = torch.where(positions < lengths, lengths - 1 - positions, positions)  # [batch, seq_len]
+    return hidden_states.gather(1, index[..., None].expand_as(hidden_states))
+
+
+# Backbone
+
+
+class MambaOCRAdapter(nn.Module):
+    """Bottleneck adapter (1×1 down-projection, ReLU, 1×1 up-projection) with a residual connection.
+
+    The up-projection starts at zero, so a freshly injected adapter is the identity and a pretrained backbone's
+    features are unchanged until training moves it. 1×1 convolutions never mix columns, so padding cannot leak.
+    """
+
+    def __init__(self, channels: int, bottleneck: int):
+        super().__init__()
+        self.down = nn.Conv2d(channels, bottleneck, kernel_size=1)
+        self.act = nn.ReLU(inplace=True)
+        self.up = nn.Conv2d(bottleneck, channels, kernel_size=1)
+        self.up.zero_init = True  # read by `_init_weights`: the adapter starts as the identity
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return hidden_states + self.up(self.act(self.down(hidden_states)))
+
+
+def _patch_stride(module: nn.Module, width_stride: int) -> None:
+    """Turn every 2×2-strided conv / average pool of `module` into (2, `width_stride`): height halves, width does not."""
+    for sub in module.modules():
+        if isinstance(sub, nn.Conv2d) and tuple(sub.stride) == (2, 2):
+            sub.stride = (2, width_stride)
+        elif isinstance(sub, nn.AvgPool2d) and sub.stride in (2, (2, 2)):  # timm's `avg_down` shortcut
+            sub.kernel_size = (2, width_stride)
+            sub.stride = (2, width_stride)
+
+
+class MambaOCRBackbone(nn.Module):
+    """A timm ResNet that maps a `[batch, channels, 32, width]` image to `width / frame_stride` frames.
+
+    * **Stride patch**: the stem and max-pool keep their 2×2 strides (height and width / 4); `layer2`-`layer4` stride
+      only the height (2×1), so a 32-pixel-high image ends at height 1 with `width / 4` columns. `frame_stride` 2 or 8
+      moves the max-pool or `layer2` width stride.
+    * **Adapters** after every residual block of `config.adapter_stages` (stored beside timm's modules so that timm's
+      parameter names, and so its pretrained weights, stay as they are).
+    * **Width masking**: before every operation that mixes neighbouring columns (convolutions wider than 1, pools)
+      the columns past an image's true width are zeroed. That is exactly the zero padding the image would get alone,
+      so an image's features do not depend on how much padding its batch adds.
+    """
+
+    def __init__(self, config: MambaOCRConfig):
+        super().__init__()
+        self.config = config
+        self.body = timm.create_model(config.backbone, pretrained=False, num_classes=0, global_pool="")
+        if not all(hasattr(self.body, name) for name in ("conv1", "maxpool", "layer1", "layer2", "layer3", "layer4")):
+            raise ValueError(f"`{config.backbone}` is not a timm ResNet (no conv1/maxpool/layer1-4).")
+        if config.frame_stride == 2:
+            self.body.maxpool.stride = (2, 1)
+        for stage in ("layer2", "layer3", "layer4"):
+            width_stride = 2 if (stage == "layer2" and config.frame_stride == 8) else 1
+            _patch_stride(getattr(self.body, stage)[0], width_stride)
+        self.num_features = self.body.feature_info[-1]["num_chs"]
+        self.adapters = nn.ModuleDict()
+        if config.adapter_size > 0:
+            for stage in config.adapter_stages:
+                blocks = getattr(self.body, stage)
+                self.adapters[stage] = nn.ModuleList(
+                    MambaOCRAdapter(_block_out_channels(block), config.adapter_size) for block in blocks
+                )
+        self._valid_pixels: torch.Tensor | None = None  # [batch] valid input columns, set during forward
+        self._input_width = 1
+        for module in self.body.modules():
+            kernel = getattr(module, "kernel_size", 1)
+            kernel_width = kernel[-1] if isinstance(kernel, tuple) else kernel
+            if isinstance(module, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)) and kernel_width > 1:
+                module.register_forward_pre_hook(self._mask_padding_columns)
+        self.gradient_checkpointing = False
+
+    def _mask_padding_columns(self, module: nn.Module, args: tuple[torch.Tensor, ...]):
+        if self._valid_pixels is None:
+            return None
+        hidden_states = args[0]
+        width = hidden_states.shape[-1]
+        # columns at this resolution = ceil(valid input columns * width / input width)
+        valid = torch.div(self._valid_pixels * width + self._input_width - 1, self._input_width, rounding_mode="floor")
+        mask = torch.arange(width, device=hidden_states.device)[None, :] < valid[:, None]  # [batch, width]
+        return (hidden_states * mask[:, None, None, :].to(hidden_states.dtype),) + tuple(args[1:])
+
+    def load_pretrained_weights(self) -> None:
+        """Load ImageNet weights into the ResNet (adapters stay at their identity initialisation)."""
+        path = self.config.backbone_weights_path
+        if path:
+            if not os.path.isfile(path):
+                raise FileNotFoundError(f"`backbone_weights_path` {path!r} does not exist.")
+            if path.endswith(".safetensors"):
+                from safetensors.torch import load_file
+
+                state_dict = load_file(path)
+            else:
+                state_dict = torch.load(path, map_location="cpu", weights_only=True)
+                state_dict = state_dict.get("state_dict", state_dict)
+        else:
+            try:
+                pretrained = timm.create_model(self.config.backbone, pretrained=True, num_classes=0, global_pool="")
+            except Exception as error:  # timm raises several kinds (connection, hub, missing weights)
+                raise OSError(
+                    f"Could not fetch ImageNet weights for timm '{self.config.backbone}' ({type(error).__name__}: "
+                    f"{error}). Without network access, download them elsewhere (e.g. `timm.create_model("
+                    f"'{self.config.backbone}', pretrained=True)` then `safetensors.torch.save_file(model.state_dict(),"
+                    " 'backbone.safetensors')`) and pass `backbone_weights_path='backbone.safetensors'`, or set "
+                    "`use_pretrained_backbone=False` to train from scratch."
+                ) from error
+            state_dict = pretrained.state_dict()
+        state_dict = {k: v for k, v in state_dict.items() if not k.startswith(("fc.", "head."))}
+        missing, unexpected = self.body.load_state_dict(state_dict, strict=False)
+        if missing:
+            raise ValueError(
+                f"The backbone weights do not fit timm '{self.config.backbone}': {len(missing)} tensors missing, "
+                f"e.g. {missing[:3]}. Check that the file was saved from that architecture."
+            )
+        if unexpected:
+            logger.warning(f"Ignored {len(unexpected)} unexpected backbone tensors, e.g. {unexpected[:3]}.")
+        logger.info(f"Loaded ImageNet weights into the {self.config.backbone} backbone.")
+
+    def _run_stage_block(
+        self, hidden_states: torch.Tensor, valid_pixels: torch.Tensor | None, block: nn.Module, adapter: nn.Module
+    ) -> torch.Tensor:
+        self._valid_pixels = valid_pixels  # set again when a checkpointed block is recomputed in backward
+        hidden_states = block(hidden_states)
+        return adapter(hidden_states) if adapter is not None else hidden_states
+
+    def forward(self, pixel_values: torch.Tensor, valid_pixels: torch.Tensor | None = None) -> torch.Tensor:
+        """Returns frame features `[batch, width / frame_stride, num_features]`.
+
+        `valid_pixels` (`[batch]`) is each image's true width; `None` means no padding.
+        """
+        self._input_width = pixel_values.shape[-1]
+        if valid_pixels is not None and not _is_tracing() and bool((valid_pixels >= self._input_width).all()):
+            valid_pixels = None  # nothing is padded: skip the masks
+        self._valid_pixels = valid_pixels
+        body = self.body
+        try:
+            hidden_states = body.act1(body.bn1(body.conv1(pixel_values)))
+            hidden_states = body.maxpool(hidden_states)
+            for stage in ("layer1", "layer2", "layer3", "layer4"):
+                adapters = self.adapters[stage] if stage in self.adapters else None
+                for index, block in enumerate(getattr(body, stage)):
+                    adapter = adapters[index] if adapters is not None else None
+                    if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
+                        hidden_states = checkpoint(
+                            self._run_stage_block, hidden_states, valid_pixels, block, adapter, use_reentrant=False
+                        )
+                    else:
+                        hidden_states = self._run_stage_block(hidden_states, valid_pixels, block, adapter)
+        finally:
+            self._valid_pixels = None
+        # [batch, channels, height, frames] -> [batch, frames, channels]; height is 1 for 32-pixel images
+        return hidden_states.mean(dim=2).transpose(1, 2)
+
+
+def _block_out_channels(block: nn.Module) -> int:
+    convs = [m for m in block.modules() if isinstance(m, nn.Conv2d)]
+    last = getattr(block, "conv3", None) or getattr(block, "conv2", None) or convs[-1]
+    return last.out_channels
+
+
+# Sequence encoders
+
+
+class MambaOCRRMSNorm(nn.Module):
+    def __init__(self, hidden_size: int, eps: float = 1e-5):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(hidden_size))
+        self.variance_epsilon = eps
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        input_dtype = hidden_states.dtype
+        hidden_states = hidden_states.float()
+        hidden_states = hidden_states * torch.rsqrt(
+            hidden_states.pow(2).mean(-1, keepdim=True) + self.variance_epsilon
+        )
+        return self.weight * hidden_states.to(input_dtype)
+
+
+class MambaOCRMixer(nn.Module):
+    """Mamba-1 selective state-space mixer.
+
+    Parameter names and shapes are those of transformers' `MambaMixer` (`in_proj`, `conv1d`, `x_proj`, `dt_proj`,
+    `A_log`, `D`, `out_proj`), so layers of a pretrained `MambaForCausalLM` map onto it one to one.
+    """
+
+    _logged_path = False
+
+    def __init__(self, config: MambaOCRConfig):
+        super().__init__()
+        self.config = config
+        self.hidden_size = config.hidden_size
+        self.intermediate_size = config.intermediate_size
+        self.ssm_state_size = config.state_size
+        self.time_step_rank = config.time_step_rank
+        self.in_proj = nn.Linear(self.hidden_size, 2 * self.intermediate_size, bias=config.use_bias)
+        self.conv1d = nn.Conv1d(
+            self.intermediate_size,
+            self.intermediate_size,
+            kernel_size=config.conv_kernel,
+            groups=self.intermediate_size,
+            padding=config.conv_kernel - 1,
+            bias=config.use_conv_bias,
+        )
+        self.x_proj = nn.Linear(self.intermediate_size, self.time_step_rank + 2 * self.ssm_state_size, bias=False)
+        self.dt_proj = nn.Linear(self.time_step_rank, self.intermediate_size, bias=True)
+        self.A_log = nn.Parameter(torch.empty(self.intermediate_size, self.ssm_state_size))
+        self.D = nn.Parameter(torch.empty(self.intermediate_size))
+        self.out_proj = nn.Linear(self.intermediate_size, self.hidden_size, bias=config.use_bias)
+
+    @torch.no_grad()
+    def init_mamba_weights(self) -> None:
+        """S4D-real A, unit D and Δ initialised log-uniformly in [time_step_min, time_step_max], as in Mamba."""
+        config = self.config
+        A = torch.arange(1, self.ssm_state_size + 1, dtype=torch.float32).expand(self.intermediate_size, -1)
+        init.copy_(self.A_log, torch.log(A))
+        init.ones_(self.D)
+        dt_init_std = self.time_step_rank**-0.5
+        init.uniform_(self.dt_proj.weight, -dt_init_std, dt_init_std)
+        dt = torch.exp(
+            torch.rand(self.intermediate_size) * (math.log(config.time_step_max) - math.log(config.time_step_min))
+            + math.log(config.time_step_min)
+        ).clamp(min=config.time_step_floor)
+        init.copy_(self.dt_proj.bias, dt + torch.log(-torch.expm1(-dt)))  # inverse softplus
+        init.kaiming_uniform_(self.conv1d.weight, a=math.sqrt(5))
+        if self.conv1d.bias is not None:
+            init.zeros_(self.conv1d.bias)
+
+    def scan_inputs(self, hidden_states: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Projections feeding the scan: `u`, raw Δ, `B`, `C` and the gate, each `[batch, seq_len, ...]`."""
+        projected = self.in_proj(hidden_states)  # [batch, seq_len, 2 * intermediate]
+        u, gate = projected.chunk(2, dim=-1)
+        u = causal_depthwise_conv1d(u, self.conv1d.weight, self.conv1d.bias)  # [batch, seq_len, intermediate]
+        dt_low_rank, B, C = torch.split(
+            self.x_proj(u), [self.time_step_rank, self.ssm_state_size, self.ssm_state_size], dim=-1
+        )
+        dt_raw = F.linear(dt_low_rank, self.dt_proj.weight)  # [batch, seq_len, intermediate], bias added later
+        return u, dt_raw, B, C, gate
+
+    def finish(self, y: torch.Tensor, u: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
+        """`D` skip, SiLU gate and output projection around a scan output `y` `[batch, seq_len, intermediate]`."""
+        y = (y + u.float() * self.D.float()) * F.silu(gate.float())
+        return self.out_proj(y.to(gate.dtype))
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return mamba_mixers_forward([self], [hidden_states])[0]
+
+
+def _log_scan_path(path: str) -> None:
+    if not MambaOCRMixer._logged_path:
+        MambaOCRMixer._logged_path = True
+        logger.info(f"MambaOCR selective scan: {path}.")
+        if path.startswith("pure-PyTorch") and torch.cuda.is_available() and not fused_kernels_available():
+            logger.warning_once(
+                "CUDA is available but `mamba-ssm` is not installed: using the pure-PyTorch scan. Install the fused "
+                "kernels with `pip install mambaocr-hf[cuda]` for speed."
+            )
+
+
+def mamba_mixers_forward(mixers: list[MambaOCRMixer], inputs: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Run several mixers (e.g. the two directions of a layer) with one selective scan over their stacked batches.
+
+    Each mixer has its own parameters; only the recurrence, whose cost is in its per-step loop on CPU, is shared.
+    """
+    config = mixers[0].config
+    parts = [mixer.scan_inputs(hidden) for mixer, hidden in zip(mixers, inputs)]
+    device = inputs[0].device
+    if fused_kernels_available() and device.type == "cuda" and not config.use_reference_scan:
+        _log_scan_path("fused mamba-ssm CUDA kernel")
+        return [
+            mixer.out_proj(
+                selective_scan_fused(
+                    u, dt_raw, mixer.dt_proj.bias, -torch.exp(mixer.A_log.float()), B, C, mixer.D, gate
+                )
+            )
+            for mixer, (u, dt_raw, B, C, gate) in zip(mixers, parts)
+        ]
+    scan = selective_scan_reference if config.use_reference_scan else selective_scan_chunked
+    _log_scan_path("reference (sequential, debug)" if config.use_reference_scan else "pure-PyTorch chunked scan")
+    batch = inputs[0].shape[0]
+    u = torch.cat([p[0] for p in parts])  # [mixers * batch, seq_len, intermediate]
+    dt = torch.cat([F.softplus(p[1].float() + m.dt_proj.bias.float()) for m, p in zip(mixers, parts)])
+    B = torch.cat([p[2] for p in parts])
+    C = torch.cat([p[3] for p in parts])
+    A = torch.cat([(-torch.exp(m.A_log.float()))[None].expand(batch, -1, -1) for m in mixers])
+    if len(mixers) == 1:
+        A = A[0]
+    y = scan(u, dt, A, B, C)
+    return [
+        mixer.finish(y_part, part[0], part[4]) for mixer, part, y_part in zip(mixers, parts, y.split(batch, dim=0))
+    ]
+
+
+class MambaOCRBlock(GradientCheckpointingLayer):
+    """Pre-norm residual block: `x + mixer(norm(x)) + reverse(mixer_reverse(reverse(norm(x))))`.
+
+    The reverse direction runs over each sequence reversed within its own length (`reverse_padded`), so it starts at
+    the image's last valid frame, and padding, which stays at the end in both directions, never reaches a valid frame
+    through the causal mixers.
+    """
+
+    def __init__(self, config: MambaOCRConfig):
+        super().__init__()
+        self.norm = MambaOCRRMSNorm(config.hidden_size, eps=config.layer_norm_epsilon)
+        self.mixer = MambaOCRMixer(config)
+        self.mixer_reverse = MambaOCRMixer(config) if config.bidirectional else None
+
+    def forward(self, hidden_states: torch.Tensor, frame_lengths: torch.LongTensor) -> torch.Tensor:
+        normed = self.norm(hidden_states)
+        if self.mixer_reverse is None:
+            return hidden_states + self.mixer(normed)
+        forward_out, reverse_out = mamba_mixers_forward(
+            [self.mixer, self.mixer_reverse], [normed, reverse_padded(normed, frame_lengths)]
+        )
+        return hidden_states + forward_out + reverse_padded(reverse_out, frame_lengths)
+
+
+class MambaOCRMambaEncoder(nn.Module):
+    def __init__(self, config: MambaOCRConfig):
+        super().__init__()
+        self.layers = nn.ModuleList(MambaOCRBlock(config) for _ in range(config.num_hidden_layers))
+        self.norm_f = MambaOCRRMSNorm(config.hidden_size, eps=config.layer_norm_epsilon)
+
+    def forward(
+        self, hidden_states: torch.Tensor, frame_lengths: torch.LongTensor, output_hidden_states: bool = False
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        all_hidden = (hidden_states,) if output_hidden_states else ()
+        for layer in self.layers:
+            hidden_states = layer(hidden_states, frame_lengths)
+            if output_hidden_states:
+                all_hidden += (hidden_states,)
+        return self.norm_f(hidden_states), all_hidden
+
+
+class MambaOCRLSTMEncoder(nn.Module):
+    """The CRNN baseline: a stacked bidirectional LSTM over the packed (unpadded) sequences."""
+
+    def __init__(self, config: MambaOCRConfig):
+        super().__init__()
+        if config.hidden_size % 2:
+            raise ValueError(f"The bilstm sequence model needs an even `hidden_size`, got {config.hidden_size}.")
+        self.lstm = nn.LSTM(
+            config.hidden_size,
+            config.hidden_size // 2,
+            num_layers=config.num_hidden_layers,
+            bidirectional=True,
+            batch_first=True,
+        )
+
+    def forward(
+        self, hidden_states: torch.Tensor, frame_lengths: torch.LongTensor, output_hidden_states: bool = False
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        packed = nn.utils.rnn.pack_padded_sequence(
+            hidden_states, frame_lengths.cpu(), batch_first=True, enforce_sorted=False
+        )
+        output, _ = self.lstm(packed)
+        output, _ = nn.utils.rnn.pad_packed_sequence(output, batch_first=True, total_length=hidden_states.shape[1])
+        return output, ((hidden_states, output) if output_hidden_states else ())
+
+
+class MambaOCRTransformerEncoder(nn.Module):
+    """Pre-norm transformer encoder with sinusoidal positions and a key-padding mask (for ablations)."""
+
+    def __init__(self, config: MambaOCRConfig):
+        super().__init__()
+        self.hidden_size = config.hidden_size
+        layer = nn.TransformerEncoderLayer(
+            config.hidden_size,
+            config.num_attention_heads,
+            dim_feedforward=4 * config.hidden_size,
+            dropout=config.hidden_dropout,
+            activation="gelu",
+            batch_first=True,
+            norm_first=True,
+        )
+        self.layers = nn.TransformerEncoder(layer, config.num_hidden_layers, enable_nested_tensor=False)
+        self.norm_f = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_epsilon)
+
+    def forward(
+        self, hidden_states: torch.Tensor, frame_lengths: torch.LongTensor, output_hidden_states: bool = False
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        seq_len = hidden_states.shape[1]
+        position = torch.arange(seq_len, device=hidden_states.device, dtype=torch.float32)[:, None]
+        div = torch.exp(
+            torch.arange(0, self.hidden_size, 2, device=hidden_states.device, dtype=torch.float32)
+            * (-math.log(10000.0) / self.hidden_size)
+        )
+        positions = torch.zeros(seq_len, self.hidden_size, device=hidden_states.device)
+        positions[:, 0::2] = torch.sin(position * div)
+        positions[:, 1::2] = torch.cos(position * div[: self.hidden_size // 2])
+        padding = torch.arange(seq_len, device=hidden_states.device)[None, :] >= frame_lengths[:, None]
+        inputs = hidden_states + positions.to(hidden_states.dtype)
+        output = self.layers(inputs, src_key_padding_mask=padding)
+        return self.norm_f(output), ((inputs, output) if output_hidden_states else ())
+
+
+class MambaOCRIdentityEncoder(nn.Module):
+    """No sequence model: each frame is classified from its own backbone column (ablation)."""
+
+    def __init__(self, config: MambaOCRConfig):
+        super().__init__()
+
+    def forward(
+        self, hidden_states: torch.Tensor, frame_lengths: torch.LongTensor, output_hidden_states: bool = False
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        return hidden_states, ((hidden_states,) if output_hidden_states else ())
+
+
+SEQUENCE_ENCODERS = {
+    "mamba": MambaOCRMambaEncoder,
+    "bilstm": MambaOCRLSTMEncoder,
+    "transformer": MambaOCRTransformerEncoder,
+    "none": MambaOCRIdentityEncoder,
+}
+
+
+# Pretrained model and CTC head
+
+
+class MambaOCRPreTrainedModel(PreTrainedModel):
+    config_class = MambaOCRConfig
+    config: MambaOCRConfig
+    base_model_prefix = "mambaocr"
+    main_input_name = "pixel_values"
+    input_modalities = ("image",)
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["MambaOCRBlock", "MambaOCRBackbone"]
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        if isinstance(module, MambaOCRMixer):
+            module.init_mamba_weights()
+        elif isinstance(module, nn.Conv2d) and getattr(module, "zero_init", False):
+            init.zeros_(module.weight)  # adapter up-projection: identity at initialisation
+            init.zeros_(module.bias)
+        elif isinstance(module, MambaOCRRMSNorm):
+            init.ones_(module.weight)
+        else:
+            super()._init_weights(module)
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        if self._auto_class is not None:  # also map AutoModelForCTC to this class in the saved `auto_map`
+            module = self.__class__.__module__.split(".")[-1]
+            self.config.auto_map = {
+                **(getattr(self.config, "auto_map", None) or {}),
+                "AutoModelForCTC": f"{module}.{type(self).__name__}",
+            }
+        return super().save_pretrained(save_directory, *args, **kwargs)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
+        token = _LOADING_CHECKPOINT.set(True)
+        try:
+            model = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        finally:
+            _LOADING_CHECKPOINT.reset(token)
+        if pretrained_model_name_or_path is not None:
+            _check_vocab_matches_head(model.config, pretrained_model_name_or_path, kwargs)
+        return model
+
+
+def _check_vocab_matches_head(config: MambaOCRConfig, path: str | os.PathLike, kwargs: dict) -> None:
+    """A checkpoint whose tokenizer and CTC head disagree would decode garbage: refuse it with a clear error."""
+    hub_kwargs = {
+        k: kwargs[k] for k in ("cache_dir", "revision", "token", "local_files_only", "subfolder") if k in kwargs
+    }
+    vocab_file = cached_file(
+        path,
+        "vocab.json",
+        _raise_exceptions_for_missing_entries=False,
+        _raise_exceptions_for_connection_errors=False,
+        **hub_kwargs,
+    )
+    if vocab_file is None:
+        return
+    with open(vocab_file, encoding="utf-8") as handle:
+        vocab_size = len(json.load(handle))
+    if vocab_size != config.vocab_size:
+        raise ValueError(
+            f"The checkpoint at {path} is inconsistent: its tokenizer (vocab.json) has {vocab_size} entries but the "
+            f"model's CTC head has {config.vocab_size} classes. Save the model and tokenizer together (the head must "
+            "have one row per vocab entry), or resize the head with `model.resize_vocab(...)` before saving."
+        )
+
+
+class MambaOCRForCTC(MambaOCRPreTrainedModel):
+    r"""
+    MambaOCR scene-text recognizer: `pixel_values` → patched ResNet (+ adapters) → projection → sequence encoder →
+    CTC classifier. Decode its `logits` with `MambaOCRProcessor.batch_decode`.
+
+    Example:
+
+    ```python
+    >>> import torch
+    >>> from mambaocr_hf import MambaOCRConfig, MambaOCRForCTC
+
+    >>> model = MambaOCRForCTC(MambaOCRConfig(backbone="resnet18", hidden_size=64)).eval()
+    >>> out = model(torch.zeros(1, 3, 32, 128))
+    >>> out.logits.shape, out.frame_lengths.tolist()
+    (torch.Size([1, 32, 37]), [32])
+    ```
+    """
+
+    def __init__(self, config: MambaOCRConfig):
+        super().__init__(config)
+        self.backbone = MambaOCRBackbone(config)
+        if config.use_pretrained_backbone and not _LOADING_CHECKPOINT.get():
+            self.backbone.load_pretrained_weights()
+        # timm initialised (or loaded) the ResNet: keep transformers' generic init away from it
+        for module in self.backbone.body.modules():
+            module._is_hf_initialized = True
+        self.projection = nn.Linear(self.backbone.num_features, config.hidden_size)
+        self.encoder = SEQUENCE_ENCODERS[config.sequence_model](config)
+        self.dropout = nn.Dropout(config.hidden_dropout)
+        self.classifier = nn.Linear(config.hidden_size, config.vocab_size)
+        self.post_init()
+
+    # -- freezing ------------------------------------------------------------------------------------------------------
+
+    def freeze_backbone(self, trainable_stages: tuple[str, ...] = ("layer4",), train_adapters: bool = True) -> None:
+        """Freeze the ResNet except the named stages (and, by default, the adapters).
+
+        The projection, encoder and classifier are left as they are. Frozen BatchNorms stay in eval mode while the
+        model trains, so their running statistics are not changed either.
+        """
+        unknown = set(trainable_stages) - {"layer1", "layer2", "layer3", "layer4"}
+        if unknown:
+            raise ValueError(f"Unknown ResNet stages {sorted(unknown)}; choose from layer1..layer4.")
+        for name, param in self.backbone.body.named_parameters():
+            param.requires_grad = name.split(".")[0] in trainable_stages
+        for param in self.backbone.adapters.parameters():
+            param.requires_grad = train_adapters
+        self.train(self.training)
+
+    def apply_freeze_strategy(self, strategy: str) -> None:
+        """Set what trains by name.
+
+        * `adapters_layer4` (the design's fine-tuning strategy): adapters, `layer4`, projection, encoder and
+          classifier train; the rest of the ResNet is frozen.
+        * `adapters`: as above but `layer4` frozen too.
+        * `frozen_backbone`: the whole backbone (adapters included) frozen.
+        * `head_only`: only the classifier trains.
+        * `full`: everything trains.
+        """
+        if strategy not in FREEZE_STRATEGIES:
+            raise ValueError(f"Unknown freeze strategy {strategy!r}; choose one of {list(FREEZE_STRATEGIES)}.")
+        for param in self.parameters():
+            param.requires_grad = strategy != "head_only"
+        if strategy == "adapters_layer4":
+            self.freeze_backbone(("layer4",), train_adapters=True)
+        elif strategy == "adapters":
+            self.freeze_backbone((), train_adapters=True)
+        elif strategy == "frozen_backbone":
+            self.freeze_backbone((), train_adapters=False)
+        elif strategy == "head_only":
+            for param in self.classifier.parameters():
+                param.requires_grad = True
+        self.train(self.training)
+
+    def parameter_groups(self) -> dict[str, tuple[int, int]]:
+        """`{group: (trainable, total)}` parameter counts per module group, for a trainable-parameter table."""
+        groups = {
+            "backbone.stem": [p for n, p in self.backbone.body.named_parameters() if not n.startswith("layer")],
+            **{
+                f"backbone.{stage}": list(getattr(self.backbone.body, stage).parameters())
+                for stage in ("layer1", "layer2", "layer3", "layer4")
+            },
+            "backbone.adapters": list(self.backbone.adapters.parameters()),
+            "projection": list(self.projection.parameters()),
+            "encoder": list(self.encoder.parameters()),
+            "classifier": list(self.classifier.parameters()),
+        }
+        return {
+            name: (sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params))
+            for name, params in groups.items()
+        }
+
+    def train(self, mode: bool = True) -> MambaOCRForCTC:
+        super().train(mode)
+        if mode:
+            for module in self.backbone.body.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm) and not any(
+                    p.requires_grad for p in module.parameters()
+                ):
+                    module.eval()
+        return self
+
+    # -- forward -------------------------------------------------------------------------------------------------------
+
+    def _valid_pixels(self, pixel_values: torch.Tensor, pixel_mask: torch.Tensor | None) -> torch.Tensor:
+        batch, _, _, width = pixel_values.shape
+        if pixel_mask is None:
+            return torch.full((batch,), width, dtype=torch.long, device=pixel_values.device)
+        if pixel_mask.dim() == 3:  # [batch, height, width], as DETR-style processors give it
+            pixel_mask = pixel_mask.amax(dim=1)
+        if pixel_mask.shape != (batch, width):
+            raise ValueError(
+                f"`pixel_mask` must be [batch, width] or [batch, height, width] matching pixel_values {tuple(pixel_values.shape)}, "
+                f"got {tuple(pixel_mask.shape)}."
+            )
+        # valid columns are a prefix: the processor pads on the right
+        valid = pixel_mask.long().sum(dim=-1)
+        if not _is_tracing() and bool((valid == 0).any()):
+            empty = (valid == 0).nonzero().flatten().tolist()
+            raise ValueError(
+                f"Images {empty} of the batch have no valid pixels (pixel_mask is all zero): zero-width input."
+            )
+        return valid
+
+    def _check_inputs(self, pixel_values: torch.Tensor) -> None:
+        if not isinstance(pixel_values, torch.Tensor):
+            raise TypeError(
+                f"`pixel_values` must be a torch.Tensor [batch, {self.config.num_channels}, {self.config.image_height}, "
+                f"width]; got {type(pixel_values).__name__}. Use MambaOCRProcessor / MambaOCRImageProcessor to turn "
+                "images into model inputs."
+            )
+        if pixel_values.dim() != 4 or pixel_values.shape[1] != self.config.num_channels:
+            raise ValueError(
+                f"`pixel_values` must be [batch, {self.config.num_channels}, height, width], got "
+                f"{tuple(pixel_values.shape)}. Use MambaOCRImageProcessor to prepare images."
+            )
+        if pixel_values.shape[0] == 0 or pixel_values.shape[-1] == 0:
+            raise ValueError(f"`pixel_values` is empty: shape {tuple(pixel_values.shape)}.")
+        if pixel_values.shape[2] % 32:
+            raise ValueError(
+                f"`pixel_values` height must be a multiple of 32 (the model is built for {self.config.image_height}), "
+                f"got {pixel_values.shape[2]}. Use MambaOCRImageProcessor to resize."
+            )
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        pixel_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> MambaOCRCTCOutput | tuple:
+        r"""
+        pixel_values (`torch.FloatTensor` of shape `(batch_size, num_channels, 32, width)`):
+            Normalised images, padded on the right to the batch's widest (see [`MambaOCRImageProcessor`]).
+        pixel_mask (`torch.LongTensor` of shape `(batch_size, width)` or `(batch_size, height, width)`, *optional*):
+            1 for the columns of the real image, 0 for padding. Without it every column counts as valid.
+        labels (`torch.LongTensor` of shape `(batch_size, target_length)`, *optional*):
+            Character ids, padded with -100. Ids must be in `[0, vocab_size)` and differ from the blank.
+        """
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        self._check_inputs(pixel_values)
+        valid_pixels = self._valid_pixels(pixel_values, pixel_mask)
+        frame_lengths = frame_lengths_from_pixels(valid_pixels, self.config.frame_stride)
+
+        features = self.backbone(pixel_values, valid_pixels)  # [batch, frames, num_features]
+        frame_lengths = frame_lengths.clamp(max=features.shape[1])
+        hidden_states = self.projection(features)  # [batch, frames, hidden]
+        hidden_states, all_hidden = self.encoder(hidden_states, frame_lengths, bool(output_hidden_states))
+        logits = self.classifier(self.dropout(hidden_states))  # [batch, frames, vocab]
+        logits = self._mask_padding_frames(logits, frame_lengths)
+
+        loss = None
+        if labels is not None:
+            loss = self.ctc_loss(logits, frame_lengths, labels)
+
+        if not return_dict:
+            output = (logits, frame_lengths) + ((all_hidden,) if output_hidden_states else ())
+            return ((loss,) + output) if loss is not None else output
+        return MambaOCRCTCOutput(
+            loss=loss,
+            logits=logits,
+            frame_lengths=frame_lengths,
+            hidden_states=all_hidden if output_hidden_states else None,
+        )
+
+    def _mask_padding_frames(self, logits: torch.Tensor, frame_lengths: torch.LongTensor) -> torch.Tensor:
+        """Padded frames become certain blanks, so plain greedy decoding of a mixed batch emits nothing for them."""
+        padding = torch.arange(logits.shape[1], device=logits.device)[None, :] >= frame_lengths[:, None]
+        blank_row = torch.full((logits.shape[-1],), -1e4, dtype=logits.dtype, device=logits.device)
+        blank_row[self.config.blank_id] = 0.0
+        return torch.where(padding[..., None], blank_row, logits)
+
+    def ctc_loss(self, logits: torch.Tensor, frame_lengths: torch.LongTensor, labels: torch.Tensor) -> torch.Tensor:
+        """CTC loss in float32 with per-image input lengths; `labels` padded with -100."""
+        if labels.dim() != 2 or labels.shape[0] != logits.shape[0]:
+            raise ValueError(
+                f"`labels` must be [batch, target_length] with batch {logits.shape[0]}, got {tuple(labels.shape)}."
+            )
+        labels = labels.to(logits.device)
+        label_mask = labels >= 0
+        target_lengths = label_mask.sum(-1)
+        flat_targets = labels.masked_select(label_mask)
+        if not _is_tracing():
+            self._check_labels(labels, label_mask, target_lengths, frame_lengths)
+        log_probs = F.log_softmax(logits, dim=-1, dtype=torch.float32).transpose(0, 1)  # [frames, batch, vocab]
+        with torch.backends.cudnn.flags(enabled=False):
+            return F.ctc_loss(
+                log_probs,
+                flat_targets,
+                frame_lengths,
+                target_lengths,
+                blank=self.config.blank_id,
+                reduction=self.config.ctc_loss_reduction,
+                zero_infinity=self.config.ctc_zero_infinity,
+            )
+
+    def _check_labels(
+        self,
+        labels: torch.Tensor,
+        label_mask: torch.Tensor,
+        target_lengths: torch.Tensor,
+        frame_lengths: torch.LongTensor,
+    ) -> None:
+        valid_ids = labels[label_mask]
+        if valid_ids.numel() and int(valid_ids.max()) >= self.config.vocab_size:
+            raise ValueError(
+                f"Label id {int(valid_ids.max())} is outside the vocabulary (vocab_size={self.config.vocab_size}): "
+                "the labels were made with a different tokenizer than this model's."
+            )
+        if bool((valid_ids == self.config.blank_id).any()):
+            raise ValueError(f"Labels contain the CTC blank id {self.config.blank_id}; pad labels with -100 instead.")
+        # CTC needs one frame per character plus a blank between repeated characters
+        repeats = ((labels[:, 1:] == labels[:, :-1]) & label_mask[:, 1:]).sum(-1)
+        needed = target_lengths + repeats
+        too_long = (needed > frame_lengths.to(needed.device)).nonzero().flatten().tolist()
+        if too_long:
+            index = too_long[0]
+            raise ValueError(
+                f"Labels of samples {too_long} are longer than their images allow: sample {index} needs "
+                f"{int(needed[index])} frames but its image gives {int(frame_lengths[index])} "
+                f"({self.config.frame_stride} pixels per frame). Use wider images, or drop such samples "
+                "(the training data pipeline filters them)."
+            )
+
+    def resize_vocab(self, new_vocab_size: int) -> None:
+        """Grow or shrink the CTC head to `new_vocab_size` classes, keeping the existing rows (e.g. after new
+        characters were added to the tokenizer); new rows get the usual initialisation."""
+        old = self.classifier
+        if new_vocab_size <= self.config.blank_id:
+            raise ValueError(f"`new_vocab_size` must exceed the blank id {self.config.blank_id}.")
+        new = nn.Linear(old.in_features, new_vocab_size, device=old.weight.device, dtype=old.weight.dtype)
+        nn.init.normal_(new.weight, std=self.config.initializer_range)
+        nn.init.zeros_(new.bias)
+        keep = min(old.out_features, new_vocab_size)
+        with torch.no_grad():
+            new.weight[:keep] = old.weight[:keep]
+            new.bias[:keep] = old.bias[:keep]
+        self.classifier = new
+        self.config.vocab_size = new_vocab_size
+
+
+__all__ = ["MambaOCRForCTC", "MambaOCRPreTrainedModel", "MambaOCRCTCOutput"]

@@ -1,0 +1,52 @@
+import pytest
+
+from mambaocr_hf import MambaOCRConfig, MambaOCRImageProcessor, MambaOCRTokenizer
+
+
+def test_defaults_describe_one_model():
+    config = MambaOCRConfig()
+    tokenizer = MambaOCRTokenizer()
+    image_processor = MambaOCRImageProcessor()
+    assert config.vocab_size == len(tokenizer) == 37
+    assert config.blank_id == tokenizer.blank_token_id == 0
+    assert config.image_height == image_processor.image_height == 32
+    assert config.max_width == image_processor.max_width
+    assert config.frame_stride == image_processor.width_multiple
+    assert config.backbone == "resnet34" and config.sequence_model == "mamba" and config.bidirectional
+
+
+def test_derived_values():
+    config = MambaOCRConfig(hidden_size=192, expand=2)
+    assert config.intermediate_size == 384
+    assert config.time_step_rank == 12  # ceil(192 / 16)
+    assert MambaOCRConfig(time_step_rank=5).time_step_rank == 5
+
+
+def test_round_trip(tmp_path):
+    config = MambaOCRConfig(hidden_size=64, sequence_model="bilstm", adapter_stages=["layer4"], vocab_size=95)
+    config.save_pretrained(tmp_path)
+    loaded = MambaOCRConfig.from_pretrained(tmp_path)
+    assert loaded.to_dict() == config.to_dict()
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(backbone="vit_base_patch16_224"), "timm ResNet"),
+        (dict(frame_stride=3), "frame_stride"),
+        (dict(adapter_stages=["layer5"]), "adapter_stages"),
+        (dict(adapter_size=-1), "adapter_size"),
+        (dict(sequence_model="gru"), "sequence_model"),
+        (dict(sequence_model="transformer", hidden_size=30, num_attention_heads=4), "divisible"),
+        (dict(blank_id=37), "blank_id"),
+        (dict(ctc_loss_reduction="avg"), "ctc_loss_reduction"),
+        (dict(image_height=48), "multiple of 32"),
+        (dict(hidden_size=0), "hidden_size"),
+        (dict(state_size=2.5), "state_size"),
+        (dict(time_step_min=0.5, time_step_max=0.1), "time_step_min"),
+        (dict(max_width=2), "max_width"),
+    ],
+)
+def test_validation_errors(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        MambaOCRConfig(**kwargs)

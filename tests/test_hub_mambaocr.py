@@ -1,0 +1,184 @@
+"""Auto classes, remote code and Hub-cache loading: what a transformers user does with a checkpoint."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from PIL import Image
+from transformers import (
+    AutoConfig,
+    AutoImageProcessor,
+    AutoModel,
+    AutoModelForCTC,
+    AutoProcessor,
+    AutoTokenizer,
+)
+
+from mambaocr_hf import (
+    MambaOCRConfig,
+    MambaOCRForCTC,
+    MambaOCRImageProcessor,
+    MambaOCRProcessor,
+    MambaOCRTokenizer,
+    save_checkpoint,
+)
+
+from .conftest import tiny_config_kwargs
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ckpt")
+    model = MambaOCRForCTC(MambaOCRConfig(**tiny_config_kwargs())).eval()
+    save_checkpoint(
+        model,
+        MambaOCRProcessor.from_defaults(),
+        path,
+        metrics={"cer": 0.05, "word_accuracy": 0.9},
+        training_data="synthetic words",
+        datasets=["synthetic"],
+    )
+    return path, model
+
+
+def _inputs():
+    processor = MambaOCRProcessor.from_defaults()
+    return processor(images=[Image.new("RGB", (90, 30), "white"), Image.new("L", (40, 40))], return_tensors="pt")
+
+
+def test_checkpoint_layout(checkpoint):
+    path, _ = checkpoint
+    files = set(os.listdir(path))
+    assert {"model.safetensors", "config.json", "vocab.json", "tokenizer_config.json", "README.md"} <= files
+    assert {"modeling_mambaocr.py", "configuration_mambaocr.py", "selective_scan.py"} <= files
+    assert not any(name.endswith((".bin", ".pt", ".pth", ".ckpt")) for name in files)  # safetensors only
+    auto_map = json.loads((path / "config.json").read_text())["auto_map"]
+    assert auto_map == {
+        "AutoConfig": "configuration_mambaocr.MambaOCRConfig",
+        "AutoModel": "modeling_mambaocr.MambaOCRForCTC",
+        "AutoModelForCTC": "modeling_mambaocr.MambaOCRForCTC",
+    }
+
+
+def test_model_card(checkpoint):
+    card = (checkpoint[0] / "README.md").read_text()
+    assert card.startswith("---\nlibrary_name: transformers\npipeline_tag: image-to-text\nlicense: apache-2.0\n")
+    assert "datasets:\n- synthetic\n---" in card
+    assert "| cer | 0.0500 |" in card and "| word_accuracy | 0.9000 |" in card
+    assert "0123456789abcdefghijklmnopqrstuvwxyz" in card and "resnet10t" in card
+    assert "AutoModel.from_pretrained" in card
+
+
+def test_auto_classes_round_trip(checkpoint):
+    path, model = checkpoint
+    assert isinstance(AutoConfig.from_pretrained(path), MambaOCRConfig)
+    assert isinstance(AutoTokenizer.from_pretrained(path), MambaOCRTokenizer)
+    assert isinstance(AutoImageProcessor.from_pretrained(path), MambaOCRImageProcessor)
+    processor = AutoProcessor.from_pretrained(path)
+    assert isinstance(processor, MambaOCRProcessor)
+    inputs = _inputs()
+    with torch.no_grad():
+        expected = model(**inputs).logits
+        for auto in (AutoModel, AutoModelForCTC):
+            loaded = auto.from_pretrained(path).eval()
+            assert isinstance(loaded, MambaOCRForCTC)
+            assert torch.equal(loaded(**inputs).logits, expected)
+
+
+def test_save_checkpoint_refuses_mismatched_vocab(checkpoint, tmp_path):
+    with pytest.raises(ValueError, match="must match"):
+        save_checkpoint(checkpoint[1], MambaOCRProcessor.from_defaults(charset="printable"), tmp_path)
+
+
+REMOTE_SCRIPT = textwrap.dedent(
+    """
+    import importlib.abc, sys
+
+    class BlockMambaOCR(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path, target=None):
+            if name.split(".")[0] == "mambaocr_hf":
+                raise ImportError("mambaocr_hf is not installed here")
+
+    sys.meta_path.insert(0, BlockMambaOCR())
+    import torch
+    from transformers import AutoModel, AutoProcessor
+    from PIL import Image
+
+    model = AutoModel.from_pretrained(sys.argv[1], trust_remote_code=True).eval()
+    processor = AutoProcessor.from_pretrained(sys.argv[1], trust_remote_code=True)
+    assert "mambaocr_hf" not in sys.modules
+    inputs = processor(images=[Image.new("RGB", (90, 30), "white"), Image.new("L", (40, 40))], return_tensors="pt")
+    with torch.no_grad():
+        torch.save(model(**inputs).logits, sys.argv[2])
+    print(type(model).__module__, processor.batch_decode(torch.load(sys.argv[2])))
+    """
+)
+
+
+def _run_isolated(tmp_path, model_ref, env_extra):
+    script = tmp_path / "load.py"
+    script.write_text(REMOTE_SCRIPT)
+    out = tmp_path / "logits.pt"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", **env_extra}
+    env.pop("PYTHONPATH", None)
+    result = subprocess.run(
+        [sys.executable, str(script), str(model_ref), str(out)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout, torch.load(out)
+
+
+def test_remote_code_loads_without_the_package(checkpoint, tmp_path):
+    path, model = checkpoint
+    stdout, logits = _run_isolated(tmp_path, path, {"HF_MODULES_CACHE": str(tmp_path / "modules")})
+    assert "transformers_modules" in stdout
+    with torch.no_grad():
+        assert torch.allclose(logits, model(**_inputs()).logits, atol=1e-6)
+
+
+def test_load_by_repo_id_from_the_local_hub_cache(checkpoint, tmp_path):
+    """Lay the checkpoint out as the Hub cache holds `org/mambaocr`, then load it by repo id offline."""
+    path, model = checkpoint
+    cache = tmp_path / "hub"
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    snapshot = cache / "models--org--mambaocr" / "snapshots" / commit
+    shutil.copytree(path, snapshot)
+    (cache / "models--org--mambaocr" / "refs").mkdir()
+    (cache / "models--org--mambaocr" / "refs" / "main").write_text(commit)
+    env = {"HF_HUB_CACHE": str(cache), "HF_MODULES_CACHE": str(tmp_path / "modules")}
+    _, logits = _run_isolated(tmp_path, "org/mambaocr", env)
+    with torch.no_grad():
+        assert torch.allclose(logits, model(**_inputs()).logits, atol=1e-6)
+    # and with the package installed, through the registered Auto classes (no remote code)
+    script = tmp_path / "installed.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+        import sys, torch
+        import mambaocr_hf
+        from transformers import AutoModel, AutoProcessor
+        model = AutoModel.from_pretrained("org/mambaocr")
+        processor = AutoProcessor.from_pretrained("org/mambaocr")
+        assert type(model) is mambaocr_hf.MambaOCRForCTC and type(processor) is mambaocr_hf.MambaOCRProcessor
+        """
+        )
+    )
+    result = subprocess.run(
+        [sys.executable, str(script)],
+        env={**os.environ, "HF_HUB_OFFLINE": "1", **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]

@@ -1,0 +1,128 @@
+import logging
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from mambaocr_hf import MambaOCRImageProcessor
+
+
+@pytest.fixture
+def processor():
+    return MambaOCRImageProcessor()
+
+
+def _text_like(width=100, height=40):
+    array = np.full((height, width, 3), 255, dtype=np.uint8)
+    array[height // 3 : 2 * height // 3, width // 4 : 3 * width // 4] = 0
+    return array
+
+
+def test_height_aspect_padding_and_mask(processor):
+    batch = processor([Image.new("RGB", (100, 50)), Image.new("RGB", (10, 32))], return_tensors="pt")
+    assert batch["pixel_values"].shape == (2, 3, 32, 64)
+    assert batch["pixel_values"].dtype == torch.float32
+    assert batch["pixel_mask"].tolist()[1][:16] == [1] * 16  # 10 px → min_width 16
+    assert batch["pixel_mask"].sum(-1).tolist() == [64, 16]
+    assert torch.all(batch["pixel_values"][1, :, :, 16:] == 0)  # padding is 0 after normalisation
+
+
+def test_width_rounded_to_multiple_and_clamped(processor, caplog):
+    assert processor.target_width(101, 32) == 104
+    assert processor.target_width(5, 100) == 16
+    with caplog.at_level(logging.WARNING):
+        assert processor.target_width(10000, 32) == 2048
+    narrow = MambaOCRImageProcessor(max_width=128)
+    batch = narrow([Image.new("RGB", (1000, 32))], return_tensors="pt")
+    assert batch["pixel_values"].shape[-1] == 128
+
+
+def test_normalisation_uses_imagenet_statistics(processor):
+    white = processor(Image.new("RGB", (32, 32), "white"), return_tensors="pt")["pixel_values"]
+    expected = (1 - torch.tensor(processor.image_mean)) / torch.tensor(processor.image_std)
+    assert torch.allclose(white[0, :, 0, 0], expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "RGBA", "P", "CMYK", "1", "LA", "I;16", "I", "F"])
+def test_pil_modes(processor, mode):
+    base = Image.fromarray(_text_like())
+    if mode == "I;16":
+        image = Image.fromarray(np.asarray(base.convert("L")).astype(np.uint16) * 257)
+        assert image.mode.startswith("I;16")
+    elif mode in ("I", "F"):
+        image = base.convert("L").convert(mode)
+    else:
+        image = base.convert(mode)
+    out = processor(image, return_tensors="pt")["pixel_values"]
+    reference = processor(base, return_tensors="pt")["pixel_values"]
+    assert out.shape == reference.shape == (1, 3, 32, 80)
+    # same picture in every mode (colour conversions and the 1-bit threshold allow a small difference)
+    assert (out - reference).abs().mean() < 0.1
+
+
+def test_rgba_is_composited_on_white(processor):
+    transparent = Image.new("RGBA", (32, 32), (0, 0, 0, 0))
+    out = processor(transparent, return_tensors="pt")["pixel_values"]
+    white = processor(Image.new("RGB", (32, 32), "white"), return_tensors="pt")["pixel_values"]
+    assert torch.allclose(out, white)
+
+
+def test_numpy_and_torch_layouts(processor):
+    hwc = _text_like()
+    reference = processor(Image.fromarray(hwc), return_tensors="pt")["pixel_values"]
+    variants = [
+        hwc,
+        hwc.transpose(2, 0, 1),  # CHW numpy
+        torch.from_numpy(hwc.transpose(2, 0, 1).copy()),  # CHW uint8 tensor
+        torch.from_numpy(hwc.transpose(2, 0, 1).copy()).float() / 255,  # CHW float tensor in [0, 1]
+        hwc.astype(np.float32) / 255,  # HWC float in [0, 1]
+        hwc.astype(np.uint16) * 257,  # 16-bit
+    ]
+    for variant in variants:
+        out = processor(variant, return_tensors="pt")["pixel_values"]
+        assert torch.allclose(out, reference, atol=0.02), type(variant)
+    gray = processor(hwc[..., 0], return_tensors="pt")["pixel_values"]
+    assert gray.shape == reference.shape
+    batched = processor(np.stack([hwc, hwc]), return_tensors="pt")["pixel_values"]
+    assert batched.shape[0] == 2
+
+
+def test_grayscale_model_inputs():
+    processor = MambaOCRImageProcessor(num_channels=1)
+    assert processor(Image.new("RGB", (64, 32)), return_tensors="pt")["pixel_values"].shape == (1, 1, 32, 64)
+
+
+def test_file_paths(processor, tmp_path):
+    path = tmp_path / "word.png"
+    Image.fromarray(_text_like()).save(path)
+    assert processor(str(path), return_tensors="pt")["pixel_values"].shape == (1, 3, 32, 80)
+    corrupt = tmp_path / "corrupt.png"
+    corrupt.write_bytes(b"not a png")
+    with pytest.raises(ValueError, match="not a readable image"):
+        processor(str(corrupt))
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        processor(str(tmp_path / "missing.png"))
+
+
+@pytest.mark.parametrize(
+    "images, error, message",
+    [
+        ([], ValueError, "empty list"),
+        (np.zeros((0, 10, 3), dtype=np.uint8), ValueError, "empty"),
+        (np.zeros((32, 0), dtype=np.uint8), ValueError, "empty"),
+        (Image.new("RGB", (0, 32)), ValueError, "empty"),
+        ({"not": "an image"}, TypeError, "expected a PIL image"),
+        (np.zeros((5, 5, 5, 5, 5)), ValueError, "not an image"),
+    ],
+)
+def test_bad_inputs(processor, images, error, message):
+    with pytest.raises(error, match=message):
+        processor(images)
+
+
+def test_round_trip(tmp_path):
+    processor = MambaOCRImageProcessor(max_width=512, min_width=24, resample="bicubic")
+    processor.save_pretrained(tmp_path)
+    loaded = MambaOCRImageProcessor.from_pretrained(tmp_path)
+    assert (loaded.max_width, loaded.min_width, loaded.resample) == (512, 24, "bicubic")

@@ -1,0 +1,292 @@
+"""Model tests in the style of transformers' ModelTester: tiny configs, shapes, save/load, CTC training, padding."""
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from mambaocr_hf import MambaOCRConfig, MambaOCRForCTC, MambaOCRProcessor
+from mambaocr_hf.modeling_mambaocr import FREEZE_STRATEGIES
+
+from .conftest import tiny_config_kwargs
+
+
+class MambaOCRModelTester:
+    def __init__(self, batch_size=3, widths=(64, 40, 12), **overrides):
+        self.batch_size = batch_size
+        self.widths = widths
+        self.overrides = overrides
+
+    def get_config(self, **kwargs):
+        return MambaOCRConfig(**tiny_config_kwargs(**{**self.overrides, **kwargs}))
+
+    def prepare_inputs(self):
+        pixel_values = torch.randn(self.batch_size, 3, 32, max(self.widths))
+        pixel_mask = torch.zeros(self.batch_size, max(self.widths), dtype=torch.long)
+        for index, width in enumerate(self.widths):
+            pixel_mask[index, :width] = 1
+            pixel_values[index, :, :, width:] = 0
+        labels = torch.tensor([[11, 12, 13, 14], [15, 15, -100, -100], [16, -100, -100, -100]])
+        return pixel_values, pixel_mask, labels
+
+
+@pytest.fixture
+def tester():
+    return MambaOCRModelTester()
+
+
+def test_output_shapes(tester):
+    model = MambaOCRForCTC(tester.get_config()).eval()
+    pixel_values, pixel_mask, labels = tester.prepare_inputs()
+    with torch.no_grad():
+        out = model(pixel_values, pixel_mask=pixel_mask, labels=labels, output_hidden_states=True)
+    assert list(out.keys())[0] == "loss"
+    assert out.logits.shape == (3, 16, 37)  # width / 4 frames
+    assert out.frame_lengths.tolist() == [16, 10, 3]
+    assert len(out.hidden_states) == 3  # projection + 2 layers
+    tuple_out = model(pixel_values, pixel_mask=pixel_mask, return_dict=False)
+    assert torch.allclose(tuple_out[0], out.logits) and tuple_out[1].tolist() == [16, 10, 3]
+
+
+def test_stride_patch_keeps_width_and_collapses_height(tester):
+    model = MambaOCRForCTC(tester.get_config()).eval()
+    features = {}
+    model.backbone.body.layer4[-1].register_forward_hook(lambda m, i, o: features.setdefault("layer4", o))
+    with torch.no_grad():
+        model(torch.randn(1, 3, 32, 200))
+    assert features["layer4"].shape[2:] == (1, 50)
+    for stride in (2, 8):
+        patched = MambaOCRForCTC(tester.get_config(frame_stride=stride)).eval()
+        with torch.no_grad():
+            assert patched(torch.randn(1, 3, 32, 64)).logits.shape[1] == 64 // stride
+
+
+def test_adapters_start_as_identity(tester):
+    config = tester.get_config()
+    model = MambaOCRForCTC(config).eval()
+    no_adapters = MambaOCRForCTC(tester.get_config(adapter_size=0)).eval()
+    no_adapters.backbone.body.load_state_dict(model.backbone.body.state_dict())
+    assert len(model.backbone.adapters) == 4 and len(no_adapters.backbone.adapters) == 0
+    for adapters in model.backbone.adapters.values():
+        for adapter in adapters:
+            assert torch.count_nonzero(adapter.up.weight) == 0
+    pixel_values = torch.randn(2, 3, 32, 48)
+    with torch.no_grad():
+        assert torch.allclose(model.backbone(pixel_values), no_adapters.backbone(pixel_values), atol=1e-6)
+    only_layer4 = MambaOCRForCTC(tester.get_config(adapter_stages=["layer4"]))
+    assert list(only_layer4.backbone.adapters) == ["layer4"]
+
+
+@pytest.mark.parametrize("sequence_model", ["mamba", "bilstm", "transformer", "none"])
+def test_padding_invariance(tester, sequence_model):
+    """An image in a mixed-width batch gets the same per-frame probabilities as alone, and decodes the same."""
+    model = MambaOCRForCTC(tester.get_config(sequence_model=sequence_model)).eval()
+    pixel_values, pixel_mask, _ = tester.prepare_inputs()
+    pixel_values[1, :, :, 40:] = 5.0  # garbage in the padding must not matter either
+    processor = MambaOCRProcessor.from_defaults()
+    with torch.no_grad():
+        batch = model(pixel_values, pixel_mask=pixel_mask)
+        batch_probs = batch.logits.softmax(-1)
+        texts = processor.batch_decode(batch.logits)
+        for index, width in enumerate(tester.widths):
+            alone = model(pixel_values[index : index + 1, :, :, :width]).logits
+            frames = batch.frame_lengths[index]
+            assert torch.allclose(alone.softmax(-1)[0], batch_probs[index, :frames], atol=1e-3)
+            assert processor.batch_decode(alone) == [texts[index]]
+            # padded frames are certain blanks
+            assert torch.all(batch_probs[index, frames:, model.config.blank_id] > 0.999)
+
+
+def test_unidirectional_is_causal(tester):
+    model = MambaOCRForCTC(tester.get_config(bidirectional=False, adapter_size=0)).eval()
+    hidden = torch.randn(1, 10, 32)
+    changed = hidden.clone()
+    changed[:, 6:] = torch.randn(1, 4, 32)
+    with torch.no_grad():
+        a, _ = model.encoder(hidden, torch.tensor([10]))
+        b, _ = model.encoder(changed, torch.tensor([10]))
+    assert torch.allclose(a[:, :6], b[:, :6], atol=1e-6) and not torch.allclose(a[:, 6:], b[:, 6:])
+
+
+def test_training_step_finite_loss_and_expected_gradients(tester):
+    model = MambaOCRForCTC(tester.get_config())
+    model.apply_freeze_strategy("adapters_layer4")
+    model.train()
+    pixel_values, pixel_mask, labels = tester.prepare_inputs()
+    out = model(pixel_values, pixel_mask=pixel_mask, labels=labels)
+    assert out.loss.dtype == torch.float32 and torch.isfinite(out.loss)
+    out.loss.backward()
+    for name, param in model.named_parameters():
+        frozen = name.startswith("backbone.body.") and not name.startswith("backbone.body.layer4.")
+        if frozen:
+            assert param.grad is None, name
+        elif "adapters" in name and ".down." in name and "layer4" not in name:
+            continue  # an adapter's down-projection gets no gradient while its up-projection is still zero
+        else:
+            assert param.grad is not None and torch.isfinite(param.grad).all(), name
+    # frozen BatchNorms keep their statistics while the model trains
+    assert not model.backbone.body.bn1.training and model.backbone.body.layer4[0].bn1.training
+    groups = model.parameter_groups()
+    assert groups["backbone.layer1"][0] == 0 and groups["backbone.layer4"][0] == groups["backbone.layer4"][1]
+
+
+def test_a_few_steps_reduce_the_loss(tester):
+    model = MambaOCRForCTC(tester.get_config()).train()
+    pixel_values, pixel_mask, labels = tester.prepare_inputs()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(8):
+        loss = model(pixel_values, pixel_mask=pixel_mask, labels=labels).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0]
+
+
+@pytest.mark.parametrize("strategy", FREEZE_STRATEGIES)
+def test_freeze_strategies(tester, strategy):
+    model = MambaOCRForCTC(tester.get_config())
+    model.apply_freeze_strategy(strategy)
+    groups = model.parameter_groups()
+    trains = {name: trainable > 0 for name, (trainable, _) in groups.items()}
+    expected_classifier_only = strategy == "head_only"
+    assert trains["classifier"]
+    assert trains["encoder"] == (not expected_classifier_only)
+    assert trains["backbone.stem"] == (strategy == "full")
+    assert trains["backbone.layer4"] == (strategy in ("full", "adapters_layer4"))
+    assert trains["backbone.adapters"] == (strategy in ("full", "adapters_layer4", "adapters"))
+    with pytest.raises(ValueError, match="Unknown freeze strategy"):
+        model.apply_freeze_strategy("everything")
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(tester):
+    config = tester.get_config()
+    pixel_values, pixel_mask, labels = tester.prepare_inputs()
+    grads = []
+    for checkpointing in (False, True):
+        torch.manual_seed(0)
+        model = MambaOCRForCTC(config).train()
+        if checkpointing:
+            model.gradient_checkpointing_enable()
+            assert model.backbone.gradient_checkpointing and model.encoder.layers[0].gradient_checkpointing
+        model(pixel_values, pixel_mask=pixel_mask, labels=labels).loss.backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys()
+    for name in grads[0]:
+        assert torch.allclose(grads[0][name], grads[1][name], atol=1e-5), name
+
+
+def test_save_load_round_trip(tester, tmp_path):
+    model = MambaOCRForCTC(tester.get_config()).eval()
+    model.save_pretrained(tmp_path)
+    assert (tmp_path / "model.safetensors").is_file()
+    assert not list(tmp_path.glob("*.bin")) and not list(tmp_path.glob("*.pt"))
+    loaded = MambaOCRForCTC.from_pretrained(tmp_path).eval()
+    pixel_values, pixel_mask, _ = tester.prepare_inputs()
+    with torch.no_grad():
+        assert torch.equal(model(pixel_values, pixel_mask).logits, loaded(pixel_values, pixel_mask).logits)
+
+
+def test_default_model_runs_end_to_end_with_default_processor():
+    from PIL import Image
+
+    model = MambaOCRForCTC(MambaOCRConfig()).eval()
+    processor = MambaOCRProcessor.from_defaults()
+    inputs = processor(images=[Image.new("RGB", (120, 40), "white"), Image.new("L", (50, 32))], return_tensors="pt")
+    with torch.no_grad():
+        out = model(**inputs)
+    assert out.logits.shape == (2, 24, 37)
+    assert len(processor.batch_decode(out.logits)) == 2
+
+
+def test_pretrained_backbone_from_local_file(tester, tmp_path):
+    import timm
+
+    reference = timm.create_model("resnet10t", pretrained=False, num_classes=0, global_pool="")
+    path = tmp_path / "resnet10t.safetensors"
+    save_file(reference.state_dict(), str(path))
+    model = MambaOCRForCTC(tester.get_config(use_pretrained_backbone=True, backbone_weights_path=str(path)))
+    for name, tensor in reference.state_dict().items():
+        assert torch.equal(model.backbone.body.state_dict()[name], tensor), name
+    # a checkpoint with use_pretrained_backbone=True loads its own weights, without fetching ImageNet ones
+    model.config.backbone_weights_path = str(tmp_path / "gone.safetensors")
+    model.save_pretrained(tmp_path / "ckpt")
+    MambaOCRForCTC.from_pretrained(tmp_path / "ckpt")
+    with pytest.raises(FileNotFoundError, match="backbone_weights_path"):
+        MambaOCRForCTC(tester.get_config(use_pretrained_backbone=True, backbone_weights_path=str(tmp_path / "x.pt")))
+    wrong = tmp_path / "wrong.safetensors"
+    save_file({"conv1.weight": torch.zeros(1)}, str(wrong))
+    with pytest.raises(ValueError, match="do not fit"):
+        MambaOCRForCTC(tester.get_config(use_pretrained_backbone=True, backbone_weights_path=str(wrong)))
+
+
+def test_pretrained_backbone_offline_error_says_how_to_pass_local_weights(tester, monkeypatch):
+    import timm
+
+    def offline(*args, **kwargs):
+        if kwargs.get("pretrained"):
+            raise OSError("We couldn't connect to 'https://huggingface.co'")
+        return original(*args, **kwargs)
+
+    original = timm.create_model
+    monkeypatch.setattr(timm, "create_model", offline)
+    with pytest.raises(OSError, match="backbone_weights_path"):
+        MambaOCRForCTC(tester.get_config(use_pretrained_backbone=True))
+
+
+def test_bad_inputs(tester):
+    model = MambaOCRForCTC(tester.get_config()).eval()
+    pixel_values, pixel_mask, labels = tester.prepare_inputs()
+    with pytest.raises(TypeError, match="must be a torch.Tensor"):
+        model([[0.0]])
+    with pytest.raises(ValueError, match="pixel_values` must be"):
+        model(torch.randn(3, 32, 64))
+    with pytest.raises(ValueError, match="multiple of 32"):
+        model(torch.randn(1, 3, 30, 64))
+    with pytest.raises(ValueError, match="empty"):
+        model(torch.randn(1, 3, 32, 0))
+    empty_mask = pixel_mask.clone()
+    empty_mask[2] = 0
+    with pytest.raises(ValueError, match=r"Images \[2\] .* zero-width"):
+        model(pixel_values, pixel_mask=empty_mask)
+    with pytest.raises(ValueError, match="pixel_mask"):
+        model(pixel_values, pixel_mask=pixel_mask[:, :10])
+    too_long = labels.clone()
+    too_long[2] = torch.tensor([11, 12, 13, 14])  # 4 characters, 3 frames
+    with pytest.raises(ValueError, match=r"samples \[2\] are longer than their images allow"):
+        model(pixel_values, pixel_mask=pixel_mask, labels=too_long)
+    repeats = labels.clone()
+    repeats[2] = torch.tensor([11, 11, -100, -100])  # a repeat needs a blank between: 3 frames is enough
+    model(pixel_values, pixel_mask=pixel_mask, labels=repeats)
+    repeats[2] = torch.tensor([11, 11, 11, -100])  # 5 frames needed
+    with pytest.raises(ValueError, match="needs 5 frames"):
+        model(pixel_values, pixel_mask=pixel_mask, labels=repeats)
+    out_of_vocab = labels.clone()
+    out_of_vocab[0, 0] = 37
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        model(pixel_values, pixel_mask=pixel_mask, labels=out_of_vocab)
+    blank = labels.clone()
+    blank[0, 0] = 0
+    with pytest.raises(ValueError, match="blank"):
+        model(pixel_values, pixel_mask=pixel_mask, labels=blank)
+
+
+def test_checkpoint_whose_vocab_does_not_match_its_head(tester, tmp_path):
+    from mambaocr_hf import MambaOCRTokenizer
+
+    model = MambaOCRForCTC(tester.get_config())
+    model.save_pretrained(tmp_path)
+    MambaOCRTokenizer(charset="printable").save_pretrained(tmp_path)  # 95 entries, head has 37
+    with pytest.raises(ValueError, match=r"vocab.json\) has 95 entries but the model's CTC head has 37"):
+        MambaOCRForCTC.from_pretrained(tmp_path)
+
+
+def test_resize_vocab_keeps_existing_rows(tester):
+    model = MambaOCRForCTC(tester.get_config()).eval()
+    pixel_values = torch.randn(1, 3, 32, 48)
+    with torch.no_grad():
+        before = model(pixel_values).logits
+        model.resize_vocab(40)
+        after = model(pixel_values).logits
+    assert after.shape[-1] == 40 and model.config.vocab_size == 40
+    assert torch.allclose(before, after[..., :37], atol=1e-6)

@@ -1,0 +1,76 @@
+import pytest
+import torch
+
+from mambaocr_hf import CHARSETS, MambaOCRTokenizer
+
+
+@pytest.mark.parametrize(
+    "name, size", [("digits", 10), ("lowercase_alphanumeric", 36), ("alphanumeric", 62), ("printable", 94)]
+)
+def test_named_charsets(name, size):
+    tokenizer = MambaOCRTokenizer(charset=name)
+    assert len(CHARSETS[name]) == size
+    assert len(tokenizer) == size + 1
+    assert tokenizer.convert_ids_to_tokens(0) == "<blank>"
+    assert tokenizer.convert_tokens_to_ids(CHARSETS[name][0]) == 1  # the charset's order sets the ids
+
+
+def test_custom_charset_string_and_file(tmp_path):
+    assert MambaOCRTokenizer(charset="abc").charset == "abc"
+    path = tmp_path / "chars.txt"
+    path.write_text("x\ny\n \nz\n", encoding="utf-8")
+    tokenizer = MambaOCRTokenizer(charset=str(path))
+    assert tokenizer.charset == "xy z"
+    assert tokenizer.decode(tokenizer("y z")["input_ids"], group_tokens=False) == "y z"
+    with pytest.raises(ValueError, match="repeats"):
+        MambaOCRTokenizer(charset="abca")
+
+
+def test_unknown_character_policies():
+    mapped = MambaOCRTokenizer(unknown_char_policy="map")
+    assert mapped.normalize_text("Café-Öl!") == "cafeol"
+    dropped = MambaOCRTokenizer(unknown_char_policy="drop")
+    assert dropped.normalize_text("Café") == "af"  # upper-case C and é are both outside the charset
+    strict = MambaOCRTokenizer(unknown_char_policy="error")
+    assert strict.normalize_text("cafe") == "cafe"
+    with pytest.raises(ValueError, match=r"outside the tokenizer's charset: \['!', 'C'\]"):
+        strict("Cafe!")
+    with pytest.raises(ValueError, match="unknown_char_policy"):
+        MambaOCRTokenizer(unknown_char_policy="ignore")
+    assert MambaOCRTokenizer(char_map={"€": "e"}).normalize_text("€5") == "e5"
+    upper = MambaOCRTokenizer(charset="ABC")
+    assert upper.normalize_text("abc") == "ABC"
+
+
+def test_ctc_decoding_collapses_repeats_then_drops_blanks():
+    tokenizer = MambaOCRTokenizer()
+    a, b = tokenizer.convert_tokens_to_ids(["a", "b"])
+    assert tokenizer.decode([0, a, a, 0, a, b, b, 0]) == "aab"
+    assert tokenizer.decode(torch.tensor([a, a, b])) == "ab"
+    assert tokenizer.decode([a, a, b, -100, -100], group_tokens=False) == "aab"  # labels: no collapsing
+    out = tokenizer.decode([0, a, a, 0, b], output_char_offsets=True)
+    assert out["text"] == "ab"
+    assert out["char_offsets"] == [
+        {"char": "a", "start_frame": 1, "end_frame": 3},
+        {"char": "b", "start_frame": 4, "end_frame": 5},
+    ]
+    assert tokenizer.batch_decode([[a, 0, b], [0, 0, 0]]) == ["ab", ""]
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        tokenizer.decode([99])
+
+
+def test_save_and_load(tmp_path):
+    tokenizer = MambaOCRTokenizer(charset="printable", unknown_char_policy="error")
+    tokenizer.save_pretrained(tmp_path)
+    assert (tmp_path / "vocab.json").is_file()
+    loaded = MambaOCRTokenizer.from_pretrained(tmp_path)
+    assert loaded.get_vocab() == tokenizer.get_vocab()
+    assert loaded.unknown_char_policy == "error"
+    assert loaded("Hi!")["input_ids"] == tokenizer("Hi!")["input_ids"]
+
+
+def test_bad_vocab_file(tmp_path):
+    path = tmp_path / "vocab.json"
+    path.write_text('{"a": 0, "<blank>": 1}', encoding="utf-8")
+    with pytest.raises(ValueError, match="blank"):
+        MambaOCRTokenizer(vocab_file=str(path))
