@@ -8,11 +8,19 @@ from transformers.utils import logging
 
 logger = logging.get_logger(__name__)
 
+SCAN_IMPLEMENTATIONS = ("auto", "compiled", "chunked", "reference")
 SEQUENCE_MODELS = ("mamba", "bilstm", "transformer", "none")
 ADAPTER_STAGES = ("layer1", "layer2", "layer3", "layer4")
 CTC_REDUCTIONS = ("mean", "sum", "none")
 # Vocabulary of the default charset: 36 lower-case alphanumerics plus the CTC blank (see `tokenization_mambaocr.py`).
 DEFAULT_VOCAB_SIZE = 37
+
+
+# Named sizes. `base` is the default; `small` trades accuracy for CPU speed (a ResNet18 with the same stride patch).
+PRESETS = {
+    "base": {},
+    "small": {"backbone": "resnet18", "hidden_size": 192, "adapter_size": 32},
+}
 
 
 class MambaOCRConfig(PretrainedConfig):
@@ -46,9 +54,11 @@ class MambaOCRConfig(PretrainedConfig):
             and the head are the same for all of them, so ablations compare like with like.
         num_hidden_layers (`int`, *optional*, defaults to 2):
             Number of sequence-encoder layers.
-        state_size (`int`, *optional*, defaults to 16):
-            Mamba state size N per channel.
-        expand (`int`, *optional*, defaults to 2):
+        state_size (`int`, *optional*, defaults to 8):
+            Mamba state size N per channel. The scan's cost on CPU is proportional to `intermediate_size *
+            state_size` (one exponential per channel, state and frame), so the defaults (8, and `expand=1`) are
+            smaller than a language model's (16 and 2) to keep the encoder as fast as a BiLSTM of the same width.
+        expand (`int`, *optional*, defaults to 1):
             Mamba expansion factor; `intermediate_size = expand * hidden_size`.
         conv_kernel (`int`, *optional*, defaults to 4):
             Kernel size of Mamba's depthwise causal convolution.
@@ -81,8 +91,10 @@ class MambaOCRConfig(PretrainedConfig):
             Widest image, in pixels, that the image processor lets through (wider ones are down-scaled).
         num_channels (`int`, *optional*, defaults to 3):
             Channels of `pixel_values`.
-        use_reference_scan (`bool`, *optional*, defaults to `False`):
-            Force the plain sequential selective scan (slow; for debugging and tests) instead of the fast path.
+        scan_implementation (`str`, *optional*, defaults to `"auto"`):
+            Selective-scan implementation: `"auto"` (the fused `mamba-ssm` kernel on CUDA when installed, else the
+            `torch.compile`d chunk kernel on CPU, else the eager chunked scan), `"compiled"`, `"chunked"`, or
+            `"reference"` (the plain step-by-step recurrence, slow; for debugging).
         initializer_range (`float`, *optional*, defaults to 0.02):
             Standard deviation of the normal initialiser of the projection and classifier.
 
@@ -91,7 +103,7 @@ class MambaOCRConfig(PretrainedConfig):
     ```python
     >>> from mambaocr_hf import MambaOCRConfig, MambaOCRForCTC
 
-    >>> config = MambaOCRConfig(hidden_size=192, num_hidden_layers=2)
+    >>> config = MambaOCRConfig(hidden_size=192, expand=2)
     >>> model = MambaOCRForCTC(config)
     >>> model.config.intermediate_size
     384
@@ -111,8 +123,8 @@ class MambaOCRConfig(PretrainedConfig):
         hidden_size: int = 256,
         sequence_model: str = "mamba",
         num_hidden_layers: int = 2,
-        state_size: int = 16,
-        expand: int = 2,
+        state_size: int = 8,
+        expand: int = 1,
         conv_kernel: int = 4,
         time_step_rank: int | str = "auto",
         time_step_min: float = 0.001,
@@ -131,7 +143,7 @@ class MambaOCRConfig(PretrainedConfig):
         image_height: int = 32,
         max_width: int = 2048,
         num_channels: int = 3,
-        use_reference_scan: bool = False,
+        scan_implementation: str = "auto",
         initializer_range: float = 0.02,
         **kwargs,
     ):
@@ -165,11 +177,18 @@ class MambaOCRConfig(PretrainedConfig):
         self.image_height = image_height
         self.max_width = max_width
         self.num_channels = num_channels
-        self.use_reference_scan = use_reference_scan
+        self.scan_implementation = scan_implementation
         self.initializer_range = initializer_range
         kwargs.pop("intermediate_size", None)  # derived from expand * hidden_size; saved for readers only
         super().__init__(**kwargs)
         self._validate()
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides) -> MambaOCRConfig:
+        """A config from a named size (`"base"`, `"small"`), with any argument overridden."""
+        if name not in PRESETS:
+            raise ValueError(f"Unknown preset {name!r}; choose one of {list(PRESETS)}.")
+        return cls(**{**PRESETS[name], **overrides})
 
     def _validate(self) -> None:
         def positive(name: str) -> None:
@@ -217,6 +236,10 @@ class MambaOCRConfig(PretrainedConfig):
         if not 0.0 < self.time_step_min <= self.time_step_max:
             raise ValueError(
                 f"Need 0 < time_step_min <= time_step_max, got {self.time_step_min} and {self.time_step_max}."
+            )
+        if self.scan_implementation not in SCAN_IMPLEMENTATIONS:
+            raise ValueError(
+                f"`scan_implementation` must be one of {list(SCAN_IMPLEMENTATIONS)}, got {self.scan_implementation!r}."
             )
         if not 0.0 <= self.hidden_dropout < 1.0:
             raise ValueError(f"`hidden_dropout` must be in [0, 1), got {self.hidden_dropout}.")

@@ -22,8 +22,10 @@ from transformers.utils import ModelOutput, cached_file, logging
 from .configuration_mambaocr import MambaOCRConfig
 from .selective_scan import (
     causal_depthwise_conv1d,
+    compiled_scan_available,
     fused_kernels_available,
     selective_scan_chunked,
+    selective_scan_compiled,
     selective_scan_fused,
     selective_scan_reference,
 )
@@ -262,13 +264,17 @@ class MambaOCRRMSNorm(nn.Module):
 
 
 class MambaOCRMixer(nn.Module):
-    """Mamba-1 selective state-space mixer.
+    """Bidirectional Mamba-1 selective state-space mixer (the "bidirectional Mamba" block of Vision Mamba).
 
-    Parameter names and shapes are those of transformers' `MambaMixer` (`in_proj`, `conv1d`, `x_proj`, `dt_proj`,
-    `A_log`, `D`, `out_proj`), so layers of a pretrained `MambaForCausalLM` map onto it one to one.
+    The forward direction's parameters have the names and shapes of transformers' `MambaMixer` (`in_proj`, `conv1d`,
+    `x_proj`, `dt_proj`, `A_log`, `D`, `out_proj`), so a layer of a pretrained `MambaForCausalLM` maps onto it one to
+    one. The reverse direction shares `in_proj` (and so the gate) and `out_proj`, and has its own `conv1d_reverse`,
+    `x_proj_reverse`, `dt_proj_reverse`, `A_log_reverse` and `D_reverse`; it reads each sequence reversed within its
+    own length, so it starts at the image's last valid frame. The two directions' gated outputs are averaged before
+    `out_proj`. Sharing the projections keeps the layer's matrix work that of a one-directional Mamba.
     """
 
-    _logged_path = False
+    _DIRECTIONAL = ("conv1d", "x_proj", "dt_proj", "A_log", "D")
 
     def __init__(self, config: MambaOCRConfig):
         super().__init__()
@@ -277,126 +283,162 @@ class MambaOCRMixer(nn.Module):
         self.intermediate_size = config.intermediate_size
         self.ssm_state_size = config.state_size
         self.time_step_rank = config.time_step_rank
+        self.bidirectional = config.bidirectional
         self.in_proj = nn.Linear(self.hidden_size, 2 * self.intermediate_size, bias=config.use_bias)
-        self.conv1d = nn.Conv1d(
-            self.intermediate_size,
-            self.intermediate_size,
-            kernel_size=config.conv_kernel,
-            groups=self.intermediate_size,
-            padding=config.conv_kernel - 1,
-            bias=config.use_conv_bias,
-        )
-        self.x_proj = nn.Linear(self.intermediate_size, self.time_step_rank + 2 * self.ssm_state_size, bias=False)
-        self.dt_proj = nn.Linear(self.time_step_rank, self.intermediate_size, bias=True)
-        self.A_log = nn.Parameter(torch.empty(self.intermediate_size, self.ssm_state_size))
-        self.D = nn.Parameter(torch.empty(self.intermediate_size))
         self.out_proj = nn.Linear(self.intermediate_size, self.hidden_size, bias=config.use_bias)
+        for suffix in ("", "_reverse") if self.bidirectional else ("",):
+            setattr(
+                self,
+                f"conv1d{suffix}",
+                nn.Conv1d(
+                    self.intermediate_size,
+                    self.intermediate_size,
+                    kernel_size=config.conv_kernel,
+                    groups=self.intermediate_size,
+                    padding=config.conv_kernel - 1,
+                    bias=config.use_conv_bias,
+                ),
+            )
+            setattr(
+                self,
+                f"x_proj{suffix}",
+                nn.Linear(self.intermediate_size, self.time_step_rank + 2 * self.ssm_state_size, bias=False),
+            )
+            setattr(self, f"dt_proj{suffix}", nn.Linear(self.time_step_rank, self.intermediate_size, bias=True))
+            setattr(self, f"A_log{suffix}", nn.Parameter(torch.empty(self.intermediate_size, self.ssm_state_size)))
+            setattr(self, f"D{suffix}", nn.Parameter(torch.empty(self.intermediate_size)))
 
     @torch.no_grad()
     def init_mamba_weights(self) -> None:
         """S4D-real A, unit D and Δ initialised log-uniformly in [time_step_min, time_step_max], as in Mamba."""
         config = self.config
-        A = torch.arange(1, self.ssm_state_size + 1, dtype=torch.float32).expand(self.intermediate_size, -1)
-        init.copy_(self.A_log, torch.log(A))
-        init.ones_(self.D)
-        dt_init_std = self.time_step_rank**-0.5
-        init.uniform_(self.dt_proj.weight, -dt_init_std, dt_init_std)
-        dt = torch.exp(
-            torch.rand(self.intermediate_size) * (math.log(config.time_step_max) - math.log(config.time_step_min))
-            + math.log(config.time_step_min)
-        ).clamp(min=config.time_step_floor)
-        init.copy_(self.dt_proj.bias, dt + torch.log(-torch.expm1(-dt)))  # inverse softplus
-        init.kaiming_uniform_(self.conv1d.weight, a=math.sqrt(5))
-        if self.conv1d.bias is not None:
-            init.zeros_(self.conv1d.bias)
+        for suffix in ("", "_reverse") if self.bidirectional else ("",):
+            A = torch.arange(1, self.ssm_state_size + 1, dtype=torch.float32).expand(self.intermediate_size, -1)
+            init.copy_(getattr(self, f"A_log{suffix}"), torch.log(A))
+            init.ones_(getattr(self, f"D{suffix}"))
+            dt_proj = getattr(self, f"dt_proj{suffix}")
+            dt_init_std = self.time_step_rank**-0.5
+            init.uniform_(dt_proj.weight, -dt_init_std, dt_init_std)
+            dt = torch.exp(
+                torch.rand(self.intermediate_size) * (math.log(config.time_step_max) - math.log(config.time_step_min))
+                + math.log(config.time_step_min)
+            ).clamp(min=config.time_step_floor)
+            init.copy_(dt_proj.bias, dt + torch.log(-torch.expm1(-dt)))  # inverse softplus
+            conv1d = getattr(self, f"conv1d{suffix}")
+            init.kaiming_uniform_(conv1d.weight, a=math.sqrt(5))
+            if conv1d.bias is not None:
+                init.zeros_(conv1d.bias)
 
-    def scan_inputs(self, hidden_states: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """Projections feeding the scan: `u`, raw Δ, `B`, `C` and the gate, each `[batch, seq_len, ...]`."""
-        projected = self.in_proj(hidden_states)  # [batch, seq_len, 2 * intermediate]
-        u, gate = projected.chunk(2, dim=-1)
-        u = causal_depthwise_conv1d(u, self.conv1d.weight, self.conv1d.bias)  # [batch, seq_len, intermediate]
-        dt_low_rank, B, C = torch.split(
-            self.x_proj(u), [self.time_step_rank, self.ssm_state_size, self.ssm_state_size], dim=-1
-        )
-        dt_raw = F.linear(dt_low_rank, self.dt_proj.weight)  # [batch, seq_len, intermediate], bias added later
-        return u, dt_raw, B, C, gate
+    def _directional(self, name: str) -> list[torch.Tensor]:
+        suffixes = ("", "_reverse") if self.bidirectional else ("",)
+        return [getattr(self, f"{name}{suffix}") for suffix in suffixes]
 
-    def finish(self, y: torch.Tensor, u: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
-        """`D` skip, SiLU gate and output projection around a scan output `y` `[batch, seq_len, intermediate]`."""
-        y = (y + u.float() * self.D.float()) * F.silu(gate.float())
-        return self.out_proj(y.to(gate.dtype))
+    def forward(self, hidden_states: torch.Tensor, frame_lengths: torch.LongTensor | None = None) -> torch.Tensor:
+        """`[batch, seq_len, hidden]` → `[batch, seq_len, hidden]`; frames past `frame_lengths` are padding.
 
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        return mamba_mixers_forward([self], [hidden_states])[0]
+        Both directions run as one stacked batch `[directions * batch, ...]` through the convolution, the projections
+        and the scan, so that each step costs one kernel call, not two.
+        """
+        batch, seq_len, _ = hidden_states.shape
+        directions = 2 if self.bidirectional else 1
+        xz = self.in_proj(hidden_states)  # [batch, seq_len, 2 * intermediate]
+        if self.bidirectional:
+            if frame_lengths is None:
+                frame_lengths = torch.full((batch,), seq_len, dtype=torch.long, device=hidden_states.device)
+            # rows of the stacked batch: each sequence as it is, then each reversed within its own length
+            rows = _bidirectional_rows(frame_lengths, seq_len)  # [2 * batch * seq_len]
+            xz = xz.reshape(batch * seq_len, -1).index_select(0, rows).view(directions * batch, seq_len, -1)
+        x, z = xz.chunk(2, dim=-1)  # [directions * batch, seq_len, intermediate]
+        # depthwise causal conv, each direction with its own kernel (one call: per-sample kernels)
+        convs = self._directional("conv1d")
+        weight = torch.cat([conv.weight[None].expand(batch, -1, -1, -1) for conv in convs]).flatten(0, 1)
+        bias = None if convs[0].bias is None else torch.cat([conv.bias[None].expand(batch, -1) for conv in convs])
+        u = causal_depthwise_conv1d(x, weight, None if bias is None else bias.flatten())
+        # x_proj and dt_proj of both directions as one batched matmul each
+        x_proj = torch.stack([w.weight for w in self._directional("x_proj")]).transpose(1, 2)  # [dirs, inter, r+2n]
+        projected = torch.matmul(u.unflatten(0, (directions, batch)), x_proj[:, None])  # [dirs, batch, seq, r+2n]
+        dt_low_rank, B, C = torch.split(projected, [self.time_step_rank, self.ssm_state_size, self.ssm_state_size], -1)
+        dt_proj = torch.stack([w.weight for w in self._directional("dt_proj")]).transpose(1, 2)  # [dirs, r, inter]
+        delta = torch.matmul(dt_low_rank, dt_proj[:, None]).flatten(0, 1)  # the scan adds the bias
+        B, C = B.flatten(0, 1), C.flatten(0, 1)
+
+        A = [-torch.exp(a.float()) for a in self._directional("A_log")]
+        D = self._directional("D")
+        delta_bias = [p.bias for p in self._directional("dt_proj")]
+        path = _select_scan(self.config, hidden_states.device)
+        if path == "fused":  # pragma: no cover - needs CUDA and mamba-ssm; one kernel call per direction
+            halves = [slice(i * batch, (i + 1) * batch) for i in range(directions)]
+            y = torch.cat(
+                [
+                    selective_scan_fused(u[h], delta[h], A[i], B[h], C[h], D[i], z[h], delta_bias[i])
+                    for i, h in enumerate(halves)
+                ]
+            )
+        elif directions == 1:
+            y = _SCANS[path](u, delta, A[0], B, C, D[0], z, delta_bias[0])
+        else:
+            per_batch = [torch.cat([v[None].expand(batch, *v.shape) for v in values]) for values in (A, D, delta_bias)]
+            y = _SCANS[path](u, delta, per_batch[0], B, C, per_batch[1], z, per_batch[2])
+        if self.bidirectional:  # back to forward order, then average the directions
+            y_reverse = y[batch:].reshape(batch * seq_len, -1).index_select(0, rows[batch * seq_len :])
+            y = (y[:batch] + y_reverse.view(batch, seq_len, -1)) * 0.5
+        return self.out_proj(y.to(hidden_states.dtype))
+
+
+def _bidirectional_rows(frame_lengths: torch.LongTensor, seq_len: int) -> torch.LongTensor:
+    """Row indices into `[batch * seq_len]` giving the batch as it is followed by each sequence reversed within its
+    own length (padding stays at the end). The reversal is its own inverse."""
+    positions = torch.arange(seq_len, device=frame_lengths.device)[None, :]  # [1, seq_len]
+    lengths = frame_lengths[:, None]
+    reverse = torch.where(positions < lengths, lengths - 1 - positions, positions)  # [batch, seq_len]
+    offsets = torch.arange(frame_lengths.shape[0], device=frame_lengths.device)[:, None] * seq_len
+    return torch.cat([(positions + offsets).flatten(), (reverse + offsets).flatten()])
+
+
+def _select_scan(config: MambaOCRConfig, device: torch.device) -> str:
+    choice = config.scan_implementation
+    if choice == "auto":
+        if fused_kernels_available() and device.type == "cuda":
+            choice = "fused"
+        elif device.type == "cpu" and not _is_tracing() and compiled_scan_available():
+            choice = "compiled"
+        else:
+            choice = "chunked"
+    _log_scan_path(choice)
+    return choice
+
+
+_logged_scan_path = {"path": ""}
 
 
 def _log_scan_path(path: str) -> None:
-    if not MambaOCRMixer._logged_path:
-        MambaOCRMixer._logged_path = True
+    if path != _logged_scan_path["path"]:
+        _logged_scan_path["path"] = path
         logger.info(f"MambaOCR selective scan: {path}.")
-        if path.startswith("pure-PyTorch") and torch.cuda.is_available() and not fused_kernels_available():
+        if path != "fused" and torch.cuda.is_available() and not fused_kernels_available():
             logger.warning_once(
                 "CUDA is available but `mamba-ssm` is not installed: using the pure-PyTorch scan. Install the fused "
                 "kernels with `pip install mambaocr-hf[cuda]` for speed."
             )
 
 
-def mamba_mixers_forward(mixers: list[MambaOCRMixer], inputs: list[torch.Tensor]) -> list[torch.Tensor]:
-    """Run several mixers (e.g. the two directions of a layer) with one selective scan over their stacked batches.
-
-    Each mixer has its own parameters; only the recurrence, whose cost is in its per-step loop on CPU, is shared.
-    """
-    config = mixers[0].config
-    parts = [mixer.scan_inputs(hidden) for mixer, hidden in zip(mixers, inputs)]
-    device = inputs[0].device
-    if fused_kernels_available() and device.type == "cuda" and not config.use_reference_scan:
-        _log_scan_path("fused mamba-ssm CUDA kernel")
-        return [
-            mixer.out_proj(
-                selective_scan_fused(
-                    u, dt_raw, mixer.dt_proj.bias, -torch.exp(mixer.A_log.float()), B, C, mixer.D, gate
-                )
-            )
-            for mixer, (u, dt_raw, B, C, gate) in zip(mixers, parts)
-        ]
-    scan = selective_scan_reference if config.use_reference_scan else selective_scan_chunked
-    _log_scan_path("reference (sequential, debug)" if config.use_reference_scan else "pure-PyTorch chunked scan")
-    batch = inputs[0].shape[0]
-    u = torch.cat([p[0] for p in parts])  # [mixers * batch, seq_len, intermediate]
-    dt = torch.cat([F.softplus(p[1].float() + m.dt_proj.bias.float()) for m, p in zip(mixers, parts)])
-    B = torch.cat([p[2] for p in parts])
-    C = torch.cat([p[3] for p in parts])
-    A = torch.cat([(-torch.exp(m.A_log.float()))[None].expand(batch, -1, -1) for m in mixers])
-    if len(mixers) == 1:
-        A = A[0]
-    y = scan(u, dt, A, B, C)
-    return [
-        mixer.finish(y_part, part[0], part[4]) for mixer, part, y_part in zip(mixers, parts, y.split(batch, dim=0))
-    ]
+_SCANS = {
+    "compiled": selective_scan_compiled,
+    "chunked": selective_scan_chunked,
+    "reference": selective_scan_reference,
+}
 
 
 class MambaOCRBlock(GradientCheckpointingLayer):
-    """Pre-norm residual block: `x + mixer(norm(x)) + reverse(mixer_reverse(reverse(norm(x))))`.
-
-    The reverse direction runs over each sequence reversed within its own length (`reverse_padded`), so it starts at
-    the image's last valid frame, and padding, which stays at the end in both directions, never reaches a valid frame
-    through the causal mixers.
-    """
+    """Pre-norm residual block around the (bidirectional) mixer: `x + mixer(norm(x))`."""
 
     def __init__(self, config: MambaOCRConfig):
         super().__init__()
         self.norm = MambaOCRRMSNorm(config.hidden_size, eps=config.layer_norm_epsilon)
         self.mixer = MambaOCRMixer(config)
-        self.mixer_reverse = MambaOCRMixer(config) if config.bidirectional else None
 
     def forward(self, hidden_states: torch.Tensor, frame_lengths: torch.LongTensor) -> torch.Tensor:
-        normed = self.norm(hidden_states)
-        if self.mixer_reverse is None:
-            return hidden_states + self.mixer(normed)
-        forward_out, reverse_out = mamba_mixers_forward(
-            [self.mixer, self.mixer_reverse], [normed, reverse_padded(normed, frame_lengths)]
-        )
-        return hidden_states + forward_out + reverse_padded(reverse_out, frame_lengths)
+        return hidden_states + self.mixer(self.norm(hidden_states), frame_lengths)
 
 
 class MambaOCRMambaEncoder(nn.Module):

@@ -50,3 +50,11 @@ def test_round_trip(tmp_path):
 def test_validation_errors(kwargs, message):
     with pytest.raises(ValueError, match=message):
         MambaOCRConfig(**kwargs)
+
+
+def test_presets():
+    small = MambaOCRConfig.from_preset("small", vocab_size=95)
+    assert small.backbone == "resnet18" and small.vocab_size == 95
+    assert MambaOCRConfig.from_preset("base").to_dict() == MambaOCRConfig().to_dict()
+    with pytest.raises(ValueError, match="Unknown preset"):
+        MambaOCRConfig.from_preset("huge")

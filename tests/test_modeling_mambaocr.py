@@ -96,6 +96,23 @@ def test_padding_invariance(tester, sequence_model):
             assert torch.all(batch_probs[index, frames:, model.config.blank_id] > 0.999)
 
 
+def test_mixer_keeps_mamba_mixer_parameter_names(tester):
+    from transformers import MambaConfig
+    from transformers.models.mamba.modeling_mamba import MambaMixer
+
+    model = MambaOCRForCTC(tester.get_config())
+    ours = dict(model.encoder.layers[0].mixer.named_parameters())
+    theirs = dict(
+        MambaMixer(
+            MambaConfig(hidden_size=32, state_size=4, expand=2, time_step_rank=2, conv_kernel=4), layer_idx=0
+        ).named_parameters()
+    )
+    for name, param in theirs.items():
+        assert ours[name].shape == param.shape, name
+        if name not in ("in_proj.weight", "out_proj.weight"):  # shared by both directions
+            assert ours[name.replace(".", "_reverse.", 1) if "." in name else name + "_reverse"].shape == param.shape
+
+
 def test_unidirectional_is_causal(tester):
     model = MambaOCRForCTC(tester.get_config(bidirectional=False, adapter_size=0)).eval()
     hidden = torch.randn(1, 10, 32)

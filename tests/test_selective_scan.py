@@ -1,53 +1,110 @@
-"""The fast pure-PyTorch scan is the same recurrence as the step-by-step reference (forward and gradients)."""
+"""The fast scans are the same recurrence as the step-by-step reference (forward and gradients)."""
 
 import pytest
 import torch
+from torch.nn import functional as F
 
 from mambaocr_hf import MambaOCRConfig, MambaOCRForCTC
+from mambaocr_hf import selective_scan as scan_module
 from mambaocr_hf.modeling_mambaocr import reverse_padded
-from mambaocr_hf.selective_scan import causal_depthwise_conv1d, selective_scan_chunked, selective_scan_reference
+from mambaocr_hf.selective_scan import (
+    causal_depthwise_conv1d,
+    fast_softplus,
+    selective_scan_chunked,
+    selective_scan_compiled,
+    selective_scan_reference,
+)
 
 from .conftest import tiny_config_kwargs
 
 
-def _inputs(batch, length, channels, state, per_batch_A=False):
-    u = torch.randn(batch, length, channels, dtype=torch.float32)
-    dt = torch.nn.functional.softplus(torch.randn(batch, length, channels) - 1.0)
-    A_shape = (batch, channels, state) if per_batch_A else (channels, state)
-    A = -torch.exp(torch.randn(A_shape))
+def _inputs(batch, length, channels, state, per_batch=False):
+    """u, delta, A, B, C, D, z, delta_bias (the argument order of mamba-ssm's selective_scan_fn)."""
+    u = torch.randn(batch, length, channels)
+    delta = torch.randn(batch, length, channels) - 1.0
+    A = -torch.exp(torch.randn((batch, channels, state) if per_batch else (channels, state)))
     B = torch.randn(batch, length, state)
     C = torch.randn(batch, length, state)
-    return [t.requires_grad_() for t in (u, dt, A, B, C)]
+    D = torch.randn((batch, channels) if per_batch else (channels,))
+    z = torch.randn(batch, length, channels)
+    delta_bias = torch.randn((batch, channels) if per_batch else (channels,)) * 0.5
+    return [t.requires_grad_() for t in (u, delta, A, B, C, D, z, delta_bias)]
+
+
+def _assert_same_as_reference(scan, inputs, **kwargs):
+    ref = selective_scan_reference(*inputs)
+    grads_ref = torch.autograd.grad(ref.square().sum(), inputs)
+    out = scan(*inputs, **kwargs)
+    grads = torch.autograd.grad(out.square().sum(), inputs)
+    assert out.shape == ref.shape
+    assert torch.allclose(out, ref, atol=1e-5, rtol=1e-5)
+    for g, g_ref in zip(grads, grads_ref):
+        assert torch.allclose(g, g_ref, atol=1e-5, rtol=1e-5)
+
+
+def test_fast_softplus():
+    x = torch.linspace(-100, 100, 2001, requires_grad=True)
+    assert torch.allclose(fast_softplus(x), F.softplus(x), atol=1e-6)
+    (grad,) = torch.autograd.grad(fast_softplus(x).sum(), x)
+    assert torch.allclose(grad, torch.sigmoid(x), atol=1e-6)
 
 
 @pytest.mark.parametrize("length", [1, 2, 7, 16, 33, 70])
-@pytest.mark.parametrize("chunk_size", [4, 64])
+@pytest.mark.parametrize("chunk_size", [4, 16])
 def test_chunked_scan_matches_reference(length, chunk_size):
     torch.manual_seed(length)
-    inputs = _inputs(2, length, 5, 3)
-    ref = selective_scan_reference(*inputs)
-    grads_ref = torch.autograd.grad(ref.square().sum(), inputs)
-    fast = selective_scan_chunked(*inputs, chunk_size=chunk_size)
-    grads_fast = torch.autograd.grad(fast.square().sum(), inputs)
-    assert fast.shape == (2, length, 5)
-    assert torch.allclose(fast, ref, atol=1e-5, rtol=1e-5)
-    for g_fast, g_ref in zip(grads_fast, grads_ref):
-        assert torch.allclose(g_fast, g_ref, atol=1e-5, rtol=1e-5)
+    _assert_same_as_reference(selective_scan_chunked, _inputs(2, length, 5, 3), chunk_size=chunk_size)
+
+
+def test_compiled_scan_matches_reference(monkeypatch):
+    """The torch.compile path (forward and gradients), lengths around the 16-frame chunk, both A layouts."""
+    monkeypatch.setattr(scan_module, "_compiled_chunk", scan_module._CompiledChunk())
+    scan_module._compiled_chunk.failed = False
+    for length, per_batch in [(1, False), (16, True), (37, True)]:
+        _assert_same_as_reference(
+            selective_scan_compiled,
+            _inputs(2, length, 5, 3, per_batch),
+        )
+    with torch.no_grad():
+        inputs = [t.detach() for t in _inputs(3, 20, 6, 4)]
+        assert torch.allclose(selective_scan_compiled(*inputs), selective_scan_reference(*inputs), atol=1e-5)
+    assert not scan_module._compiled_chunk.failed
+
+
+def test_compile_failure_falls_back_to_the_chunked_scan(monkeypatch, caplog):
+    chunk = scan_module._CompiledChunk()
+    chunk.failed = False
+    chunk.function = lambda *args: (_ for _ in ()).throw(RuntimeError("no C++ compiler"))
+    monkeypatch.setattr(scan_module, "_compiled_chunk", chunk)
+    inputs = [t.detach() for t in _inputs(2, 9, 4, 3)]
+    out = selective_scan_compiled(*inputs)
+    assert chunk.failed and not scan_module.compiled_scan_available()
+    assert torch.allclose(out, selective_scan_reference(*inputs), atol=1e-5)
 
 
 def test_inference_path_matches_training_path():
-    inputs = [t.detach() for t in _inputs(3, 40, 6, 4, per_batch_A=True)]
+    inputs = [t.detach() for t in _inputs(3, 40, 6, 4, per_batch=True)]
     with torch.no_grad():
-        no_grad = selective_scan_chunked(*inputs, chunk_size=16)
-    with_grad = selective_scan_chunked(*[t.clone().requires_grad_() for t in inputs], chunk_size=16)
+        no_grad = selective_scan_chunked(*inputs)
+    with_grad = selective_scan_chunked(*[t.clone().requires_grad_() for t in inputs])
     assert torch.allclose(no_grad, with_grad.detach(), atol=1e-6)
     assert torch.allclose(no_grad, selective_scan_reference(*inputs), atol=1e-5)
 
 
 def test_scan_shape_errors():
-    u, dt, A, B, C = (t.detach() for t in _inputs(2, 4, 5, 3))
-    with pytest.raises(ValueError, match="inconsistent shapes"):
-        selective_scan_chunked(u, dt[:, :3], A, B, C)
+    u, delta, A, B, C, D, z, bias = (t.detach() for t in _inputs(2, 4, 5, 3))
+    for scan in (selective_scan_chunked, selective_scan_compiled, selective_scan_reference):
+        with pytest.raises(ValueError, match="inconsistent shapes"):
+            scan(u, delta, A, B[:, :3], C, D, z, bias)
+        with pytest.raises(ValueError, match="A must be"):
+            scan(u, delta, A[:4], B, C, D, z, bias)
+
+
+def test_without_skip_and_gate_the_scan_is_the_plain_recurrence():
+    u, delta, A, B, C, _, _, bias = (t.detach() for t in _inputs(2, 12, 4, 3))
+    plain = selective_scan_reference(u, delta, A, B, C, delta_bias=bias)
+    assert torch.allclose(selective_scan_chunked(u, delta, A, B, C, delta_bias=bias), plain, atol=1e-5)
+    assert torch.allclose(selective_scan_compiled(u, delta, A, B, C, delta_bias=bias), plain, atol=1e-5)
 
 
 def test_causal_conv_is_causal():
@@ -66,11 +123,11 @@ def test_reverse_padded_reverses_within_length_and_is_an_involution():
     assert torch.equal(reverse_padded(out, torch.tensor([5, 3])), x)
 
 
-def test_model_reference_and_fast_paths_agree():
-    config = MambaOCRConfig(**tiny_config_kwargs())
-    fast = MambaOCRForCTC(config).eval()
-    reference = MambaOCRForCTC(MambaOCRConfig(**tiny_config_kwargs(use_reference_scan=True))).eval()
-    reference.load_state_dict(fast.state_dict())
+@pytest.mark.parametrize("implementation", ["chunked", "reference"])
+def test_model_scan_implementations_agree(implementation):
+    fast = MambaOCRForCTC(MambaOCRConfig(**tiny_config_kwargs(scan_implementation="auto"))).eval()
+    other = MambaOCRForCTC(MambaOCRConfig(**tiny_config_kwargs(scan_implementation=implementation))).eval()
+    other.load_state_dict(fast.state_dict())
     pixel_values = torch.randn(2, 3, 32, 96)
     with torch.no_grad():
-        assert torch.allclose(fast(pixel_values).logits, reference(pixel_values).logits, atol=1e-4)
+        assert torch.allclose(fast(pixel_values).logits, other(pixel_values).logits, atol=1e-4)

@@ -1,0 +1,187 @@
+#!/usr/bin/env python
+"""CPU speed of MambaOCR against its own ablations and transformers' OCR models, in one run and one table.
+
+Every model runs in its own subprocess (so peak RSS is per model) with the same thread count; each figure is the
+median of `--iters` timed iterations after `--warmup` untimed ones. Weights are random: speed does not depend on them.
+
+    python scripts/benchmark.py --threads 2                 # the README's table
+    python scripts/benchmark.py --models mambaocr bilstm    # a subset
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+BATCH = 32
+WIDTHS = (128, 256, 512, 1024, 2048)
+FRAMES = (32, 128, 512)
+
+# name -> (kind, description, MambaOCRConfig kwargs or None, bf16)
+MODELS = {
+    "mambaocr": ("mambaocr", "MambaOCR (resnet34 + 2x bi-Mamba, default)", {}, False),
+    "mambaocr-bf16": ("mambaocr", "MambaOCR default, bf16 autocast", {}, True),
+    "bilstm": ("mambaocr", "same backbone + 2x BiLSTM (CRNN)", {"sequence_model": "bilstm"}, False),
+    "transformer": ("mambaocr", "same backbone + 2x transformer", {"sequence_model": "transformer"}, False),
+    "backbone": ("mambaocr", "patched resnet34 alone (no encoder)", {"sequence_model": "none"}, False),
+    "small": ("mambaocr", "MambaOCR small preset (resnet18)", {"preset": "small"}, False),
+    "small-bf16": ("mambaocr", "MambaOCR small preset, bf16 autocast", {"preset": "small"}, True),
+    "mgp-str-base": ("mgp-str", "transformers MGP-STR-base (32x128 fixed)", None, False),
+    "trocr-small": ("trocr", "transformers TrOCR-small (384x384, 10 tokens)", None, False),
+}
+DEFAULT_MODELS = list(MODELS)
+
+
+def _median_ms(fn: Callable[[], object], iters: int, warmup: int) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(iters):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1000
+
+
+def _worker(name: str, iters: int, warmup: int) -> dict:
+    import torch
+
+    kind, _, kwargs, bf16 = MODELS[name]
+    results: dict[str, float] = {}
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
+    if kind == "mambaocr":
+        from mambaocr_hf import MambaOCRConfig, MambaOCRForCTC
+
+        kwargs = dict(kwargs)
+        preset = kwargs.pop("preset", "base")
+        model = MambaOCRForCTC(MambaOCRConfig.from_preset(preset, **kwargs)).eval()
+
+        def run(batch: int, width: int) -> Callable[[], object]:
+            pixel_values = torch.randn(batch, 3, 32, width)
+            return lambda: model(pixel_values)
+
+        with torch.no_grad(), autocast:
+            results["throughput"] = BATCH / _median_ms(run(BATCH, 128), iters, warmup) * 1000
+            results["latency_ms"] = _median_ms(run(1, 128), iters, warmup)
+            for width in WIDTHS:
+                results[f"w{width}_ms"] = _median_ms(run(8, width), iters, warmup)
+            if model.config.sequence_model != "none":
+                for frames in FRAMES:
+                    hidden = torch.randn(BATCH, frames, model.config.hidden_size)
+                    lengths = torch.full((BATCH,), frames)
+                    encode = lambda h=hidden, n=lengths: model.encoder(h, n)  # noqa: E731
+                    results[f"enc{frames}_ms"] = _median_ms(encode, iters, warmup)
+    elif kind == "mgp-str":
+        from transformers import MgpstrConfig, MgpstrForSceneTextRecognition
+
+        model = MgpstrForSceneTextRecognition(MgpstrConfig()).eval()
+        with torch.no_grad():
+            batch = torch.randn(BATCH, 3, 32, 128)
+            results["throughput"] = BATCH / _median_ms(lambda: model(batch), iters, warmup) * 1000
+            single = torch.randn(1, 3, 32, 128)
+            results["latency_ms"] = _median_ms(lambda: model(single), iters, warmup)
+    elif kind == "trocr":
+        from transformers import TrOCRConfig, VisionEncoderDecoderConfig, VisionEncoderDecoderModel, ViTConfig
+
+        encoder = ViTConfig(
+            hidden_size=384, num_hidden_layers=12, num_attention_heads=6, intermediate_size=1536, image_size=384
+        )
+        decoder = TrOCRConfig(
+            vocab_size=64044, d_model=256, decoder_layers=6, decoder_attention_heads=8, decoder_ffn_dim=1024
+        )
+        config = VisionEncoderDecoderConfig.from_encoder_decoder_configs(encoder, decoder)
+        config.decoder_start_token_id, config.pad_token_id, config.eos_token_id = 2, 1, None
+        model = VisionEncoderDecoderModel(config).eval()
+
+        def generate(batch: int) -> Callable[[], object]:
+            pixel_values = torch.randn(batch, 3, 384, 384)
+            return lambda: model.generate(pixel_values, max_new_tokens=10, min_new_tokens=10, do_sample=False)
+
+        with torch.no_grad():
+            results["throughput"] = BATCH / _median_ms(generate(BATCH), max(1, iters // 2), 1) * 1000
+            results["latency_ms"] = _median_ms(generate(1), iters, warmup)
+    results["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return results
+
+
+def _format_table(rows: dict[str, dict], threads: int) -> str:
+    reference = rows.get("bilstm", {}).get("throughput")
+    header = (
+        ["model", "img/s b32 32x128", "x bilstm", "latency b1 ms"]
+        + [f"b8 w{w} ms" for w in WIDTHS]
+        + ["w2048/w128"]
+        + [f"enc {f}fr ms" for f in FRAMES]
+        + ["peak RSS MB"]
+    )
+    lines = [
+        f"torch.set_num_threads({threads}); batch {BATCH}; median of timed iterations after warm-up; random weights",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
+    for name, result in rows.items():
+        if "error" in result:
+            lines.append(f"| {name} | error: {result['error'][:80]} |")
+            continue
+
+        def cell(key: str, fmt: str = "{:.1f}", result: dict = result) -> str:
+            return fmt.format(result[key]) if key in result else "n/a"
+
+        ratio = f"{result['throughput'] / reference:.2f}" if reference else "n/a"
+        scaling = f"{result['w2048_ms'] / result['w128_ms']:.1f}" if "w2048_ms" in result else "n/a"
+        cells = (
+            [f"{name}: {MODELS[name][1]}", cell("throughput"), ratio, cell("latency_ms")]
+            + [cell(f"w{w}_ms") for w in WIDTHS]
+            + [scaling]
+            + [cell(f"enc{f}_ms") for f in FRAMES]
+            + [cell("peak_rss_mb", "{:.0f}")]
+        )
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads for every model")
+    parser.add_argument("--iters", type=int, default=5, help="timed iterations (median reported), at least 5")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed iterations first")
+    parser.add_argument("--models", nargs="+", default=DEFAULT_MODELS, choices=list(MODELS))
+    parser.add_argument("--output", default=None, help="also write the results as JSON here")
+    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.worker:
+        import torch
+
+        torch.set_num_threads(args.threads)
+        torch.manual_seed(0)
+        print(json.dumps(_worker(args.worker, args.iters, args.warmup)))
+        return
+
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+    rows: dict[str, dict] = {}
+    for name in args.models:
+        print(f"benchmarking {name} ...", file=sys.stderr, flush=True)
+        command = [sys.executable, __file__, "--worker", name, "--threads", str(args.threads)]
+        command += ["--iters", str(max(5, args.iters)), "--warmup", str(args.warmup)]
+        result = subprocess.run(command, capture_output=True, text=True, env=env)
+        if result.returncode != 0:
+            rows[name] = {"error": result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "failed"}
+        else:
+            rows[name] = json.loads(result.stdout.strip().splitlines()[-1])
+    table = _format_table(rows, args.threads)
+    print(table)
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as handle:
+            json.dump({"threads": args.threads, "results": rows}, handle, indent=2)
+
+
+if __name__ == "__main__":
+    main()
