@@ -40,7 +40,9 @@ def main() -> None:
     model = MambaOCRForCTC(MambaOCRConfig()).eval()
     processor = MambaOCRProcessor.from_defaults()
     save_checkpoint(model, processor, args.output_dir, training_data="none: randomly initialised demo model")
-    print(f"Saved a Hub-ready checkpoint to {args.output_dir}: {sorted(p.name for p in Path(args.output_dir).iterdir())}")
+    print(
+        f"Saved a Hub-ready checkpoint to {args.output_dir}: {sorted(p.name for p in Path(args.output_dir).iterdir())}"
+    )
 
     model = AutoModel.from_pretrained(args.output_dir).eval()
     processor = AutoProcessor.from_pretrained(args.output_dir)
@@ -54,7 +56,9 @@ def main() -> None:
     print(f"\n{'truth':<10} {'prediction (untrained model)':<30} score")
     for word, text, score in zip(WORDS, decoded.text, decoded.scores):
         print(f"{word:<10} {text!r:<30} {score:.3f}")
-    print(f"\n{len(images)} images in {elapsed * 1000:.0f} ms on {args.threads} threads (random weights: the text is noise).")
+    print(
+        f"\n{len(images)} images in {elapsed * 1000:.0f} ms on {args.threads} threads (random weights: the text is noise)."
+    )
 
 
 if __name__ == "__main__":

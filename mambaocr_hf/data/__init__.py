@@ -1,0 +1,46 @@
+# Copyright 2026 The MambaOCR authors. Licensed under the Apache License, Version 2.0.
+"""The data layer: every text-recognition source as `{"image": PIL.Image, "text": str}` rows through the
+`datasets` library (streaming by default), synthetic text rendered on the fly, LMDB conversion, and a collator that
+turns rows into model inputs. The model files never import this package."""
+
+from .collator import OCRDataCollator
+from .columns import FEATURES, resolve_columns
+from .filters import (
+    BadSampleError,
+    LabelNormalizer,
+    SampleFilter,
+    ctc_frames,
+    ctc_frames_needed,
+    reset_skip_counts,
+    skip_counts,
+)
+from .fonts import FontInfo, find_fonts
+from .lmdb_io import write_lmdb
+from .mixing import interleave_sources, parse_source_spec, split_for_rank
+from .sources import detect_layout, load_ocr_dataset
+from .synthetic import SyntheticConfig, SyntheticTextGenerator
+from .writers import write_dataset
+
+__all__ = [
+    "FEATURES",
+    "BadSampleError",
+    "FontInfo",
+    "LabelNormalizer",
+    "OCRDataCollator",
+    "SampleFilter",
+    "SyntheticConfig",
+    "SyntheticTextGenerator",
+    "ctc_frames",
+    "ctc_frames_needed",
+    "detect_layout",
+    "find_fonts",
+    "interleave_sources",
+    "load_ocr_dataset",
+    "parse_source_spec",
+    "reset_skip_counts",
+    "resolve_columns",
+    "skip_counts",
+    "split_for_rank",
+    "write_dataset",
+    "write_lmdb",
+]

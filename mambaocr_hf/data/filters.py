@@ -1,0 +1,405 @@
+# Copyright 2026 The MambaOCR authors. Licensed under the Apache License, Version 2.0.
+"""Sample checks shared by every source and the collator: bad data is skipped and counted, never fatal (unless the
+strict policy asks for an error)."""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import io
+import logging as std_logging
+from collections import Counter
+from dataclasses import dataclass, field
+
+from PIL import Image, UnidentifiedImageError
+from transformers.utils import logging
+
+logger = logging.get_logger(__name__)
+
+BAD_SAMPLE_POLICIES = ("skip", "raise")
+UNKNOWN_CHAR_POLICIES = ("error", "drop", "map")
+SKIP_REASONS = {
+    "missing_image": "the image file does not exist",
+    "unreadable_image": "the image cannot be decoded (empty, truncated or not an image)",
+    "empty_label": "the label is empty",
+    "unknown_characters": "the label has characters outside the charset",
+    "label_emptied_by_charset": "no character of the label is in the charset",
+    "label_too_long": "the label is longer than max_label_length",
+    "extreme_aspect_ratio": "the image's aspect ratio is extreme",
+    "label_too_long_for_ctc": "the image is too narrow for CTC to align the label",
+}
+_SUMMARY_EVERY = 1000
+
+
+class BadSampleError(ValueError):
+    """A sample that a strict policy refuses (the message names the sample and the reason)."""
+
+
+class SkipSample(Exception):
+    """Raised inside the checks for a sample to skip; `reason` is a key of `SKIP_REASONS`."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(f"{detail}: {SKIP_REASONS[reason]}")
+        self.reason = reason
+        self.detail = detail
+
+
+class SkipStats:
+    """Counts the samples a source skipped, by reason, and logs them: the first of each reason with details, then a
+    summary every 1000 skips and when the process exits."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.counts: Counter[str] = Counter()
+        self.kept = 0
+
+    @property
+    def skipped(self) -> int:
+        """Samples skipped so far, all reasons together."""
+        return sum(self.counts.values())
+
+    def record(self, reason: str, detail: str) -> None:
+        self.counts[reason] += 1
+        if self.counts[reason] == 1:
+            logger.warning(
+                f"[{self.name}] skipping {detail}: {SKIP_REASONS[reason]}. Later samples skipped for this reason are "
+                "counted, not logged one by one."
+            )
+        if self.skipped % _SUMMARY_EVERY == 0:
+            logger.warning(self.summary())
+
+    def summary(self) -> str:
+        reasons = ", ".join(f"{count} {reason}" for reason, count in sorted(self.counts.items()))
+        total = self.kept + self.skipped
+        return f"[{self.name}] skipped {self.skipped} of {total} samples read so far ({reasons or 'none'})."
+
+
+_STATS: dict[str, SkipStats] = {}
+
+
+def get_skip_stats(name: str) -> SkipStats:
+    """The process-wide skip counter of a source (created on first use)."""
+    if name not in _STATS:
+        _STATS[name] = SkipStats(name)
+    return _STATS[name]
+
+
+def skip_counts(name: str | None = None) -> dict:
+    """Samples skipped in this process: `{reason: count}` for the source `name`, or `{source: {reason: count}}`.
+
+    Counts live in the process that read the samples (a DataLoader worker counts its own).
+    """
+    if name is not None:
+        return dict(_STATS[name].counts) if name in _STATS else {}
+    return {key: dict(stats.counts) for key, stats in _STATS.items()}
+
+
+def reset_skip_counts() -> None:
+    """Forget all counts (tests, or a new epoch's report)."""
+    _STATS.clear()
+
+
+@atexit.register
+def _log_summaries() -> None:
+    for stats in _STATS.values():
+        if stats.skipped:
+            logger.warning(stats.summary())
+
+
+@contextlib.contextmanager
+def _quiet_tokenizer():
+    """The tokenizer warns once per distinct removed text; the data layer counts instead, so silence it here."""
+    tokenizer_logger = std_logging.getLogger("mambaocr_hf.tokenization_mambaocr")
+    previous = tokenizer_logger.disabled
+    tokenizer_logger.disabled = True
+    try:
+        yield
+    finally:
+        tokenizer_logger.disabled = previous
+
+
+class LabelNormalizer:
+    """Applies a tokenizer's charset to raw labels, with the data layer's meaning of the unknown-character policy.
+
+    `"error"` raises on a label with characters outside the charset, `"drop"` drops the whole *sample* (the tokenizer's
+    `"drop"` removes characters, but a label that no longer says what the image shows teaches the model to ignore
+    text, so the data layer drops the sample instead), and `"map"` folds the label as the tokenizer does (accents,
+    case, `char_map`) and removes what still does not fit: the label the model is trained on.
+
+    Picklable and cheap to copy into DataLoader workers: the folding tokenizer is rebuilt lazily from the charset.
+    """
+
+    def __init__(
+        self,
+        charset: str,
+        unknown_char_policy: str = "map",
+        char_map: dict[str, str] | None = None,
+        blank_token: str = "<blank>",
+    ):
+        if unknown_char_policy not in UNKNOWN_CHAR_POLICIES:
+            raise ValueError(
+                f"`unknown_char_policy` must be one of {list(UNKNOWN_CHAR_POLICIES)}, got {unknown_char_policy!r}."
+            )
+        self.charset = charset
+        self.unknown_char_policy = unknown_char_policy
+        self.char_map = dict(char_map or {})
+        self.blank_token = blank_token
+        self._charset_set = set(charset)
+        self._tokenizer = None
+
+    @classmethod
+    def from_tokenizer(cls, tokenizer, unknown_char_policy: str | None = None) -> LabelNormalizer:
+        """The normalizer of a `MambaOCRTokenizer` (its charset, `char_map` and, unless given, its policy)."""
+        return cls(
+            tokenizer.charset,
+            unknown_char_policy or tokenizer.unknown_char_policy,
+            getattr(tokenizer, "char_map", None),
+            getattr(tokenizer, "blank_token", "<blank>"),
+        )
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_tokenizer": None}
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, LabelNormalizer) and self.__getstate__() == other.__getstate__()
+
+    @property
+    def folding_tokenizer(self):
+        """A `"map"`-policy tokenizer on the same charset (built on first use)."""
+        if self._tokenizer is None:
+            from ..tokenization_mambaocr import MambaOCRTokenizer
+
+            self._tokenizer = MambaOCRTokenizer(
+                charset=self.charset, unknown_char_policy="map", char_map=self.char_map, blank_token=self.blank_token
+            )
+        return self._tokenizer
+
+    def unknown_characters(self, text: str) -> list[str]:
+        """Characters of `text` outside the charset (sorted, each once)."""
+        return sorted({char for char in text if char not in self._charset_set})
+
+    def fold(self, text: str) -> str:
+        """`text` folded into the charset: what the tokenizer's `"map"` policy trains on."""
+        if not self.unknown_characters(text):
+            return text
+        with _quiet_tokenizer():
+            return self.folding_tokenizer.normalize_text(text)
+
+    def __call__(self, text: str) -> str | None:
+        """The label for `text`, or `None` when the `"drop"` policy drops the sample.
+
+        Raises a `ValueError` under the `"error"` policy when `text` has characters outside the charset.
+        """
+        unknown = self.unknown_characters(text)
+        if not unknown:
+            return text
+        if self.unknown_char_policy == "error":
+            raise ValueError(
+                f"Label {text!r} has characters outside the charset: {unknown}. Use a charset that contains them, "
+                "or unknown_char_policy='map' (fold them) / 'drop' (skip such samples)."
+            )
+        if self.unknown_char_policy == "drop":
+            return None
+        return self.fold(text)
+
+
+def ctc_frames(
+    width: int, height: int, image_height: int = 32, min_width: int = 16, max_width: int = 2048, frame_stride: int = 4
+) -> int:
+    """Frames the model gives an image of `width`×`height`: its width once resized to `image_height` (aspect kept,
+    clamped to `[min_width, max_width]`, rounded up to a multiple of `frame_stride`) over `frame_stride`, exactly
+    as `MambaOCRImageProcessor.target_width` resizes it."""
+    scaled = max(1, round(width * image_height / height))
+    scaled = min(max(scaled, min_width), max_width)
+    resized = min(-(-scaled // frame_stride) * frame_stride, max_width // frame_stride * frame_stride)
+    return resized // frame_stride
+
+
+def ctc_frames_needed(label: str) -> int:
+    """Frames CTC needs to emit `label`: one per character plus a blank between each pair of equal neighbours."""
+    return len(label) + sum(a == b for a, b in zip(label, label[1:]))
+
+
+def image_size(data: bytes, verify: bool = True) -> tuple[int, int]:
+    """`(width, height)` of encoded image bytes, as the image will be seen (EXIF rotation applied).
+
+    Raises a `ValueError` when the bytes are not a readable, non-empty image; with `verify` the pixels are decoded
+    too, which catches truncated files.
+    """
+    if not data:
+        raise ValueError("the file is empty (0 bytes)")
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            width, height = image.size
+            if verify:
+                image.load()
+            if image.getexif().get(Image.ExifTags.Base.Orientation, 1) in (5, 6, 7, 8):
+                width, height = height, width
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise ValueError(f"not a readable image ({error})") from error
+    if width == 0 or height == 0:
+        raise ValueError(f"the image is empty ({width}x{height})")
+    return width, height
+
+
+@dataclass
+class SampleFilter:
+    """Checks one sample's label and image size; used by every source and by `OCRDataCollator`.
+
+    Args:
+        normalizer: applies the tokenizer's charset and unknown-character policy; `None` keeps labels as they are.
+        image_height, min_width, max_width, frame_stride: the image processor's resizing (for the CTC check).
+        check_ctc: skip samples whose label needs more frames than the resized image gives (`ctc_frames_needed`
+            > `ctc_frames`): CTC cannot align them and their loss would be infinite.
+        min_aspect_ratio, max_aspect_ratio: skip images whose width / height is outside this range (very tall crops
+            are usually vertical text; very long ones are squeezed past recognition). `max_aspect_ratio=None` means
+            twice the ratio the processor starts squeezing at (`2 * max_width / image_height`).
+        max_label_length: skip labels longer than this (`None`: no limit).
+        bad_sample_policy: `"skip"` (count and go on) or `"raise"` (a `BadSampleError` at the first bad sample).
+        name: the source, in logs and `skip_counts`.
+    """
+
+    normalizer: LabelNormalizer | None = None
+    image_height: int = 32
+    min_width: int = 16
+    max_width: int = 2048
+    frame_stride: int = 4
+    check_ctc: bool = True
+    min_aspect_ratio: float = 0.1
+    max_aspect_ratio: float | None = None
+    max_label_length: int | None = None
+    bad_sample_policy: str = "skip"
+    name: str = "data"
+    stats: SkipStats | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self):
+        if self.bad_sample_policy not in BAD_SAMPLE_POLICIES:
+            raise ValueError(
+                f"`bad_sample_policy` must be one of {list(BAD_SAMPLE_POLICIES)}, got {self.bad_sample_policy!r}."
+            )
+        if self.max_aspect_ratio is None:
+            self.max_aspect_ratio = 2 * self.max_width / self.image_height
+
+    @classmethod
+    def from_processor(cls, processor=None, tokenizer=None, image_processor=None, **kwargs) -> SampleFilter:
+        """A filter matching a `MambaOCRProcessor` (or its tokenizer / image processor given separately).
+
+        `unknown_char_policy` in `kwargs` overrides the tokenizer's policy.
+        """
+        tokenizer = tokenizer or getattr(processor, "tokenizer", None)
+        image_processor = image_processor or getattr(processor, "image_processor", None)
+        policy = kwargs.pop("unknown_char_policy", None)
+        if tokenizer is not None:
+            kwargs.setdefault("normalizer", LabelNormalizer.from_tokenizer(tokenizer, policy))
+        elif policy is not None:
+            raise ValueError("`unknown_char_policy` needs a tokenizer (or processor) to know the charset.")
+        if image_processor is not None:
+            kwargs.setdefault("image_height", image_processor.image_height)
+            kwargs.setdefault("min_width", image_processor.min_width)
+            kwargs.setdefault("max_width", image_processor.max_width)
+            kwargs.setdefault("frame_stride", image_processor.width_multiple)
+        return cls(**kwargs)
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "stats": None}
+
+    @property
+    def skip_stats(self) -> SkipStats:
+        """The counter this filter reports to (the process-wide one of its `name` unless one was set)."""
+        if self.stats is None:
+            self.stats = get_skip_stats(self.name)
+        return self.stats
+
+    def label(self, text, where: str = "sample") -> str:
+        """The cleaned label of a sample (raises `SkipSample` for a bad one)."""
+        if text is None or not isinstance(text, str):
+            raise SkipSample("empty_label", f"{where} (label {text!r})")
+        text = text.strip()  # surrounding whitespace (a trailing "\r", a stray space) is never part of the text
+        if not text:
+            raise SkipSample("empty_label", where)
+        if self.normalizer is not None:
+            label = self.normalizer(text)
+            if label is None:
+                unknown = self.normalizer.unknown_characters(text)
+                raise SkipSample("unknown_characters", f"{where} (label {text!r}, characters {unknown})")
+            if not label:
+                raise SkipSample("label_emptied_by_charset", f"{where} (label {text!r})")
+            text = label
+        if self.max_label_length is not None and len(text) > self.max_label_length:
+            raise SkipSample("label_too_long", f"{where} (label {text!r}, {len(text)} > {self.max_label_length})")
+        return text
+
+    def geometry(self, label: str, size: tuple[int, int], where: str = "sample") -> None:
+        """Check the image size against the label (raises `SkipSample` for a bad one)."""
+        width, height = size
+        ratio = width / height
+        if not self.min_aspect_ratio <= ratio <= self.max_aspect_ratio:
+            raise SkipSample(
+                "extreme_aspect_ratio",
+                f"{where} ({width}x{height}, ratio {ratio:.3g} outside "
+                f"[{self.min_aspect_ratio:.3g}, {self.max_aspect_ratio:.3g}])",
+            )
+        if self.check_ctc:
+            frames = ctc_frames(width, height, self.image_height, self.min_width, self.max_width, self.frame_stride)
+            needed = ctc_frames_needed(label)
+            if needed > frames:
+                raise SkipSample(
+                    "label_too_long_for_ctc",
+                    f"{where} (label {label!r} needs {needed} frames, a {width}x{height} image gives {frames})",
+                )
+
+    def skip(self, error: SkipSample) -> None:
+        """Count a bad sample, or raise under the strict policy."""
+        if self.bad_sample_policy == "raise":
+            raise BadSampleError(f"[{self.name}] bad sample: {error} (bad_sample_policy='raise').") from None
+        self.skip_stats.record(error.reason, error.detail)
+
+    def keep(self) -> None:
+        """Count a good sample (for the "skipped N of M" summaries)."""
+        self.skip_stats.kept += 1
+
+    def check_decoded(self, text, size: tuple[int, int], where: str) -> str | None:
+        """The label of a sample whose image size is known, or `None` when it is skipped."""
+        try:
+            label = self.label(text, where)
+            self.geometry(label, size, where)
+        except SkipSample as error:
+            self.skip(error)
+            return None
+        self.keep()
+        return label
+
+    def check_encoded(self, text, data: bytes | None, where: str, verify: bool = True) -> str | None:
+        """The label of a sample given as encoded image bytes, or `None` when it is skipped.
+
+        `data=None` means the image file is missing.
+        """
+        try:
+            label = self.label(text, where)
+            if data is None:
+                raise SkipSample("missing_image", where)
+            try:
+                size = image_size(data, verify)
+            except ValueError as error:
+                raise SkipSample("unreadable_image", f"{where} ({error})") from None
+            self.geometry(label, size, where)
+        except SkipSample as error:
+            self.skip(error)
+            return None
+        self.keep()
+        return label
+
+
+__all__ = [
+    "BadSampleError",
+    "SKIP_REASONS",
+    "SkipSample",
+    "LabelNormalizer",
+    "SampleFilter",
+    "SkipStats",
+    "ctc_frames",
+    "ctc_frames_needed",
+    "image_size",
+    "reset_skip_counts",
+    "skip_counts",
+]

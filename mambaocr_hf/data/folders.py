@@ -1,0 +1,54 @@
+# Copyright 2026 The MambaOCR authors. Licensed under the Apache License, Version 2.0.
+"""Image folders with a `labels.tsv`: one `path<TAB>label` line per image, the path relative to the folder that
+holds `labels.tsv` (absolute paths work too). A folder whose sub-folders each hold a `labels.tsv` is read as one
+dataset."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .filters import SampleFilter
+from .sharding import read_lines
+
+LABELS_FILE = "labels.tsv"
+_HEADER_NAMES = {"path", "file_name", "filename", "image", "file", "img"}
+
+
+def find_label_files(path: str | os.PathLike) -> list[str]:
+    """`labels.tsv` files at or under `path` (the file itself when `path` is one)."""
+    path = Path(path)
+    if path.is_file():
+        return [os.fspath(path)]
+    if (path / LABELS_FILE).is_file():
+        return [os.fspath(path / LABELS_FILE)]
+    return sorted(os.fspath(found) for found in path.rglob(LABELS_FILE))
+
+
+def folder_examples(shards: list[tuple[str, int, int]], sample_filter: SampleFilter, verify_images: bool = True):
+    """`datasets` generator: the samples of each `(labels.tsv, first byte, end byte)` range."""
+    for labels_file, start, end in shards:
+        folder = os.path.dirname(labels_file)
+        for offset, line in read_lines(labels_file, start, end):
+            if not line.strip():
+                continue
+            relative, tab, label = line.partition("\t")
+            if offset == 0 and relative.strip().lower() in _HEADER_NAMES:
+                continue  # a header line
+            where = f"{labels_file}:byte {offset} ({relative})"
+            if not tab:
+                label = None  # no tab: the line has no label
+            image_path = os.path.join(folder, relative)
+            try:
+                with open(image_path, "rb") as handle:
+                    data = handle.read()
+            except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+                data = None
+            except OSError:
+                data = b""
+            text = sample_filter.check_encoded(label, data, where, verify_images)
+            if text is not None:
+                yield {"image": {"bytes": data, "path": relative}, "text": text}
+
+
+__all__ = ["LABELS_FILE", "find_label_files", "folder_examples"]

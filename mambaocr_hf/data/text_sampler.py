@@ -1,0 +1,200 @@
+# Copyright 2026 The MambaOCR authors. Licensed under the Apache License, Version 2.0.
+"""The strings the synthetic generator renders: words, random alphanumerics, numbers, dates, prices and
+punctuation, restricted to what the tokenizer's charset can label."""
+
+from __future__ import annotations
+
+import os
+import string
+from collections.abc import Callable, Sequence
+from importlib import resources
+
+import numpy as np
+
+_WORD_LISTS = ("nounlist.txt", "adjectivelist.txt", "verblist.txt")  # wonderwords' lists (MIT); never its profanity
+_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+_CURRENCIES = "$€£¥"
+# kinds of string and how often each is drawn
+_KINDS = {
+    "word": 0.46,
+    "two_words": 0.05,
+    "alphanumeric": 0.14,
+    "number": 0.10,
+    "date": 0.05,
+    "price": 0.05,
+    "punctuated": 0.10,
+    "any_characters": 0.05,
+}
+
+
+def default_words() -> list[str]:
+    """English words from the `wonderwords` package (nouns, adjectives, verbs; about 8,700)."""
+    words: list[str] = []
+    for name in _WORD_LISTS:
+        text = (resources.files("wonderwords") / "assets" / name).read_text(encoding="utf-8")
+        words.extend(line.strip() for line in text.splitlines() if line.strip())
+    return sorted(set(words))
+
+
+def load_words(words: str | os.PathLike | Sequence[str] | None) -> list[str]:
+    """A word list: the default one (`None`), a text file with one word per line, or the words themselves."""
+    if words is None:
+        return default_words()
+    if isinstance(words, (str, os.PathLike)):
+        with open(words, encoding="utf-8") as handle:
+            return [line.strip() for line in handle if line.strip()]
+    return [word for word in words if word]
+
+
+class TextSampler:
+    """Draws strings whose every character maps into the charset, with their labels.
+
+    A character may be drawn when `normalize` maps it to exactly one charset character: with a lower-case charset
+    upper-case letters are drawn too (and labelled in lower case), accented letters fold to their base letter, and
+    characters that would be dropped (spaces or punctuation a charset lacks) are never drawn, so the label always
+    says what the image shows.
+
+    Args:
+        charset: the tokenizer's characters.
+        normalize: the tokenizer's folding (`MambaOCRTokenizer.normalize_text` under the `"map"` policy).
+        words: the word list (`load_words`).
+        max_length: longest label drawn.
+    """
+
+    def __init__(
+        self, charset: str, normalize: Callable[[str], str], words: Sequence[str], max_length: int = 25
+    ) -> None:
+        if max_length < 1:
+            raise ValueError(f"`max_length` must be at least 1, got {max_length}.")
+        self.charset = charset
+        self.normalize = normalize
+        self.max_length = max_length
+        candidates = set(charset) | {c.upper() for c in charset} | {c.lower() for c in charset}
+        candidates |= set(string.printable[:95]) | set(_CURRENCIES)
+        self.drawable = "".join(sorted(c for c in candidates if self._maps_to_one(c)))
+        if not self.drawable:
+            raise ValueError(f"No character can be drawn for the charset {charset!r}.")
+        self._drawable_set = set(self.drawable)
+        self.letters = "".join(c for c in self.drawable if c.isalpha())
+        self.digits = "".join(c for c in self.drawable if c.isdigit())
+        self.alphanumerics = self.letters + self.digits
+        self.punctuation = "".join(c for c in self.drawable if c in string.punctuation)
+        self.words = [word for word in words if self.can_draw(word)]
+        self._has_upper = any(c.isupper() for c in self.drawable)
+        self._has_lower = any(c.islower() for c in self.drawable)
+
+    def _maps_to_one(self, char: str) -> bool:
+        if char.isspace() and char != " ":
+            return False
+        try:
+            folded = self.normalize(char)
+        except ValueError:
+            return False
+        return len(folded) == 1 and folded in self.charset
+
+    def can_draw(self, text: str) -> bool:
+        """Whether every character of `text` can be drawn (and `text` is not blank or too long)."""
+        return 0 < len(text) <= self.max_length and text.strip() == text and set(text) <= self._drawable_set
+
+    def label(self, text: str) -> str:
+        """The label of a drawn string."""
+        return self.normalize(text)
+
+    # kinds of string; each returns a candidate that `sample` checks with `can_draw`
+
+    def _case(self, word: str, rng: np.random.Generator) -> str:
+        choice = rng.random()
+        if choice < 0.2 and self._has_upper:
+            return word.upper()
+        if choice < 0.45 and self._has_upper:
+            return word[:1].upper() + word[1:]
+        return word.lower() if self._has_lower else word
+
+    def _word(self, rng: np.random.Generator) -> str:
+        if not self.words:
+            return self._alphanumeric(rng)
+        return self._case(self.words[rng.integers(len(self.words))], rng)
+
+    def _two_words(self, rng: np.random.Generator) -> str:
+        joiner = " -'&/."[rng.integers(6)]
+        if joiner not in self._drawable_set:
+            joiner = ""
+        return self._word(rng) + joiner + self._word(rng)
+
+    def _random_string(self, alphabet: str, rng: np.random.Generator, low: int = 1, high: int = 10) -> str:
+        if not alphabet:
+            return ""
+        length = int(rng.integers(low, high + 1))
+        return "".join(alphabet[i] for i in rng.integers(len(alphabet), size=length))
+
+    def _alphanumeric(self, rng: np.random.Generator) -> str:
+        alphabet = self.alphanumerics if rng.random() < 0.7 else (self.letters or self.digits)
+        return self._random_string(alphabet or self.drawable, rng)
+
+    def _number(self, rng: np.random.Generator) -> str:
+        digits = int(rng.integers(1, 8))
+        number = str(int(rng.integers(10 ** (digits - 1) if digits > 1 else 0, 10**digits)))
+        choice = rng.random()
+        if choice < 0.3 and "," in self._drawable_set and len(number) > 3:
+            number = f"{int(number):,}"
+        elif choice < 0.6:
+            separator = "." if rng.random() < 0.7 else ","
+            number += separator + str(int(rng.integers(0, 100))).zfill(2)
+        if rng.random() < 0.1:
+            number = "-+"[rng.integers(2)] + number
+        if rng.random() < 0.1:
+            number += "%"
+        return number
+
+    def _date(self, rng: np.random.Generator) -> str:
+        day, month, year = int(rng.integers(1, 29)), int(rng.integers(1, 13)), int(rng.integers(1950, 2040))
+        forms = [
+            f"{day:02d}/{month:02d}/{year}",
+            f"{year}-{month:02d}-{day:02d}",
+            f"{day:02d}.{month:02d}.{year % 100:02d}",
+            f"{month}/{day}/{year % 100:02d}",
+            f"{day} {self._case(_MONTHS[month - 1], rng)} {year}",
+            f"{self._case(_MONTHS[month - 1], rng)} {day}",
+            f"{day:02d}:{month:02d}",  # a time of day, near enough
+        ]
+        drawable = [form for form in forms if set(form) <= self._drawable_set]
+        if not drawable:
+            return f"{day:02d}{month:02d}{year}"
+        return drawable[rng.integers(len(drawable))]
+
+    def _price(self, rng: np.random.Generator) -> str:
+        amount = f"{rng.integers(0, 10 ** int(rng.integers(1, 5)))}"
+        if rng.random() < 0.7:
+            amount += ("." if rng.random() < 0.6 else ",") + f"{int(rng.integers(0, 100)):02d}"
+        symbols = [c for c in _CURRENCIES if c in self._drawable_set]
+        if not symbols:
+            return amount
+        symbol = symbols[rng.integers(len(symbols))]
+        return symbol + amount if rng.random() < 0.7 else amount + symbol
+
+    def _punctuated(self, rng: np.random.Generator) -> str:
+        if not self.punctuation:
+            return self._word(rng)
+        word = self._word(rng)
+        mark = self.punctuation[rng.integers(len(self.punctuation))]
+        forms = [word + mark, mark + word, f"({word})", f'"{word}"', f"{word}'s", f"#{rng.integers(1, 1000)}"]
+        forms += [f"{word}{mark}{self._word(rng)}", f"{word}{mark}{mark}", f"@{word}"]
+        return forms[rng.integers(len(forms))]
+
+    def _any_characters(self, rng: np.random.Generator) -> str:
+        return self._random_string(self.drawable.replace(" ", ""), rng, 1, 8)
+
+    def sample(self, rng: np.random.Generator) -> tuple[str, str]:
+        """One string to draw and its label."""
+        kinds = list(_KINDS)
+        probabilities = np.array(list(_KINDS.values()))
+        for _ in range(20):
+            kind = kinds[rng.choice(len(kinds), p=probabilities / probabilities.sum())]
+            text = getattr(self, f"_{kind}")(rng)
+            if self.can_draw(text) and self.label(text):
+                return text, self.label(text)
+        text = self._random_string(self.alphanumerics or self.drawable.replace(" ", ""), rng, 1, self.max_length)
+        return text, self.label(text)
+
+
+__all__ = ["TextSampler", "default_words", "load_words"]
