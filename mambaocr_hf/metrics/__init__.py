@@ -1,0 +1,18 @@
+# Copyright 2026 The MambaOCR authors. Licensed under the Apache License, Version 2.0.
+"""Text-recognition metrics: `compute_ocr_metrics` (CER, WER, word accuracy exact and case-insensitive
+alphanumeric, 1 - NED), a table to print them, and offline `evaluate` modules (`load_metric`). The model files never
+import this package."""
+
+from .loading import EVALUATE_MODULES, load_metric, metric_module_path
+from .ocr_metrics import METRIC_NAMES, compute_ocr_metrics, edit_distance, format_metrics_table, normalize_alnum
+
+__all__ = [
+    "EVALUATE_MODULES",
+    "METRIC_NAMES",
+    "compute_ocr_metrics",
+    "edit_distance",
+    "format_metrics_table",
+    "load_metric",
+    "metric_module_path",
+    "normalize_alnum",
+]

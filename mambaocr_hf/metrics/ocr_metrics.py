@@ -1,0 +1,152 @@
+# Copyright 2026 The MambaOCR authors. Licensed under the Apache License, Version 2.0.
+"""Text-recognition metrics in plain Python: CER, WER, word accuracy (exact and the scene-text case-insensitive
+alphanumeric protocol) and 1 - NED, plus a plain-text table to print them."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Hashable, Mapping, Sequence
+
+from transformers.utils import logging
+
+try:
+    from rapidfuzz.distance import Levenshtein as _rapidfuzz_levenshtein
+except ImportError:  # pragma: no cover - rapidfuzz is a dependency; the pure-Python path gives identical results
+    _rapidfuzz_levenshtein = None
+
+logger = logging.get_logger(__name__)
+
+METRIC_NAMES = ("cer", "wer", "word_accuracy", "word_accuracy_ci_alnum", "one_minus_ned", "num_samples")
+_NOT_ALNUM = re.compile(r"[^0-9a-z]")
+
+
+def _python_edit_distance(a: Sequence[Hashable], b: Sequence[Hashable]) -> int:
+    """Levenshtein distance (unit-cost insertions, deletions, substitutions) with two rows of dynamic programming."""
+    if len(a) < len(b):
+        a, b = b, a
+    if not b:
+        return len(a)
+    previous = list(range(len(b) + 1))
+    for i, item_a in enumerate(a, start=1):
+        current = [i]
+        for j, item_b in enumerate(b, start=1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (item_a != item_b)))
+        previous = current
+    return previous[-1]
+
+
+def edit_distance(a: Sequence[Hashable], b: Sequence[Hashable], *, use_rapidfuzz: bool = True) -> int:
+    """Levenshtein distance between two strings (per character) or two sequences of tokens.
+
+    Args:
+        a: A string or a sequence of hashable tokens (e.g. words).
+        b: The same kind as `a`.
+        use_rapidfuzz: Use rapidfuzz's C++ implementation when it is installed; the result is the same.
+
+    Returns:
+        The minimum number of insertions, deletions and substitutions that turn `a` into `b`.
+    """
+    if use_rapidfuzz and _rapidfuzz_levenshtein is not None:
+        return int(_rapidfuzz_levenshtein.distance(a, b))
+    return _python_edit_distance(a, b)
+
+
+def normalize_alnum(text: str) -> str:
+    """The scene-text benchmark label protocol (clovaai deep-text-recognition-benchmark, PARSeq): lower-case, then
+    drop every character outside `[0-9a-z]`."""
+    return _NOT_ALNUM.sub("", text.lower())
+
+
+def _check_inputs(predictions: Sequence[str], references: Sequence[str]) -> None:
+    if len(predictions) != len(references):
+        raise ValueError(
+            f"predictions and references must have the same length, got {len(predictions)} predictions and "
+            f"{len(references)} references"
+        )
+    if len(predictions) == 0:
+        raise ValueError("predictions and references are empty: there is nothing to evaluate")
+    for name, texts in (("predictions", predictions), ("references", references)):
+        for index, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise ValueError(f"{name}[{index}] is a {type(text).__name__}, expected a str")
+
+
+def compute_ocr_metrics(
+    predictions: Sequence[str], references: Sequence[str], *, use_rapidfuzz: bool = True
+) -> dict[str, float]:
+    """Corpus metrics for text recognition.
+
+    - `cer`: total character edit distance / total reference characters (as `jiwer.cer`, but strings are not
+      stripped). When every reference is empty the denominator is 1, as in jiwer: the CER is then the number of
+      inserted characters, 0.0 if every prediction is empty too.
+    - `wer`: the same over whitespace-separated words (`str.split()`).
+    - `word_accuracy`: fraction of predictions equal to their reference.
+    - `word_accuracy_ci_alnum`: the same after `normalize_alnum` on both sides (two strings that normalize to ""
+      match).
+    - `one_minus_ned`: 1 - mean of edit_distance / max(len(prediction), len(reference)), the ICDAR 2019 ReCTS
+      normalized edit distance (0 for two empty strings).
+    - `num_samples`: the number of pairs.
+
+    Args:
+        predictions: Decoded model outputs.
+        references: Ground-truth labels, one per prediction.
+        use_rapidfuzz: Use rapidfuzz for edit distances when it is installed (same results, faster).
+
+    Returns:
+        A dict with exactly the keys of `METRIC_NAMES`.
+
+    Raises:
+        ValueError: If the lists differ in length, are empty, or hold something other than strings.
+    """
+    _check_inputs(predictions, references)
+    char_errors = char_total = word_errors = word_total = exact = alnum = 0
+    ned_sum = 0.0
+    for prediction, reference in zip(predictions, references):
+        distance = edit_distance(prediction, reference, use_rapidfuzz=use_rapidfuzz)
+        char_errors += distance
+        char_total += len(reference)
+        reference_words = reference.split()
+        word_errors += edit_distance(prediction.split(), reference_words, use_rapidfuzz=use_rapidfuzz)
+        word_total += len(reference_words)
+        exact += prediction == reference
+        alnum += normalize_alnum(prediction) == normalize_alnum(reference)
+        longest = max(len(prediction), len(reference))
+        if longest:
+            ned_sum += distance / longest
+    count = len(references)
+    if char_total == 0:
+        logger.warning("Every reference is empty: the CER and WER count errors instead of dividing by 0 characters")
+    return {
+        "cer": char_errors / max(char_total, 1),
+        "wer": word_errors / max(word_total, 1),
+        "word_accuracy": exact / count,
+        "word_accuracy_ci_alnum": alnum / count,
+        "one_minus_ned": 1.0 - ned_sum / count,
+        "num_samples": count,
+    }
+
+
+def format_metrics_table(metrics: Mapping[str, float], *, precision: int = 4) -> str:
+    """An aligned plain-text `metric | value` table, in the order of `metrics`.
+
+    Args:
+        metrics: Metric names and values, e.g. the output of `compute_ocr_metrics`.
+        precision: Decimal places for floats; integers (and integral counts such as `num_samples`) print whole.
+
+    Returns:
+        The table as one string with a header, a rule and a row per metric (no trailing newline).
+    """
+
+    def _format(name: str, value: object) -> str:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return str(value)
+        if isinstance(value, int) or (name.startswith("num_") and float(value).is_integer()):
+            return str(int(value))
+        return f"{value:.{precision}f}"
+
+    rows = [(str(name), _format(str(name), value)) for name, value in metrics.items()]
+    name_width = max([len("metric")] + [len(name) for name, _ in rows])
+    value_width = max([len("value")] + [len(value) for _, value in rows])
+    lines = [f"{'metric':<{name_width}} | {'value':>{value_width}}", f"{'-' * name_width}-+-{'-' * value_width}"]
+    lines += [f"{name:<{name_width}} | {value:>{value_width}}" for name, value in rows]
+    return "\n".join(lines)
