@@ -1,12 +1,12 @@
 # Two entry points, each doing its own set-up on a fresh clone:
-#   make demo   the main job (see README)
+#   make demo   the main job: train the CPU demo preset on synthetic words (see README)
 #   make test   the test suite
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint clean
+.PHONY: install demo smoke test lint clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,9 @@ $(STAMP): setup.cfg pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
+	$(PY) scripts/train.py scripts/configs/demo_cpu.json
+
+smoke: $(STAMP)
 	$(PY) scripts/demo.py
 
 test: $(STAMP)

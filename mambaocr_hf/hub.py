@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -55,9 +56,15 @@ def write_model_card(
     save_directory = Path(save_directory)
     charset = tokenizer.charset.replace("`", "\\`")
     datasets_yaml = "datasets:\n" + "\n".join(f"- {name}" for name in datasets) if datasets else ""
+    metrics_yaml = (
+        "  metrics:\n" + "\n".join(f"    {json.dumps(k)}: {v}" for k, v in metrics.items()) if metrics else ""
+    )
     text = Template(_template_path().read_text(encoding="utf-8")).substitute(
         license=license,
         datasets_yaml=datasets_yaml,
+        charset_yaml=json.dumps(tokenizer.charset),
+        training_data_yaml=json.dumps(training_data or "not recorded"),
+        metrics_yaml=metrics_yaml,
         model_name=repo_id or save_directory.name,
         backbone=config.backbone,
         frame_stride=config.frame_stride,
@@ -72,8 +79,9 @@ def write_model_card(
         metrics_table=_format_metrics(metrics),
         repo_id=repo_id or str(save_directory),
     )
-    # drop the blank line a missing datasets list leaves in the YAML block
-    text = text.replace("\n\n---\n", "\n---\n", 1)
+    # drop the blank lines that missing optional YAML entries leave
+    head, _, body = text.partition("\n---\n\n")
+    text = "\n".join(line for line in head.splitlines() if line.strip()) + "\n---\n\n" + body
     path = save_directory / "README.md"
     path.write_text(text, encoding="utf-8")
     return path
@@ -120,7 +128,12 @@ def save_checkpoint(
             raise ValueError("`push_to_hub=True` needs a `repo_id` such as 'your-name/mambaocr-demo'.")
         api = HfApi()
         api.create_repo(repo_id, exist_ok=True, token=hub_kwargs.get("token"), private=hub_kwargs.get("private"))
-        api.upload_folder(repo_id=repo_id, folder_path=str(save_directory), token=hub_kwargs.get("token"))
+        api.upload_folder(
+            repo_id=repo_id,
+            folder_path=str(save_directory),
+            token=hub_kwargs.get("token"),
+            ignore_patterns=["checkpoint-*", "checkpoint-*/**", "runs/**"],  # Trainer's resume state stays local
+        )
     return save_directory
 
 

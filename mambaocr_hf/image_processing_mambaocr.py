@@ -174,10 +174,10 @@ class MambaOCRImageProcessor(BaseImageProcessor):
         """Width after resizing an image of `width`×`height` (aspect kept, clamped, rounded up to `width_multiple`)."""
         scaled = max(1, round(width * self.image_height / height))
         if scaled > self.max_width:
+            # one message per max_width, not per image (warning_once keys on the text)
             logger.warning_once(
-                f"An image of {width}x{height} px would be {scaled} px wide at height {self.image_height}, more than "
-                f"max_width={self.max_width}: it is squeezed to {self.max_width} px (text may get harder to read). "
-                "Raise `max_width` for longer lines."
+                f"Images wider than max_width={self.max_width} px at height {self.image_height} are squeezed to that "
+                "width (text may get harder to read). Raise `max_width` for longer lines."
             )
         scaled = min(max(scaled, self.min_width), self.max_width)
         multiple = self.width_multiple

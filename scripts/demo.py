@@ -1,9 +1,9 @@
 #!/usr/bin/env python
-"""The main job, for now: build the default MambaOCR, save it as a Hub-ready checkpoint, load it back through the
-Auto classes and recognise a few rendered words.
+"""A one-minute smoke run (`make smoke`): build the default MambaOCR, save it as a Hub-ready checkpoint, load it back
+through the Auto classes and recognise a few rendered words.
 
-The model is randomly initialised (training lands with the training issue), so its predictions are noise: this run
-shows that the package works end to end, not that it reads text.
+The model is randomly initialised, so its predictions are noise: this run shows that the package works end to end,
+not that it reads text. `make demo` trains a model that does.
 """
 
 import argparse

@@ -69,7 +69,8 @@ def test_checkpoint_layout(checkpoint):
 def test_model_card(checkpoint):
     card = (checkpoint[0] / "README.md").read_text()
     assert card.startswith("---\nlibrary_name: transformers\npipeline_tag: image-to-text\nlicense: apache-2.0\n")
-    assert "datasets:\n- synthetic\n---" in card
+    assert 'datasets:\n- synthetic\nmambaocr:\n  charset: "0123456789abcdefghijklmnopqrstuvwxyz"' in card
+    assert '  metrics:\n    "cer": 0.05\n    "word_accuracy": 0.9\n---' in card
     assert "| cer | 0.0500 |" in card and "| word_accuracy | 0.9000 |" in card
     assert "0123456789abcdefghijklmnopqrstuvwxyz" in card and "resnet10t" in card
     assert "AutoModel.from_pretrained" in card

@@ -3,6 +3,7 @@
 `datasets` library (streaming by default), synthetic text rendered on the fly, LMDB conversion, and a collator that
 turns rows into model inputs. The model files never import this package."""
 
+from .bucketing import WidthBucketedDataset, model_width_of
 from .collator import OCRDataCollator
 from .columns import FEATURES, resolve_columns
 from .filters import (
@@ -43,4 +44,6 @@ __all__ = [
     "split_for_rank",
     "write_dataset",
     "write_lmdb",
+    "WidthBucketedDataset",
+    "model_width_of",
 ]

@@ -1,0 +1,94 @@
+# Copyright 2026 The MambaOCR authors. Licensed under the Apache License, Version 2.0.
+"""What `transformers.Trainer` needs to train MambaOCR: a non-finite guard, CTC metrics and reporting helpers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from transformers import EvalPrediction, Trainer
+from transformers.utils import logging
+
+logger = logging.get_logger(__name__)
+
+
+def cpu_supports_bf16() -> bool:
+    """Whether this CPU runs bfloat16 matrix products natively (AVX-512 BF16 or AMX); elsewhere bf16 autocast is
+    emulated and slower than float32."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+class OCRTrainer(Trainer):
+    """`Trainer` that never lets a non-finite loss or gradient reach the weights.
+
+    CTC already zeroes infinite losses (`ctc_zero_infinity`); this also catches NaN from anywhere else (a bad image,
+    an overflow in fp16): the step's gradients are dropped (the optimizer then skips those parameters), the event is
+    counted in `nonfinite_steps` and logged.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.nonfinite_steps = 0
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        grads = [p.grad for p in model.parameters() if p.grad is not None]
+        finite = bool(torch.isfinite(loss).all()) and (
+            not grads or bool(torch.isfinite(torch.nn.utils.get_total_norm(grads)))
+        )
+        if not finite:
+            self.nonfinite_steps += 1
+            model.zero_grad(set_to_none=True)
+            logger.warning(
+                f"Non-finite loss or gradient at step {self.state.global_step}: this step's gradients were dropped "
+                f"({self.nonfinite_steps} so far)."
+            )
+            return torch.zeros_like(loss)
+        return loss
+
+
+def preprocess_logits_for_metrics(logits, labels) -> torch.Tensor:
+    """Keep only the greedy CTC path (ids) of each eval batch instead of its full logits."""
+    if isinstance(logits, tuple):
+        logits = logits[0]
+    return logits.argmax(dim=-1)
+
+
+def make_compute_metrics(tokenizer) -> Callable[[EvalPrediction], dict[str, float]]:
+    """`compute_metrics` for `Trainer`: greedy CTC decoding of the predicted ids, then the OCR metrics."""
+    from .metrics import compute_ocr_metrics
+
+    def compute_metrics(prediction: EvalPrediction) -> dict[str, float]:
+        ids = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
+        labels = prediction.label_ids
+        predictions = tokenizer.batch_decode(np.asarray(ids))  # -100 (padding between batches) is skipped
+        references = tokenizer.batch_decode(np.asarray(labels), group_tokens=False)
+        return compute_ocr_metrics(predictions, references)
+
+    return compute_metrics
+
+
+def parameter_table(model) -> str:
+    """A plain-text table of trainable / total parameters per module group of a `MambaOCRForCTC`."""
+    groups = model.parameter_groups()
+    rows = [("group", "trainable", "total")]
+    for name, (trainable, total) in groups.items():
+        rows.append((name, f"{trainable:,}", f"{total:,}"))
+    trainable = sum(t for t, _ in groups.values())
+    total = sum(n for _, n in groups.values())
+    rows.append(("all", f"{trainable:,}", f"{total:,} ({100 * trainable / max(total, 1):.1f}% trainable)"))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    return "\n".join(f"{a:<{widths[0]}}  {b:>{widths[1]}}  {c:>{widths[2]}}" for a, b, c in rows)
+
+
+__all__ = [
+    "OCRTrainer",
+    "cpu_supports_bf16",
+    "make_compute_metrics",
+    "parameter_table",
+    "preprocess_logits_for_metrics",
+]

@@ -1,0 +1,316 @@
+#!/usr/bin/env python
+"""Train a MambaOCR recognizer with `transformers.Trainer`.
+
+    python scripts/train.py scripts/configs/demo_cpu.json                       # a JSON preset
+    python scripts/train.py scripts/configs/demo_cpu.json --max_steps 50 --output_dir runs/x   # preset + overrides
+    python scripts/train.py --dataset synthetic --output_dir runs/y --max_steps 1000 --bf16    # flags alone
+    torchrun --nproc_per_node 2 scripts/train.py scripts/configs/demo_cpu.json --ddp_backend gloo   # data-parallel
+
+The output directory ends as a Hub-ready checkpoint (weights, processor, model code, model card with the measured
+metrics) plus `eval_results.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+
+import datasets
+import torch
+import transformers
+from transformers import AutoModel, AutoProcessor, HfArgumentParser, TrainingArguments, set_seed
+from transformers.trainer_utils import get_last_checkpoint
+
+from mambaocr_hf import MambaOCRConfig, MambaOCRForCTC, MambaOCRProcessor, save_checkpoint
+from mambaocr_hf.data import (
+    OCRDataCollator,
+    SyntheticConfig,
+    WidthBucketedDataset,
+    interleave_sources,
+    load_ocr_dataset,
+    model_width_of,
+    skip_counts,
+    split_for_rank,
+)
+from mambaocr_hf.image_processing_mambaocr import MambaOCRImageProcessor
+from mambaocr_hf.metrics import format_metrics_table
+from mambaocr_hf.modeling_mambaocr import FREEZE_STRATEGIES
+from mambaocr_hf.tokenization_mambaocr import MambaOCRTokenizer
+from mambaocr_hf.training import (
+    OCRTrainer,
+    cpu_supports_bf16,
+    make_compute_metrics,
+    parameter_table,
+    preprocess_logits_for_metrics,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "Start from this MambaOCR checkpoint (folder or Hub id) instead of a new model."},
+    )
+    preset: str = field(
+        default="base", metadata={"help": "Size of a new model: 'base' (resnet34) or 'small' (resnet18)."}
+    )
+    config_overrides: str | None = field(
+        default=None,
+        metadata={
+            "help": "Config values for a new model, e.g. 'hidden_size=192,num_hidden_layers=3,sequence_model=bilstm'."
+        },
+    )
+    charset: str = field(
+        default="lowercase_alphanumeric",
+        metadata={
+            "help": "Charset of a new model: digits, lowercase_alphanumeric, alphanumeric, printable, or the characters."
+        },
+    )
+    unknown_char_policy: str = field(
+        default="map", metadata={"help": "Labels with other characters: error, drop or map."}
+    )
+    max_width: int = field(default=512, metadata={"help": "Widest image in pixels (wider ones are squeezed)."})
+    use_pretrained_backbone: bool = field(
+        default=False, metadata={"help": "Initialise the ResNet from ImageNet weights (timm; needs the network)."}
+    )
+    backbone_weights_path: str | None = field(
+        default=None, metadata={"help": "Local ImageNet weights for the ResNet."}
+    )
+    freeze_strategy: str = field(
+        default="auto",
+        metadata={
+            "help": f"What trains: {', '.join(FREEZE_STRATEGIES)}, or 'auto' (adapters_layer4 with a pretrained "
+            "backbone, full without)."
+        },
+    )
+
+
+@dataclass
+class DataArguments:
+    dataset: str = field(
+        default="synthetic",
+        metadata={
+            "help": "Training sources with weights, e.g. 'synthetic:0.7,/data/real:0.3' (see load_ocr_dataset)."
+        },
+    )
+    eval_dataset: str = field(
+        default="synthetic", metadata={"help": "Held-out source (synthetic uses another split)."}
+    )
+    eval_split: str = field(default="validation", metadata={"help": "Split of the held-out source."})
+    max_eval_samples: int = field(default=1000, metadata={"help": "Evaluate on at most this many samples."})
+    num_demo_images: int = field(default=8, metadata={"help": "Fresh images recognised and printed at the end."})
+    dataset_seed: int = field(default=0, metadata={"help": "Seed of the synthetic generator and of the mixing."})
+    synthetic_config: str | None = field(
+        default=None,
+        metadata={
+            "help": "JSON of SyntheticConfig fields for the synthetic source (train and held-out), e.g. "
+            '\'{"rotate_p": 0.2, "max_rotation": 5}\': how hard the rendered data is.'
+        },
+    )
+    group_by_width: bool = field(
+        default=True, metadata={"help": "Batch training images of similar widths together (less padding, faster)."}
+    )
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={"help": "Start afresh even if output_dir holds checkpoints (by default the run resumes from them)."},
+    )
+
+
+def _parse_args() -> tuple[ModelArguments, DataArguments, TrainingArguments]:
+    parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments))
+    args = sys.argv[1:]
+    if not torch.cuda.is_available() and "--use_cpu" not in args:
+        args = (
+            args[:1] + ["--use_cpu", "True"] + args[1:]
+            if args[:1] and args[0].endswith(".json")
+            else ["--use_cpu", "True"] + args
+        )
+    if args and args[0].endswith(".json"):
+        # a JSON preset, then flag overrides: turn the preset into flags placed before the user's
+        with open(args[0], encoding="utf-8") as handle:
+            preset = json.load(handle)
+        preset_flags = []
+        for key, value in preset.items():
+            if isinstance(value, bool):
+                preset_flags += [f"--{key}", str(value)]
+            elif isinstance(value, dict):
+                preset_flags += [f"--{key}", json.dumps(value)]
+            elif isinstance(value, list):
+                preset_flags += [f"--{key}", *map(str, value)]
+            else:
+                preset_flags += [f"--{key}", str(value)]
+        return parser.parse_args_into_dataclasses(args=preset_flags + args[1:])
+    return parser.parse_args_into_dataclasses(args=args)
+
+
+def _parse_overrides(text: str | None) -> dict:
+    overrides = {}
+    for item in (text or "").split(","):
+        if not item.strip():
+            continue
+        key, _, value = item.partition("=")
+        try:
+            overrides[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key.strip()] = value.strip()
+    return overrides
+
+
+def build_model_and_processor(args: ModelArguments) -> tuple[MambaOCRForCTC, MambaOCRProcessor]:
+    if args.model_name_or_path:
+        model = AutoModel.from_pretrained(args.model_name_or_path)
+        processor = AutoProcessor.from_pretrained(args.model_name_or_path)
+        return model, processor
+    tokenizer = MambaOCRTokenizer(charset=args.charset, unknown_char_policy=args.unknown_char_policy)
+    overrides = {"max_width": args.max_width, **_parse_overrides(args.config_overrides)}
+    config = MambaOCRConfig.from_preset(
+        args.preset,
+        vocab_size=len(tokenizer),
+        use_pretrained_backbone=args.use_pretrained_backbone,
+        backbone_weights_path=args.backbone_weights_path,
+        **overrides,
+    )
+    image_processor = MambaOCRImageProcessor(max_width=config.max_width, width_multiple=config.frame_stride)
+    return MambaOCRForCTC(config), MambaOCRProcessor(image_processor=image_processor, tokenizer=tokenizer)
+
+
+def main() -> None:
+    model_args, data_args, training_args = _parse_args()
+    logging.basicConfig(
+        format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
+        datefmt="%H:%M:%S",
+        handlers=[logging.StreamHandler(sys.stdout)],
+    )
+    log_level = training_args.get_process_log_level()
+    logger.setLevel(log_level)
+    datasets.utils.logging.set_verbosity(log_level)
+    transformers.utils.logging.set_verbosity(log_level)
+    logging.getLogger("mambaocr_hf").setLevel(log_level)
+    set_seed(training_args.seed)
+
+    if training_args.bf16 and not torch.cuda.is_available() and not cpu_supports_bf16():
+        logger.warning(
+            "--bf16 was asked for, but this CPU has no native bfloat16 (AVX-512 BF16 / AMX): bf16 would be emulated "
+            "and slower than float32, so this run trains in float32. Pass --bf16 False to silence this."
+        )
+        training_args.bf16 = False
+
+    model, processor = build_model_and_processor(model_args)
+    strategy = model_args.freeze_strategy
+    if strategy == "auto":
+        pretrained = model_args.use_pretrained_backbone or model_args.model_name_or_path
+        strategy = "adapters_layer4" if pretrained else "full"
+        if not pretrained:
+            logger.info("The backbone is randomly initialised: freezing it would be pointless, so everything trains.")
+    model.apply_freeze_strategy(strategy)
+    if training_args.process_index == 0:
+        print(f"\nFreeze strategy: {strategy}\n{parameter_table(model)}\n")
+
+    synthetic = {}
+    if data_args.synthetic_config:
+        synthetic["config"] = SyntheticConfig(**json.loads(data_args.synthetic_config))
+    with training_args.main_process_first(desc="dataset preparation"):
+        train_dataset = interleave_sources(
+            data_args.dataset, split="train", processor=processor, seed=data_args.dataset_seed, **synthetic
+        )
+        eval_options = synthetic if data_args.eval_dataset == "synthetic" else {}
+        eval_dataset = load_ocr_dataset(
+            data_args.eval_dataset,
+            split=data_args.eval_split,
+            processor=processor,
+            seed=data_args.dataset_seed,
+            **eval_options,
+        )
+        eval_dataset = eval_dataset.take(data_args.max_eval_samples)
+    # each rank reads its own shards; with batches dispatched from rank 0 the split would not be needed
+    train_dataset = split_for_rank(train_dataset, training_args.process_index, training_args.world_size)
+    if data_args.group_by_width:
+        train_dataset = WidthBucketedDataset(
+            train_dataset,
+            training_args.per_device_train_batch_size,
+            model_width_of(processor.image_processor),
+            seed=training_args.seed,
+        )
+    training_args.accelerator_config.dispatch_batches = False
+    training_args.remove_unused_columns = False  # the collator needs the raw "image" and "text" columns
+
+    trainer = OCRTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        data_collator=OCRDataCollator(processor),
+        processing_class=processor,
+        compute_metrics=make_compute_metrics(processor.tokenizer),
+        preprocess_logits_for_metrics=preprocess_logits_for_metrics,
+    )
+
+    checkpoint = training_args.resume_from_checkpoint
+    if checkpoint is None and os.path.isdir(training_args.output_dir) and not data_args.overwrite_output_dir:
+        checkpoint = get_last_checkpoint(training_args.output_dir)
+        if checkpoint is not None:
+            logger.info(f"Resuming from {checkpoint} (pass --overwrite_output_dir to start afresh).")
+    start = time.perf_counter()
+    train_result = trainer.train(resume_from_checkpoint=checkpoint)
+    minutes = (time.perf_counter() - start) / 60
+    metrics = dict(train_result.metrics, train_minutes=minutes, nonfinite_steps=trainer.nonfinite_steps)
+    trainer.log_metrics("train", metrics)
+    trainer.save_metrics("train", metrics)
+
+    eval_metrics = trainer.evaluate()
+    trainer.log_metrics("eval", eval_metrics)
+    trainer.save_metrics("eval", eval_metrics)
+    if training_args.process_index == 0:
+        ocr_metrics = {
+            k[len("eval_") :]: v
+            for k, v in eval_metrics.items()
+            if k.startswith("eval_") and not k.endswith(("runtime", "per_second"))
+        }
+        print("\nHeld-out evaluation\n" + format_metrics_table(ocr_metrics))
+        save_checkpoint(
+            trainer.model,
+            processor,
+            training_args.output_dir,
+            metrics={f"{data_args.eval_dataset} ({data_args.eval_split}) {k}": v for k, v in ocr_metrics.items()},
+            training_data=f"{data_args.dataset} ({training_args.max_steps} steps, {minutes:.1f} min)",
+            datasets=[name.rpartition(":")[0] or name for name in data_args.dataset.split(",")],
+            base_model=model_args.model_name_or_path,
+            push_to_hub=training_args.push_to_hub,
+            repo_id=training_args.hub_model_id,
+            token=training_args.hub_token,
+        )
+        counts = skip_counts()
+        if counts:
+            logger.info(f"Samples skipped by the data pipeline: {counts}")
+        _show_predictions(trainer.model, processor, data_args)
+
+
+def _show_predictions(model, processor, data_args: DataArguments) -> None:
+    if data_args.num_demo_images <= 0:
+        return
+    options = (
+        {"config": SyntheticConfig(**json.loads(data_args.synthetic_config))} if data_args.synthetic_config else {}
+    )
+    dataset = load_ocr_dataset(
+        "synthetic", split="test", processor=processor, seed=data_args.dataset_seed + 1, **options
+    )
+    rows = list(dataset.take(data_args.num_demo_images))
+    inputs = processor(images=[row["image"] for row in rows], return_tensors="pt")
+    model.eval()
+    with torch.no_grad():
+        outputs = model(**{k: v.to(model.device) for k, v in inputs.items()})
+    decoded = processor.batch_decode(outputs.logits, outputs.frame_lengths, output_char_details=True)
+    print(f"\nFresh synthetic images\n{'truth':<20} {'prediction':<20} score")
+    for row, text, score in zip(rows, decoded.text, decoded.scores):
+        mark = "" if text == row["text"] else "  <-"
+        print(f"{row['text']:<20} {text:<20} {score:.3f}{mark}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,31 @@
+import random
+
+from PIL import Image
+
+from mambaocr_hf import MambaOCRImageProcessor
+from mambaocr_hf.data import WidthBucketedDataset, model_width_of
+
+
+def _rows(widths):
+    return [{"image": Image.new("L", (width, 32)), "text": str(index)} for index, width in enumerate(widths)]
+
+
+def test_every_row_once_and_batches_of_similar_width():
+    widths = [random.Random(i).randint(16, 256) for i in range(100)]
+    dataset = WidthBucketedDataset(_rows(widths), batch_size=8, width_of=model_width_of(MambaOCRImageProcessor()),
+                                   buffer_batches=4, seed=0)  # fmt: skip
+    out = list(dataset)
+    assert sorted(row["text"] for row in out) == sorted(str(i) for i in range(100))
+
+    def mean_spread(values):
+        batches = [values[start : start + 8] for start in range(0, 96, 8)]  # the whole batches of full buffers
+        return sum(max(b) - min(b) for b in batches) / len(batches)
+
+    assert mean_spread([row["image"].width for row in out]) < 0.5 * mean_spread(widths)
+    assert [row["text"] for row in out] == [row["text"] for row in dataset]  # deterministic for a seed
+
+
+def test_processor_widths_drive_the_order():
+    processor = MambaOCRImageProcessor()
+    width_of = model_width_of(processor)
+    assert width_of(Image.new("L", (100, 64))) == processor.target_width(100, 64) == 52

@@ -1,0 +1,144 @@
+"""The training script and Trainer helpers, with a tiny model and a few steps."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import TrainingArguments
+
+from mambaocr_hf import MambaOCRConfig, MambaOCRForCTC, MambaOCRProcessor
+from mambaocr_hf.data import OCRDataCollator, load_ocr_dataset
+from mambaocr_hf.training import OCRTrainer, cpu_supports_bf16, parameter_table
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = "backbone=resnet10t,hidden_size=32,state_size=4,adapter_size=8,hidden_dropout=0.0"
+TINY_ARGS = [
+    "--config_overrides", TINY,
+    "--max_width", "128",
+    "--per_device_train_batch_size", "4",
+    "--per_device_eval_batch_size", "8",
+    "--max_eval_samples", "8",
+    "--num_demo_images", "2",
+    "--logging_steps", "1",
+    "--eval_strategy", "steps",
+    "--save_strategy", "steps",
+    "--dataloader_num_workers", "0",
+    "--bf16", "False",
+    "--report_to", "none",
+    "--learning_rate", "0.001",
+]  # fmt: skip
+
+
+def _run(args, cwd, extra_env=None, launcher=None):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "MAMBAOCR_DISABLE_COMPILE": "1", **(extra_env or {})}
+    command = (launcher or [sys.executable]) + [str(ROOT / "scripts" / "train.py"), *args]
+    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, (result.stdout[-3000:], result.stderr[-3000:])
+    return result.stdout + result.stderr
+
+
+def test_parse_preset_with_overrides(monkeypatch):
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import train
+    finally:
+        sys.path.pop(0)
+    preset = str(ROOT / "scripts" / "configs" / "demo_cpu.json")
+    monkeypatch.setattr(sys, "argv", ["train.py", preset, "--max_steps", "50", "--output_dir", "runs/x"])
+    model_args, data_args, training_args = train._parse_args()
+    assert training_args.max_steps == 50 and training_args.output_dir == "runs/x"  # the flags win
+    assert model_args.preset == "small" and data_args.dataset == "synthetic"  # the preset's values
+    assert training_args.learning_rate == 0.001 and training_args.metric_for_best_model == "cer"
+    assert train._parse_overrides("hidden_size=64,sequence_model=bilstm,bidirectional=false") == {
+        "hidden_size": 64,
+        "sequence_model": "bilstm",
+        "bidirectional": False,
+    }
+    for name in ("demo_cpu", "synthetic_cpu_long", "mjsynth", "finetune_folder"):
+        monkeypatch.setattr(sys, "argv", ["train.py", str(ROOT / "scripts" / "configs" / f"{name}.json")])
+        train._parse_args()  # every preset parses
+
+
+def test_train_evaluate_save_and_resume(tmp_path):
+    output = tmp_path / "run"
+    log = _run(
+        ["--output_dir", str(output), "--max_steps", "3", "--eval_steps", "3", "--save_steps", "3", *TINY_ARGS],
+        tmp_path,
+    )
+    assert "Freeze strategy: full" in log and "backbone.layer4" in log  # parameter table
+    assert "Held-out evaluation" in log and "Fresh synthetic images" in log
+    results = json.loads((output / "eval_results.json").read_text())
+    assert {"eval_cer", "eval_wer", "eval_word_accuracy", "eval_word_accuracy_ci_alnum", "eval_one_minus_ned"} <= set(
+        results
+    )
+    files = set(os.listdir(output))
+    assert {"model.safetensors", "config.json", "modeling_mambaocr.py", "vocab.json", "README.md"} <= files
+    card = (output / "README.md").read_text()
+    assert "synthetic (validation) cer" in card and "3 steps" in card
+    # a killed run restarted with the same command continues from its last checkpoint
+    log = _run(
+        ["--output_dir", str(output), "--max_steps", "5", "--eval_steps", "5", "--save_steps", "5", *TINY_ARGS],
+        tmp_path,
+    )
+    assert "Resuming from" in log and "checkpoint-3" in log
+    state = json.loads((output / "checkpoint-5" / "trainer_state.json").read_text())
+    assert state["global_step"] == 5
+
+
+def test_data_parallel_on_cpu_with_gloo(tmp_path):
+    output = tmp_path / "ddp"
+    _run(
+        ["--output_dir", str(output), "--max_steps", "2", "--eval_steps", "2", "--save_steps", "2", *TINY_ARGS,
+         "--ddp_backend", "gloo"],
+        tmp_path,
+        extra_env={"OMP_NUM_THREADS": "1"},
+        launcher=[sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533"],
+    )  # fmt: skip
+    assert (output / "model.safetensors").is_file() and (output / "checkpoint-2").is_dir()
+    state = json.loads((output / "checkpoint-2" / "trainer_state.json").read_text())
+    assert state["global_step"] == 2
+
+
+def test_nonfinite_loss_never_reaches_the_weights(tmp_path):
+    from .conftest import tiny_config_kwargs
+
+    processor = MambaOCRProcessor.from_defaults()
+    model = MambaOCRForCTC(MambaOCRConfig(**tiny_config_kwargs(max_width=128)))
+    original_loss = model.ctc_loss
+    model.ctc_loss = lambda *args: original_loss(*args) * float("nan")
+    before = {name: param.detach().clone() for name, param in model.named_parameters()}
+    args = TrainingArguments(
+        output_dir=str(tmp_path), max_steps=2, per_device_train_batch_size=2, report_to="none", use_cpu=True,
+        remove_unused_columns=False, save_strategy="no", logging_steps=1,
+    )  # fmt: skip
+    dataset = load_ocr_dataset("synthetic", processor=processor, num_samples=8, seed=0)
+    trainer = OCRTrainer(model=model, args=args, train_dataset=dataset, data_collator=OCRDataCollator(processor))
+    trainer.train()
+    assert trainer.nonfinite_steps == 2
+    for name, param in model.named_parameters():
+        assert torch.equal(param, before[name]), name
+
+
+def test_parameter_table_and_bf16_probe():
+    model = MambaOCRForCTC(MambaOCRConfig(backbone="resnet10t", hidden_size=32))
+    model.apply_freeze_strategy("adapters_layer4")
+    table = parameter_table(model)
+    assert table.splitlines()[0].split() == ["group", "trainable", "total"]
+    assert "backbone.adapters" in table and "% trainable" in table
+    assert isinstance(cpu_supports_bf16(), bool)
+
+
+@pytest.mark.parametrize("flag", ["--bf16"])
+def test_bf16_flag_parses_on_cpu(flag, monkeypatch):
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import train
+    finally:
+        sys.path.pop(0)
+    monkeypatch.setattr(sys, "argv", ["train.py", "--output_dir", "x", flag])
+    _, _, training_args = train._parse_args()
+    assert training_args.bf16 and (training_args.use_cpu or torch.cuda.is_available())
