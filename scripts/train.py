@@ -202,15 +202,15 @@ def main() -> None:
         training_args.bf16 = False
 
     model, processor = build_model_and_processor(model_args)
-    strategy = model_args.freeze_strategy
+    strategy, why = model_args.freeze_strategy, ""
     if strategy == "auto":
         pretrained = model_args.use_pretrained_backbone or model_args.model_name_or_path
         strategy = "adapters_layer4" if pretrained else "full"
         if not pretrained:
-            logger.info("The backbone is randomly initialised: freezing it would be pointless, so everything trains.")
+            why = " (the backbone is randomly initialised: freezing it would be pointless, so everything trains)"
     model.apply_freeze_strategy(strategy)
     if training_args.process_index == 0:
-        print(f"\nFreeze strategy: {strategy}\n{parameter_table(model)}\n")
+        print(f"\nFreeze strategy: {strategy}{why}\n{parameter_table(model)}\n")
 
     synthetic = {}
     if data_args.synthetic_config:
@@ -254,8 +254,8 @@ def main() -> None:
     checkpoint = training_args.resume_from_checkpoint
     if checkpoint is None and os.path.isdir(training_args.output_dir) and not data_args.overwrite_output_dir:
         checkpoint = get_last_checkpoint(training_args.output_dir)
-        if checkpoint is not None:
-            logger.info(f"Resuming from {checkpoint} (pass --overwrite_output_dir to start afresh).")
+        if checkpoint is not None and training_args.process_index == 0:
+            print(f"Resuming from {checkpoint} (pass --overwrite_output_dir True to start afresh).")
     start = time.perf_counter()
     train_result = trainer.train(resume_from_checkpoint=checkpoint)
     minutes = (time.perf_counter() - start) / 60
