@@ -73,19 +73,12 @@ def frame_lengths_from_pixels(valid_pixels: torch.Tensor, frame_stride: int) -> 
     return torch.div(valid_pixels + frame_stride - 1, frame_stride, rounding_mode="floor").long()
 
 
-def reverse_padded(hidden_states: torch.Tensor, lengths: torch.LongTensor) -> torch.Tensor:
-    """Reverse each sequence of `[batch, seq_len, hidden]` within its own length, leaving the padding at the end.
-
-    Applying it twice gives the input back, so the same call maps the reverse scan's output to forward order.
-    """
-    seq_len = hidden_states.shape[1]
-    positions = torch.arange(seq_len, device=hidden_states.device)[None, :]  # [1, seq_len]
-    lengths = lengths.to(hidden_states.device)[:, None]  # [batch, 1]
-    index = torch.where(positions < lengths, lengths - 1 - positions, positions)  # [batch, seq_len]
-    return hidden_states.gather(1, index[..., None].expand_as(hidden_states))
-
-
-# Backbone
+def reversed_positions(frame_lengths: torch.LongTensor, seq_len: int) -> torch.LongTensor:
+    """`[batch, seq_len]` source positions that reverse each sequence within its own length, leaving the padding at
+    the end (so a causal scan over the result starts at the last valid frame). The mapping is its own inverse."""
+    positions = torch.arange(seq_len, device=frame_lengths.device)[None, :]  # [1, seq_len]
+    lengths = frame_lengths[:, None]  # [batch, 1]
+    return torch.where(positions < lengths, lengths - 1 - positions, positions)
 
 
 class MambaOCRAdapter(nn.Module):
@@ -274,8 +267,6 @@ class MambaOCRMixer(nn.Module):
     `out_proj`. Sharing the projections keeps the layer's matrix work that of a one-directional Mamba.
     """
 
-    _DIRECTIONAL = ("conv1d", "x_proj", "dt_proj", "A_log", "D")
-
     def __init__(self, config: MambaOCRConfig):
         super().__init__()
         self.config = config
@@ -386,13 +377,10 @@ class MambaOCRMixer(nn.Module):
 
 
 def _bidirectional_rows(frame_lengths: torch.LongTensor, seq_len: int) -> torch.LongTensor:
-    """Row indices into `[batch * seq_len]` giving the batch as it is followed by each sequence reversed within its
-    own length (padding stays at the end). The reversal is its own inverse."""
-    positions = torch.arange(seq_len, device=frame_lengths.device)[None, :]  # [1, seq_len]
-    lengths = frame_lengths[:, None]
-    reverse = torch.where(positions < lengths, lengths - 1 - positions, positions)  # [batch, seq_len]
-    offsets = torch.arange(frame_lengths.shape[0], device=frame_lengths.device)[:, None] * seq_len
-    return torch.cat([(positions + offsets).flatten(), (reverse + offsets).flatten()])
+    """Row indices into `[batch * seq_len]`: the batch as it is, then each sequence reversed within its own length."""
+    offsets = torch.arange(frame_lengths.shape[0], device=frame_lengths.device)[:, None] * seq_len  # [batch, 1]
+    forward = torch.arange(seq_len, device=frame_lengths.device)[None, :] + offsets
+    return torch.cat([forward.flatten(), (reversed_positions(frame_lengths, seq_len) + offsets).flatten()])
 
 
 def _select_scan(config: MambaOCRConfig, device: torch.device) -> str:

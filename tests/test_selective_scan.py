@@ -6,7 +6,7 @@ from torch.nn import functional as F
 
 from mambaocr_hf import MambaOCRConfig, MambaOCRForCTC
 from mambaocr_hf import selective_scan as scan_module
-from mambaocr_hf.modeling_mambaocr import reverse_padded
+from mambaocr_hf.modeling_mambaocr import _bidirectional_rows, reversed_positions
 from mambaocr_hf.selective_scan import (
     causal_depthwise_conv1d,
     fast_softplus,
@@ -116,11 +116,12 @@ def test_causal_conv_is_causal():
     assert torch.allclose(y[:, :5], causal_depthwise_conv1d(x2, weight, None)[:, :5])
 
 
-def test_reverse_padded_reverses_within_length_and_is_an_involution():
-    x = torch.arange(10.0).view(2, 5, 1)
-    out = reverse_padded(x, torch.tensor([5, 3]))
-    assert out[:, :, 0].tolist() == [[4, 3, 2, 1, 0], [7, 6, 5, 8, 9]]
-    assert torch.equal(reverse_padded(out, torch.tensor([5, 3])), x)
+def test_reversal_within_length_is_an_involution():
+    lengths = torch.tensor([5, 3])
+    positions = reversed_positions(lengths, 5)
+    assert positions.tolist() == [[4, 3, 2, 1, 0], [2, 1, 0, 3, 4]]
+    assert torch.equal(positions.gather(1, positions), torch.arange(5).expand(2, 5))
+    assert _bidirectional_rows(lengths, 5).tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 4, 3, 2, 1, 0, 7, 6, 5, 8, 9]
 
 
 @pytest.mark.parametrize("implementation", ["chunked", "reference"])
