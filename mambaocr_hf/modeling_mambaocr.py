@@ -119,7 +119,8 @@ class MambaOCRBackbone(nn.Module):
       parameter names, and so its pretrained weights, stay as they are).
     * **Width masking**: before every operation that mixes neighbouring columns (convolutions wider than 1, pools)
       the columns past an image's true width are zeroed. That is exactly the zero padding the image would get alone,
-      so an image's features do not depend on how much padding its batch adds.
+      so an image's features do not depend on how much padding its batch adds. This holds in eval mode; in training,
+      BatchNorm's batch statistics also see the (zeroed) padding columns.
     """
 
     def __init__(self, config: MambaOCRConfig):
@@ -149,6 +150,28 @@ class MambaOCRBackbone(nn.Module):
             if isinstance(module, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)) and kernel_width > 1:
                 module.register_forward_pre_hook(self._mask_padding_columns)
         self.gradient_checkpointing = False
+        self._check_stride_patch()
+
+    @torch.no_grad()
+    def _check_stride_patch(self) -> None:
+        """Some timm ResNet variants (blur pools, nested stems) do not take the patch: refuse them clearly."""
+        device = next(self.body.parameters()).device
+        width = 16 * self.config.frame_stride
+        probe = torch.zeros(1, self.config.num_channels, 32, width, device=device)
+        was_training = self.training
+        self.eval()
+        try:
+            shape = tuple(self.body.forward_features(probe).shape[2:])
+        except RuntimeError as error:
+            raise ValueError(f"timm '{self.config.backbone}' cannot be stride-patched ({error}).") from error
+        finally:
+            self.train(was_training)
+        if shape != (1, 16):
+            raise ValueError(
+                f"The stride patch does not work for timm '{self.config.backbone}': a 32x{width} image gives "
+                f"{shape[0]}x{shape[1]} features instead of 1x16. Use a plain ResNet (resnet18/34/50, their 'd' "
+                "variants)."
+            )
 
     def _mask_padding_columns(self, module: nn.Module, args: tuple[torch.Tensor, ...]):
         if self._valid_pixels is None:
@@ -197,10 +220,21 @@ class MambaOCRBackbone(nn.Module):
         logger.info(f"Loaded ImageNet weights into the {self.config.backbone} backbone.")
 
     def _run_stage_block(
-        self, hidden_states: torch.Tensor, valid_pixels: torch.Tensor | None, block: nn.Module, adapter: nn.Module
+        self,
+        hidden_states: torch.Tensor,
+        valid_pixels: torch.Tensor | None,
+        input_width: int,
+        block: nn.Module,
+        adapter: nn.Module,
     ) -> torch.Tensor:
-        self._valid_pixels = valid_pixels  # set again when a checkpointed block is recomputed in backward
-        hidden_states = block(hidden_states)
+        # the mask state is passed in, not read from the last forward: a checkpointed block is recomputed during
+        # backward, possibly after other forwards have run
+        previous = self._valid_pixels, self._input_width
+        self._valid_pixels, self._input_width = valid_pixels, input_width
+        try:
+            hidden_states = block(hidden_states)
+        finally:
+            self._valid_pixels, self._input_width = previous
         return adapter(hidden_states) if adapter is not None else hidden_states
 
     def forward(self, pixel_values: torch.Tensor, valid_pixels: torch.Tensor | None = None) -> torch.Tensor:
@@ -222,10 +256,18 @@ class MambaOCRBackbone(nn.Module):
                     adapter = adapters[index] if adapters is not None else None
                     if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
                         hidden_states = checkpoint(
-                            self._run_stage_block, hidden_states, valid_pixels, block, adapter, use_reentrant=False
+                            self._run_stage_block,
+                            hidden_states,
+                            valid_pixels,
+                            self._input_width,
+                            block,
+                            adapter,
+                            use_reentrant=False,
                         )
                     else:
-                        hidden_states = self._run_stage_block(hidden_states, valid_pixels, block, adapter)
+                        hidden_states = self._run_stage_block(
+                            hidden_states, valid_pixels, self._input_width, block, adapter
+                        )
         finally:
             self._valid_pixels = None
         # [batch, channels, height, frames] -> [batch, frames, channels]; height is 1 for 32-pixel images
@@ -569,7 +611,8 @@ class MambaOCRPreTrainedModel(PreTrainedModel):
         finally:
             _LOADING_CHECKPOINT.reset(token)
         if pretrained_model_name_or_path is not None:
-            _check_vocab_matches_head(model.config, pretrained_model_name_or_path, kwargs)
+            loaded = model[0] if isinstance(model, tuple) else model  # output_loading_info=True gives (model, info)
+            _check_vocab_matches_head(loaded.config, pretrained_model_name_or_path, kwargs)
         return model
 
 
@@ -713,7 +756,7 @@ class MambaOCRForCTC(MambaOCRPreTrainedModel):
                 f"got {tuple(pixel_mask.shape)}."
             )
         # valid columns are a prefix: the processor pads on the right
-        valid = pixel_mask.long().sum(dim=-1)
+        valid = pixel_mask.to(pixel_values.device).long().sum(dim=-1)
         if not _is_tracing() and bool((valid == 0).any()):
             empty = (valid == 0).nonzero().flatten().tolist()
             raise ValueError(
@@ -759,6 +802,13 @@ class MambaOCRForCTC(MambaOCRPreTrainedModel):
             Character ids, padded with -100. Ids must be in `[0, vocab_size)` and differ from the blank.
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
+        if output_hidden_states is None:
+            output_hidden_states = self.config.output_hidden_states
+        if "attention_mask" in kwargs:
+            raise TypeError(
+                "MambaOCRForCTC takes `pixel_mask` ([batch, width], 1 on image columns), not `attention_mask`; the "
+                "image processor returns it."
+            )
         self._check_inputs(pixel_values)
         valid_pixels = self._valid_pixels(pixel_values, pixel_mask)
         frame_lengths = frame_lengths_from_pixels(valid_pixels, self.config.frame_stride)

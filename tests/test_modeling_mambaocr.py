@@ -307,3 +307,35 @@ def test_resize_vocab_keeps_existing_rows(tester):
         after = model(pixel_values).logits
     assert after.shape[-1] == 40 and model.config.vocab_size == 40
     assert torch.allclose(before, after[..., :37], atol=1e-6)
+
+
+def test_checkpointed_backward_after_another_forward(tester):
+    """A checkpointed block recomputed in backward uses its own forward's mask, not the latest forward's."""
+    pixel_values, pixel_mask, labels = tester.prepare_inputs()
+    wide = torch.randn(3, 3, 32, 128)
+    grads = []
+    for checkpointing in (False, True):
+        torch.manual_seed(0)
+        model = MambaOCRForCTC(tester.get_config()).train()
+        if checkpointing:
+            model.gradient_checkpointing_enable()
+        loss = model(pixel_values, pixel_mask=pixel_mask, labels=labels).loss
+        model(wide)  # another forward before the backward
+        loss.backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    for name in grads[0]:
+        assert torch.allclose(grads[0][name], grads[1][name], atol=1e-5), name
+
+
+def test_backbones_the_stride_patch_cannot_handle_are_refused():
+    with pytest.raises(ValueError, match="resnetblur18"):
+        MambaOCRForCTC(MambaOCRConfig(backbone="resnetblur18", hidden_size=32))
+
+
+def test_from_pretrained_with_loading_info_and_attention_mask_error(tester, tmp_path):
+    model = MambaOCRForCTC(tester.get_config())
+    model.save_pretrained(tmp_path)
+    loaded, info = MambaOCRForCTC.from_pretrained(tmp_path, output_loading_info=True)
+    assert isinstance(loaded, MambaOCRForCTC) and not info["missing_keys"]
+    with pytest.raises(TypeError, match="pixel_mask"):
+        model(torch.randn(1, 3, 32, 64), attention_mask=torch.ones(1, 64))
