@@ -31,8 +31,9 @@ class MambaOCRConfig(PretrainedConfig):
 
     Args:
         backbone (`str`, *optional*, defaults to `"resnet34"`):
-            Name of a timm ResNet (`resnet18`, `resnet34`, `resnet50`, `resnet34d`, ...). Any model of timm's `ResNet`
-            class works; the projection is sized from its `feature_info`.
+            Name of a timm ResNet (`resnet18`, `resnet34`, `resnet50`, `resnet34d`, `resnext50_32x4d`, ...); the
+            projection is sized from its `feature_info`. Variants whose strides the patch cannot reach (blur pools,
+            nested stems) are refused when the model is built.
         use_pretrained_backbone (`bool`, *optional*, defaults to `False`):
             Initialise the backbone from ImageNet weights when the model is built from this config (never when it is
             loaded with `from_pretrained`, whose checkpoint already holds trained weights). Weights come from
