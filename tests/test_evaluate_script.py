@@ -1,0 +1,40 @@
+"""scripts/evaluate.py on a tiny saved model and a labels.tsv folder it writes itself."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from PIL import Image, ImageDraw
+
+from mambaocr_hf import MambaOCRConfig, MambaOCRForCTC, MambaOCRProcessor, save_checkpoint
+
+from .conftest import tiny_config_kwargs
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_evaluate_script_reports_metrics(tmp_path):
+    model = MambaOCRForCTC(MambaOCRConfig(**tiny_config_kwargs()))
+    save_checkpoint(model, MambaOCRProcessor.from_defaults(), tmp_path / "model")
+    data = tmp_path / "crops"
+    data.mkdir()
+    lines = []
+    for index, word in enumerate(["abc", "hello", "42"]):
+        image = Image.new("RGB", (24 * len(word), 32), "white")
+        ImageDraw.Draw(image).text((4, 8), word, fill="black")
+        image.save(data / f"{index}.png")
+        lines.append(f"{index}.png\t{word}")
+    (data / "labels.tsv").write_text("\n".join(lines) + "\n")
+    output = tmp_path / "metrics.json"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "evaluate.py"), "--model", str(tmp_path / "model"), "--dataset",
+         str(data), "--batch_size", "2", "--output", str(output)],
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "MAMBAOCR_DISABLE_COMPILE": "1"}, capture_output=True, text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    metrics = json.loads(output.read_text())
+    assert metrics["num_samples"] == 3 and 0.0 <= metrics["cer"] and "word_accuracy_ci_alnum" in metrics
+    assert "cer" in result.stdout
