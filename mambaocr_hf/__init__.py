@@ -10,11 +10,14 @@ from transformers import (
     AutoProcessor,
     AutoTokenizer,
 )
+from transformers.pipelines import PIPELINE_REGISTRY
 
 from .configuration_mambaocr import MambaOCRConfig
+from .decoding import CTCLexicon
 from .hub import save_checkpoint, write_model_card
 from .image_processing_mambaocr import MambaOCRImageProcessor
 from .modeling_mambaocr import MambaOCRCTCOutput, MambaOCRForCTC, MambaOCRPreTrainedModel
+from .pipeline_mambaocr import PIPELINE_TASK, MambaOCRPipeline
 from .processing_mambaocr import MambaOCRDecoderOutput, MambaOCRProcessor
 from .tokenization_mambaocr import CHARSETS, MambaOCRTokenizer
 
@@ -40,13 +43,21 @@ MambaOCRImageProcessor.register_for_auto_class("AutoImageProcessor")
 MambaOCRTokenizer.register_for_auto_class("AutoTokenizer")
 MambaOCRProcessor.register_for_auto_class("AutoProcessor")
 
+# `pipeline("scene-text-recognition", model=...)`; saved checkpoints also name the pipeline for "image-to-text"
+if PIPELINE_TASK not in PIPELINE_REGISTRY.get_supported_tasks():
+    PIPELINE_REGISTRY.register_pipeline(
+        PIPELINE_TASK, pipeline_class=MambaOCRPipeline, pt_model=AutoModelForCTC, type="image"
+    )
+
 __all__ = [
     "CHARSETS",
+    "CTCLexicon",
     "MambaOCRCTCOutput",
     "MambaOCRConfig",
     "MambaOCRDecoderOutput",
     "MambaOCRForCTC",
     "MambaOCRImageProcessor",
+    "MambaOCRPipeline",
     "MambaOCRPreTrainedModel",
     "MambaOCRProcessor",
     "MambaOCRTokenizer",

@@ -10,6 +10,16 @@ from transformers.image_processing_utils import BatchFeature
 from transformers.processing_utils import ProcessorMixin
 from transformers.utils import ModelOutput
 
+from .decoding import (
+    CTCLexicon,
+    apply_character_mask,
+    character_mask,
+    ctc_forced_alignment,
+    ctc_prefix_beam_search,
+    greedy_path,
+    log_softmax,
+)
+
 
 @dataclass
 class MambaOCRDecoderOutput(ModelOutput):
@@ -18,8 +28,8 @@ class MambaOCRDecoderOutput(ModelOutput):
 
     Args:
         text (`list[str]`): the recognised text of each image.
-        scores (`list[float]`): word confidence in [0, 1]: the lowest per-frame probability of the greedy path over
-            the image's valid frames, so one doubtful character (or a doubtful gap, where a character may be missing)
+        scores (`list[float]`): word confidence in [0, 1]: the lowest per-frame probability of the decoded alignment
+            (the greedy path, or the best alignment of the beam search's text) over the image's valid frames, so one doubtful character (or a doubtful gap, where a character may be missing)
             lowers it. Use it to reject uncertain reads.
         char_details (`list[list[dict]]`): per character, `char`, `confidence` (its peak probability) and the
             `[start_frame, end_frame)` span that emitted it (frame `f` covers input columns
@@ -37,12 +47,6 @@ def _to_numpy(values) -> np.ndarray:
         values = values.float() if values.is_floating_point() else values
         return values.numpy()
     return np.asarray(values)
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=-1, keepdims=True)
 
 
 class MambaOCRProcessor(ProcessorMixin):
@@ -101,23 +105,51 @@ class MambaOCRProcessor(ProcessorMixin):
             )
         return BatchFeature(data, tensor_type=return_tensors)
 
-    def batch_decode(self, sequences, frame_lengths=None, output_char_details: bool = False, **kwargs):
+    def build_lexicon(self, words) -> CTCLexicon:
+        """A [`CTCLexicon`] for `batch_decode(..., lexicon=...)` from words or a file with one word per line, encoded
+        with this tokenizer. Build it once and reuse it across batches."""
+        return CTCLexicon.from_words(words, self.tokenizer)
+
+    def batch_decode(
+        self,
+        sequences,
+        frame_lengths=None,
+        output_char_details: bool = False,
+        beam_width: int = 1,
+        lexicon=None,
+        allowed_chars: str | None = None,
+        blocked_chars: str | None = None,
+        token_min_logp: float | None = -9.0,
+        **kwargs,
+    ):
         """Decode model outputs.
 
         Args:
-            sequences: `logits` `[batch, frames, vocab]` (greedy CTC decoding), or predicted ids `[batch, frames]`.
+            sequences: `logits` `[batch, frames, vocab]`, or predicted ids `[batch, frames]` (greedy only).
             frame_lengths: valid frames per image (`outputs.frame_lengths`). Optional: the model already makes
                 padded frames certain blanks.
             output_char_details: return a [`MambaOCRDecoderOutput`] with word scores and per-character details
                 (needs logits).
+            beam_width: 1 for greedy (best-path) decoding; more for CTC prefix beam search, which sums the
+                probability of all alignments of each candidate text.
+            lexicon: restrict the output to these words (a list, a file with one word per line, or a
+                [`CTCLexicon`] from [`build_lexicon`]); uses beam search (`beam_width` 10 if it is 1).
+            allowed_chars / blocked_chars: only emit these characters / never emit these (e.g. `"0123456789"` for
+                numbers); the other classes' probabilities are renormalised.
+            token_min_logp: beam search prunes characters below this log-probability at each frame.
 
         Returns:
-            `list[str]`, or a [`MambaOCRDecoderOutput`].
+            `list[str]`, or a [`MambaOCRDecoderOutput`]. Scores: the lowest per-frame probability along the decoded
+            alignment (the greedy path, or the best alignment of the beam's text).
         """
         array = _to_numpy(sequences)
+        constrained = beam_width > 1 or lexicon is not None or allowed_chars or blocked_chars
         if array.ndim == 2 and not np.issubdtype(array.dtype, np.floating):
-            if output_char_details:
-                raise ValueError("`output_char_details` needs logits, not ids: confidences come from probabilities.")
+            if output_char_details or constrained:
+                raise ValueError(
+                    "Confidences, beam search and character constraints need logits `[batch, frames, vocab]`, not "
+                    "predicted ids."
+                )
             return self.tokenizer.batch_decode(array, **kwargs)
         if array.ndim != 3:
             raise ValueError(
@@ -133,22 +165,46 @@ class MambaOCRProcessor(ProcessorMixin):
             frame_lengths = np.asarray(frame_lengths.tolist() if hasattr(frame_lengths, "tolist") else frame_lengths)
         else:
             frame_lengths = np.full(array.shape[0], array.shape[1])
-        ids = array.argmax(-1)
-        if not output_char_details:
+        if not output_char_details and not constrained:
+            ids = array.argmax(-1)
             return [self.tokenizer.decode(ids[i, : frame_lengths[i]], **kwargs) for i in range(len(ids))]
+        if lexicon is not None and not isinstance(lexicon, CTCLexicon):
+            lexicon = self.build_lexicon(lexicon)
+        if lexicon is not None and beam_width == 1:
+            beam_width = 10
+        mask = character_mask(self.tokenizer.get_vocab(), allowed_chars, blocked_chars)
+        blank_id = self.tokenizer.blank_token_id
         texts, scores, details = [], [], []
-        for i in range(len(ids)):
+        for i in range(array.shape[0]):
             length = int(frame_lengths[i])
-            probs = _softmax(array[i, :length].astype(np.float64))  # [frames, vocab]
-            best = probs.max(-1)
-            decoded = self.tokenizer.decode(ids[i, :length], output_char_offsets=True, **kwargs)
+            log_probs = log_softmax(apply_character_mask(array[i, :length], mask))  # [frames, vocab]
+            if beam_width > 1:
+                label, _ = ctc_prefix_beam_search(
+                    log_probs, beam_width, blank_id, lexicon=lexicon, token_min_logp=token_min_logp
+                )[0]
+                path = ctc_forced_alignment(log_probs, label, blank_id)
+            else:
+                path = greedy_path(log_probs)
+            decoded = self.tokenizer.decode(path, output_char_offsets=True, **kwargs)
+            texts.append(decoded["text"])
+            if not output_char_details:
+                continue
+            path_probs = np.exp(log_probs[np.arange(length), path])
             chars = [
-                {**offset, "confidence": float(best[offset["start_frame"] : offset["end_frame"]].max())}
+                {
+                    **offset,
+                    "confidence": float(
+                        np.exp(
+                            log_probs[offset["start_frame"] : offset["end_frame"], path[offset["start_frame"]]]
+                        ).max()
+                    ),
+                }
                 for offset in decoded["char_offsets"]
             ]
-            texts.append(decoded["text"])
-            scores.append(float(best.min()) if length else 0.0)
+            scores.append(float(path_probs.min()) if length else 0.0)
             details.append(chars)
+        if not output_char_details:
+            return texts
         return MambaOCRDecoderOutput(text=texts, scores=scores, char_details=details)
 
     def decode(self, sequence, **kwargs):

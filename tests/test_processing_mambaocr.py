@@ -56,7 +56,7 @@ def test_batch_decode_logits_ids_and_details(processor):
 def test_decode_errors(processor):
     with pytest.raises(ValueError, match="95 classes but the tokenizer has 37"):
         processor.batch_decode(np.zeros((1, 4, 95), dtype=np.float32))
-    with pytest.raises(ValueError, match="needs logits"):
+    with pytest.raises(ValueError, match="need logits"):
         processor.batch_decode(np.zeros((1, 4), dtype=np.int64), output_char_details=True)
 
 

@@ -1,0 +1,214 @@
+# Copyright 2026 The MambaOCR authors. Licensed under the Apache License, Version 2.0.
+"""`MambaOCRPipeline`: images in, text with confidences out.
+
+`import mambaocr_hf` registers it under the task `scene-text-recognition`; saved checkpoints name it as their custom
+pipeline for `image-to-text` too (transformers 5 removed that built-in task), so both work:
+
+```python
+pipeline("scene-text-recognition", model="runs/demo_cpu")
+pipeline("image-to-text", model="runs/demo_cpu", trust_remote_code=True)
+```
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+from transformers.image_utils import load_image
+from transformers.pipelines.base import Pipeline, no_collate_fn
+from transformers.pipelines.pt_utils import PipelineDataset, PipelineIterator
+
+from .decoding import CTCLexicon, character_mask
+from .image_processing_mambaocr import to_pil_image
+
+PIPELINE_TASK = "scene-text-recognition"
+# Written into saved checkpoints' config.json (`custom_pipelines`). Only "image-to-text": a custom entry takes
+# precedence over the registry and always needs trust_remote_code, so "scene-text-recognition" stays the installed
+# package's registered task.
+CUSTOM_PIPELINES = {
+    "image-to-text": {"impl": "pipeline_mambaocr.MambaOCRPipeline", "pt": ["AutoModelForCTC"], "type": "image"}
+}
+
+
+def _pad_collate(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Batch single-image inputs of different widths: pad `pixel_values` (with 0, the normalised padding value the
+    image processor uses) and `pixel_mask` on the right to the widest."""
+    widest = max(item["pixel_values"].shape[-1] for item in items)
+    first = items[0]["pixel_values"]
+    pixel_values = first.new_zeros((len(items), *first.shape[1:-1], widest))
+    pixel_mask = items[0]["pixel_mask"].new_zeros((len(items), widest))
+    for index, item in enumerate(items):
+        width = item["pixel_values"].shape[-1]
+        pixel_values[index, ..., :width] = item["pixel_values"][0]
+        pixel_mask[index, :width] = item["pixel_mask"][0]
+    batch = {"pixel_values": pixel_values, "pixel_mask": pixel_mask}
+    for key in items[0]:
+        if key not in batch:
+            batch[key] = torch.cat([item[key] for item in items])
+    return batch
+
+
+class MambaOCRPipeline(Pipeline):
+    r"""
+    Scene-text recognition: read the text in cropped word or line images.
+
+    Inputs: a file path, URL, PIL image, numpy array or torch tensor, or a list of them. Images of different widths
+    batch together (`batch_size > 1`): each is padded to the batch's widest and masked, so its result does not depend
+    on its neighbours.
+
+    Call arguments (also accepted at construction):
+        beam_width (`int`, defaults to 1): 1 for greedy decoding, more for CTC prefix beam search.
+        lexicon (`list[str]`, path or [`CTCLexicon`]): the output must be one of these words.
+        allowed_chars / blocked_chars (`str`): characters the output may / must not contain.
+        output_char_details (`bool`): add per-character `chars`: character, confidence, frame span and x-range in
+            the input image's pixels.
+        timeout (`float`): for URLs.
+
+    Returns per image `{"generated_text": str, "score": float}` (plus `"chars"` on request). `score` is in [0, 1]: the
+    lowest per-frame probability along the decoded alignment; reject reads below a threshold chosen on held-out data
+    (see the README's reliability table).
+
+    Example:
+
+    ```python
+    >>> from transformers import pipeline
+    >>> import mambaocr_hf  # registers the task
+
+    >>> reader = pipeline("scene-text-recognition", model="runs/demo_cpu")  # doctest: +SKIP
+    >>> reader(["word.png", "line.jpg"], batch_size=8)  # doctest: +SKIP
+    [{'generated_text': 'hello', 'score': 0.97}, {'generated_text': 'world', 'score': 0.88}]
+    ```
+    """
+
+    _load_processor = True
+    _load_image_processor = False
+    _load_feature_extractor = False
+    _load_tokenizer = False
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.processor is None:
+            if self.tokenizer is None or self.image_processor is None:
+                raise ValueError(
+                    "MambaOCRPipeline needs a MambaOCRProcessor: pass `processor=` (or both `tokenizer=` and "
+                    "`image_processor=`), or a model path that holds the processor files."
+                )
+            from .processing_mambaocr import MambaOCRProcessor
+
+            self.processor = MambaOCRProcessor(image_processor=self.image_processor, tokenizer=self.tokenizer)
+
+    def _sanitize_parameters(
+        self,
+        beam_width: int | None = None,
+        lexicon=None,
+        allowed_chars: str | None = None,
+        blocked_chars: str | None = None,
+        output_char_details: bool | None = None,
+        token_min_logp: float | None = None,
+        timeout: float | None = None,
+        **kwargs,
+    ):
+        if kwargs:
+            raise TypeError(f"MambaOCRPipeline got unexpected arguments {sorted(kwargs)}.")
+        preprocess_params = {} if timeout is None else {"timeout": timeout}
+        postprocess_params: dict[str, Any] = {}
+        if beam_width is not None:
+            if int(beam_width) < 1:
+                raise ValueError(f"`beam_width` must be at least 1, got {beam_width}.")
+            postprocess_params["beam_width"] = int(beam_width)
+        if lexicon is not None:  # built once here, not per image
+            lexicon = lexicon if isinstance(lexicon, CTCLexicon) else self.processor.build_lexicon(lexicon)
+            postprocess_params["lexicon"] = lexicon
+        if allowed_chars is not None or blocked_chars is not None:
+            character_mask(self.processor.tokenizer.get_vocab(), allowed_chars, blocked_chars)  # fails early on typos
+            postprocess_params["allowed_chars"] = allowed_chars
+            postprocess_params["blocked_chars"] = blocked_chars
+        if output_char_details is not None:
+            postprocess_params["output_char_details"] = bool(output_char_details)
+        if token_min_logp is not None:
+            postprocess_params["token_min_logp"] = token_min_logp
+        return preprocess_params, {}, postprocess_params
+
+    def __call__(self, images, **kwargs):
+        """Recognise the text of one image (returns a dict) or of a list of images (returns a list of dicts)."""
+        if images is None or (isinstance(images, (list, tuple)) and len(images) == 0):
+            raise ValueError("No images given: pass an image (path, URL, PIL, array) or a non-empty list of them.")
+        return super().__call__(images, **kwargs)
+
+    def get_iterator(self, inputs, num_workers, batch_size, preprocess_params, forward_params, postprocess_params):
+        # transformers' default collate concatenates `pixel_values` without padding, which fails for images of
+        # different widths: pad and mask instead.
+        if isinstance(inputs, (list, tuple)):
+            dataset = PipelineDataset(inputs, self.preprocess, preprocess_params)
+        else:
+            dataset = PipelineIterator(inputs, self.preprocess, preprocess_params)
+            num_workers = min(num_workers, 1)
+        collate_fn = no_collate_fn if batch_size == 1 else _pad_collate
+        dataloader = DataLoader(dataset, num_workers=num_workers, batch_size=batch_size, collate_fn=collate_fn)
+        model_iterator = PipelineIterator(dataloader, self.forward, forward_params, loader_batch_size=batch_size)
+        return PipelineIterator(model_iterator, self.postprocess, postprocess_params)
+
+    def preprocess(self, image, timeout: float | None = None) -> dict[str, torch.Tensor]:
+        if isinstance(image, str) and image.startswith(("http://", "https://", "data:image/")):
+            image = load_image(image, timeout=timeout)
+        elif isinstance(image, (str, os.PathLike)) and not os.path.exists(image):
+            raise FileNotFoundError(f"No such image file: {os.fspath(image)!r}.")
+        pil = to_pil_image(image)
+        inputs = self.processor.image_processor(pil, return_tensors="pt")
+        inputs = dict(inputs)
+        inputs["original_width"] = torch.tensor([pil.width])
+        return inputs
+
+    def _forward(self, model_inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        pixel_mask = model_inputs["pixel_mask"]
+        pixel_values = model_inputs["pixel_values"].to(self.dtype or torch.float32)
+        outputs = self.model(pixel_values=pixel_values, pixel_mask=pixel_mask)
+        return {
+            "logits": outputs.logits,
+            "frame_lengths": outputs.frame_lengths,
+            "original_width": model_inputs["original_width"],
+            "resized_width": pixel_mask.sum(-1),
+        }
+
+    def postprocess(
+        self,
+        model_outputs: dict[str, torch.Tensor],
+        beam_width: int = 1,
+        lexicon: CTCLexicon | None = None,
+        allowed_chars: str | None = None,
+        blocked_chars: str | None = None,
+        output_char_details: bool = False,
+        token_min_logp: float = -9.0,
+    ) -> dict[str, Any]:
+        decoded = self.processor.batch_decode(
+            model_outputs["logits"],
+            model_outputs["frame_lengths"],
+            output_char_details=True,
+            beam_width=beam_width,
+            lexicon=lexicon,
+            allowed_chars=allowed_chars,
+            blocked_chars=blocked_chars,
+            token_min_logp=token_min_logp,
+        )
+        result: dict[str, Any] = {"generated_text": decoded.text[0], "score": decoded.scores[0]}
+        if output_char_details:
+            # frame f covers columns [f * stride, (f + 1) * stride) of the resized image; scale back to the input's
+            stride = self.model.config.frame_stride
+            scale = float(model_outputs["original_width"][0]) / float(model_outputs["resized_width"][0])
+            result["chars"] = [
+                {
+                    **char,
+                    "x_start": round(char["start_frame"] * stride * scale, 1),
+                    "x_end": round(
+                        min(char["end_frame"] * stride * scale, float(model_outputs["original_width"][0])), 1
+                    ),
+                }
+                for char in decoded.char_details[0]
+            ]
+        return result
+
+
+__all__ = ["CUSTOM_PIPELINES", "MambaOCRPipeline", "PIPELINE_TASK"]
