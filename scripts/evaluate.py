@@ -1,7 +1,10 @@
 #!/usr/bin/env python
-"""Evaluate a MambaOCR checkpoint on any source `load_ocr_dataset` reads (CER, WER, word accuracy, 1-NED).
+"""Evaluate a MambaOCR checkpoint on any source `load_ocr_dataset` reads (CER, WER, word accuracy, 1-NED), optionally
+with beam search, a reliability table of the word score, or on generated long text lines.
 
 python scripts/evaluate.py --model runs/demo_cpu --dataset /data/my_crops --max_samples 2000 --bf16
+python scripts/evaluate.py --model runs/demo_cpu --dataset synthetic --split validation --max_samples 2000 --reliability
+python scripts/evaluate.py --model runs/demo_cpu --long_lines 50 --min_chars 200   # 200+ characters in 32x2048 px
 """
 
 from __future__ import annotations
@@ -16,41 +19,76 @@ from tqdm.auto import tqdm
 from transformers import AutoModel, AutoProcessor
 
 import mambaocr_hf  # noqa: F401  (registers the Auto classes)
-from mambaocr_hf.data import load_ocr_dataset
-from mambaocr_hf.metrics import compute_ocr_metrics, format_metrics_table
+from mambaocr_hf.data import SyntheticTextGenerator, load_ocr_dataset
+from mambaocr_hf.data.lines import render_long_line
+from mambaocr_hf.metrics import (
+    compute_ocr_metrics,
+    format_metrics_table,
+    format_reliability_table,
+    score_reliability,
+)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="checkpoint folder or Hub id")
-    parser.add_argument("--dataset", required=True, help="a source for load_ocr_dataset (path, 'synthetic', hub id)")
+    parser.add_argument("--dataset", default=None, help="a source for load_ocr_dataset (path, 'synthetic', hub id)")
     parser.add_argument("--split", default=None)
     parser.add_argument("--max_samples", type=int, default=None)
     parser.add_argument("--batch_size", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast (CPU with AVX-512 BF16/AMX, or CUDA)")
+    parser.add_argument("--beam_width", type=int, default=1, help="1: greedy; more: CTC prefix beam search")
+    parser.add_argument("--reliability", action="store_true", help="print accuracy against the word score")
+    parser.add_argument("--long_lines", type=int, default=0, help="evaluate on this many generated long lines")
+    parser.add_argument("--min_chars", type=int, default=200, help="characters per generated long line")
+    parser.add_argument("--max_width", type=int, default=2048, help="long lines wider than this are squeezed")
     parser.add_argument("--output", default=None, help="write the metrics as JSON here")
     args = parser.parse_args()
+    if (args.dataset is None) == (args.long_lines == 0):
+        parser.error("give either --dataset or --long_lines")
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(args.threads)
 
     model = AutoModel.from_pretrained(args.model).eval()
     processor = AutoProcessor.from_pretrained(args.model)
-    dataset = load_ocr_dataset(args.dataset, split=args.split, processor=processor)
-    if args.max_samples:
-        dataset = dataset.take(args.max_samples)
-    predictions, references, batch = [], [], []
+    if args.long_lines:
+        # held-out renders (split "long_lines"), squeezed to max_width like the image processor would
+        generator = SyntheticTextGenerator(tokenizer=processor.tokenizer, seed=1, split="long_lines")
+        processor.image_processor.max_width = max(processor.image_processor.max_width, args.max_width)
+
+        def lines():
+            for index in range(args.long_lines):
+                image, text = render_long_line(generator, index, args.min_chars, max_width=args.max_width)
+                yield {"image": image, "text": text}
+
+        dataset, total, source = lines(), args.long_lines, f"{args.long_lines} generated long lines"
+    else:
+        dataset = load_ocr_dataset(args.dataset, split=args.split, processor=processor)
+        if args.max_samples:
+            dataset = dataset.take(args.max_samples)
+        total, source = args.max_samples, args.dataset + (f" [{args.split}]" if args.split else "")
+    predictions, references, scores, widths, batch = [], [], [], [], []
+    model_seconds = 0.0
     start = time.perf_counter()
 
     def flush() -> None:
+        nonlocal model_seconds
         inputs = processor(images=[row["image"] for row in batch], return_tensors="pt")
+        began = time.perf_counter()
         with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
             outputs = model(**inputs)
-        predictions.extend(processor.batch_decode(outputs.logits, outputs.frame_lengths))
+        model_seconds += time.perf_counter() - began
+        decoded = processor.batch_decode(
+            outputs.logits, outputs.frame_lengths, output_char_details=True, beam_width=args.beam_width
+        )
+        predictions.extend(decoded.text)
+        scores.extend(decoded.scores)
+        widths.extend(inputs["pixel_mask"].sum(-1).tolist())
         references.extend(row["text"] for row in batch)
         batch.clear()
 
-    for row in tqdm(dataset, desc="evaluating", total=args.max_samples):
+    for row in tqdm(dataset, desc="evaluating", total=total):
         batch.append(row)
         if len(batch) == args.batch_size:
             flush()
@@ -58,8 +96,16 @@ def main() -> None:
         flush()
     metrics = compute_ocr_metrics(predictions, references)
     metrics["images_per_second"] = len(predictions) / (time.perf_counter() - start)
-    print(f"{args.model} on {args.dataset}" + (f" [{args.split}]" if args.split else ""))
+    metrics["model_ms_per_image"] = 1000 * model_seconds / max(len(predictions), 1)
+    metrics["mean_label_length"] = sum(len(r) for r in references) / max(len(references), 1)
+    metrics["mean_width_px"] = sum(widths) / max(len(widths), 1)
+    print(f"{args.model} on {source}" + (f", beam {args.beam_width}" if args.beam_width > 1 else ""))
     print(format_metrics_table(metrics))
+    if args.reliability:
+        rows = score_reliability(predictions, references, scores)
+        print("\nWord accuracy against the word score (reject reads below a threshold to trade coverage for accuracy)")
+        print(format_reliability_table(rows))
+        metrics["reliability"] = rows
     if args.output:
         with open(args.output, "w", encoding="utf-8") as handle:
             json.dump(metrics, handle, indent=2)

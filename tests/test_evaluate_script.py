@@ -38,3 +38,23 @@ def test_evaluate_script_reports_metrics(tmp_path):
     metrics = json.loads(output.read_text())
     assert metrics["num_samples"] == 3 and 0.0 <= metrics["cer"] and "word_accuracy_ci_alnum" in metrics
     assert "cer" in result.stdout
+
+
+def test_evaluate_long_lines_with_beam_search_and_reliability(tmp_path):
+    model = MambaOCRForCTC(MambaOCRConfig(**tiny_config_kwargs()))
+    save_checkpoint(model, MambaOCRProcessor.from_defaults(), tmp_path / "model")
+    output = tmp_path / "metrics.json"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "evaluate.py"), "--model", str(tmp_path / "model"), "--long_lines",
+         "2", "--min_chars", "60", "--max_width", "1024", "--beam_width", "3", "--reliability", "--output",
+         str(output)],
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "MAMBAOCR_DISABLE_COMPILE": "1"}, capture_output=True, text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    metrics = json.loads(output.read_text())
+    assert metrics["num_samples"] == 2 and metrics["mean_label_length"] >= 60
+    assert metrics["mean_width_px"] <= 1024
+    assert [row["threshold"] for row in metrics["reliability"]][:2] == [0.0, 0.1]
+    assert metrics["reliability"][0]["coverage"] == 1.0
+    assert "| score ≥ | coverage |" in result.stdout

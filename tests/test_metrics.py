@@ -286,3 +286,20 @@ def test_module_scripts_pure_python_distance(monkeypatch, name):
     fast = [script._edit_distance(a, b) for a, b in pairs]
     monkeypatch.setattr(script, "_rapidfuzz_levenshtein", None)
     assert [script._edit_distance(a, b) for a, b in pairs] == fast
+
+
+def test_score_reliability():
+    from mambaocr_hf.metrics import format_reliability_table, score_reliability
+
+    predictions = ["a", "b", "c", "x"]
+    references = ["a", "b", "z", "y"]
+    rows = score_reliability(predictions, references, [0.95, 0.7, 0.5, 0.05], thresholds=(0.0, 0.6, 0.9))
+    assert [(r["threshold"], r["coverage"], r["accuracy"], r["num_in_bin"]) for r in rows] == [
+        (0.0, 1.0, 0.5, 2),
+        (0.6, 0.5, 1.0, 1),
+        (0.9, 0.25, 1.0, 1),
+    ]
+    assert rows[0]["bin_accuracy"] == 0.0  # the two low-score reads are both wrong
+    assert "| 0.60 | 0.500 | 1.000 | 1 | 1.000 |" in format_reliability_table(rows)
+    with pytest.raises(ValueError, match="2 scores"):
+        score_reliability(predictions, references, [0.1, 0.2])

@@ -4,7 +4,15 @@ alphanumeric, 1 - NED), a table to print them, and offline `evaluate` modules (`
 import this package."""
 
 from .loading import EVALUATE_MODULES, load_metric, metric_module_path
-from .ocr_metrics import METRIC_NAMES, compute_ocr_metrics, edit_distance, format_metrics_table, normalize_alnum
+from .ocr_metrics import (
+    METRIC_NAMES,
+    compute_ocr_metrics,
+    edit_distance,
+    format_metrics_table,
+    format_reliability_table,
+    normalize_alnum,
+    score_reliability,
+)
 
 __all__ = [
     "EVALUATE_MODULES",
@@ -12,7 +20,9 @@ __all__ = [
     "compute_ocr_metrics",
     "edit_distance",
     "format_metrics_table",
+    "format_reliability_table",
     "load_metric",
     "metric_module_path",
     "normalize_alnum",
+    "score_reliability",
 ]

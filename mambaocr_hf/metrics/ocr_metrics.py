@@ -150,3 +150,52 @@ def format_metrics_table(metrics: Mapping[str, float], *, precision: int = 4) ->
     lines = [f"{'metric':<{name_width}} | {'value':>{value_width}}", f"{'-' * name_width}-+-{'-' * value_width}"]
     lines += [f"{name:<{name_width}} | {value:>{value_width}}" for name, value in rows]
     return "\n".join(lines)
+
+
+def score_reliability(
+    predictions: Sequence[str],
+    references: Sequence[str],
+    scores: Sequence[float],
+    thresholds: Sequence[float] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95),
+) -> list[dict[str, float]]:
+    """How exact-match accuracy varies with the word score, to choose a rejection threshold.
+
+    For each threshold `t`, over the reads with `score >= t`: `coverage` (their share of all reads), `accuracy`
+    (their exact-match word accuracy) and `bin_accuracy` (accuracy of the reads with `t <= score < next t`, the
+    reliability diagram's bar), with the counts.
+    """
+    _check_inputs(predictions, references)
+    if len(scores) != len(predictions):
+        raise ValueError(f"Got {len(predictions)} predictions but {len(scores)} scores.")
+    correct = [prediction == reference for prediction, reference in zip(predictions, references)]
+    total = max(len(correct), 1)
+    rows = []
+    bounds = list(thresholds) + [float("inf")]
+    for low, high in zip(bounds[:-1], bounds[1:]):
+        kept = [ok for ok, score in zip(correct, scores) if score >= low]
+        in_bin = [ok for ok, score in zip(correct, scores) if low <= score < high]
+        rows.append(
+            {
+                "threshold": float(low),
+                "coverage": len(kept) / total,
+                "accuracy": sum(kept) / len(kept) if kept else float("nan"),
+                "num_kept": len(kept),
+                "bin_accuracy": sum(in_bin) / len(in_bin) if in_bin else float("nan"),
+                "num_in_bin": len(in_bin),
+            }
+        )
+    return rows
+
+
+def format_reliability_table(rows: Sequence[Mapping[str, float]]) -> str:
+    """A markdown table of [`score_reliability`]'s rows."""
+    lines = [
+        "| score ≥ | coverage | accuracy of kept | reads in bin | accuracy in bin |",
+        "|---|---|---|---|---|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['threshold']:.2f} | {row['coverage']:.3f} | {row['accuracy']:.3f} | {row['num_in_bin']} | "
+            f"{row['bin_accuracy']:.3f} |"
+        )
+    return "\n".join(lines)

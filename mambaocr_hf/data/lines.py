@@ -1,0 +1,51 @@
+# Copyright 2026 The MambaOCR authors. Licensed under the Apache License, Version 2.0.
+"""Long text lines made from synthetic word crops placed side by side, to test and measure long-line recognition."""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+from .synthetic import SyntheticTextGenerator
+
+
+def render_long_line(
+    generator: SyntheticTextGenerator,
+    index: int,
+    min_chars: int = 200,
+    height: int = 32,
+    max_width: int | None = 2048,
+    gap: tuple[int, int] = (4, 14),
+) -> tuple[Image.Image, str]:
+    """A line of at least `min_chars` label characters: word crops of `generator` (from index `index * 1000` on,
+    resized to `height`) placed left to right on a light background with random gaps. The label is the words'
+    labels joined without separators (the default charset has no space).
+
+    With `max_width`, a line wider than that is squeezed horizontally to fit (the image processor would do the same);
+    `None` keeps the natural width. Deterministic for `(generator, index)`.
+    """
+    if min_chars < 1:
+        raise ValueError(f"`min_chars` must be at least 1, got {min_chars}.")
+    rng = np.random.default_rng([generator.seed, int(index), 7])
+    crops, labels, length = [], [], 0
+    sample = int(index) * 1000
+    while length < min_chars:
+        image, label = generator.render(sample)
+        sample += 1
+        image = image.convert("RGB")
+        crops.append(image.resize((max(1, round(image.width * height / image.height)), height), Image.BILINEAR))
+        labels.append(label)
+        length += len(label)
+    gaps = rng.integers(gap[0], gap[1] + 1, size=len(crops))
+    width = int(sum(crop.width for crop in crops) + gaps.sum())
+    line = Image.new("RGB", (width, height), tuple(int(v) for v in rng.integers(200, 256, size=3)))
+    x = int(gaps[0]) // 2
+    for crop, space in zip(crops, gaps):
+        line.paste(crop, (x, 0))
+        x += crop.width + int(space)
+    if max_width is not None and line.width > max_width:
+        line = line.resize((max_width, height), Image.BILINEAR)
+    return line, "".join(labels)
+
+
+__all__ = ["render_long_line"]
