@@ -162,6 +162,9 @@ def _parse_overrides(text: str | None) -> dict:
     return overrides
 
 
+INFERENCE_MAX_WIDTH = 2048
+
+
 def build_model_and_processor(args: ModelArguments) -> tuple[MambaOCRForCTC, MambaOCRProcessor]:
     if args.model_name_or_path:
         model = AutoModel.from_pretrained(args.model_name_or_path)
@@ -273,6 +276,9 @@ def main() -> None:
             if k.startswith("eval_") and not k.endswith(("runtime", "per_second"))
         }
         print("\nHeld-out evaluation\n" + format_metrics_table(ocr_metrics))
+        # training squeezes crops to `max_width` so batches stay cheap; the saved processor reads lines up to
+        # INFERENCE_MAX_WIDTH px in one pass instead of squeezing them
+        processor.image_processor.max_width = max(processor.image_processor.max_width, INFERENCE_MAX_WIDTH)
         save_checkpoint(
             trainer.model,
             processor,

@@ -77,6 +77,8 @@ def test_train_evaluate_save_and_resume(tmp_path):
     )
     files = set(os.listdir(output))
     assert {"model.safetensors", "config.json", "modeling_mambaocr.py", "vocab.json", "README.md"} <= files
+    # trained on crops squeezed to 128 px, the saved processor still reads 2048 px lines without squeezing them
+    assert json.loads((output / "processor_config.json").read_text())["image_processor"]["max_width"] == 2048
     card = (output / "README.md").read_text()
     assert "synthetic (validation) cer" in card and "3 steps" in card
     # a killed run restarted with the same command continues from its last checkpoint
