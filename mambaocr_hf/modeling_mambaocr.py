@@ -109,6 +109,23 @@ def _patch_stride(module: nn.Module, width_stride: int) -> None:
             sub.stride = (2, width_stride)
 
 
+class _PaddingMaskHook:
+    """Forward pre-hook of a column-mixing backbone layer: zeroes its input's padding columns (see
+    `MambaOCRBackbone`). An object rather than a bound method, so that a deep copy of one block (PEFT's
+    `modules_to_save` trains a copy) keeps reading the live backbone's mask, not that of a stray backbone copy."""
+
+    def __init__(self, backbone: MambaOCRBackbone):
+        self.backbone = backbone
+
+    def __call__(self, module: nn.Module, args: tuple[torch.Tensor, ...]):
+        return self.backbone._mask_padding_columns(module, args)
+
+    def __deepcopy__(self, memo: dict) -> _PaddingMaskHook:
+        # copying the whole backbone: follow the copy; copying a part of it: stay with the original
+        copied_backbone = memo.get(id(self.backbone))
+        return self if copied_backbone is None else _PaddingMaskHook(copied_backbone)
+
+
 class MambaOCRBackbone(nn.Module):
     """A timm ResNet that maps a `[batch, channels, 32, width]` image to `width / frame_stride` frames.
 
@@ -144,11 +161,7 @@ class MambaOCRBackbone(nn.Module):
                 )
         self._valid_pixels: torch.Tensor | None = None  # [batch] valid input columns, set during forward
         self._input_width = 1
-        for module in self.body.modules():
-            kernel = getattr(module, "kernel_size", 1)
-            kernel_width = kernel[-1] if isinstance(kernel, tuple) else kernel
-            if isinstance(module, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)) and kernel_width > 1:
-                module.register_forward_pre_hook(self._mask_padding_columns)
+        self._install_padding_masks()
         self.gradient_checkpointing = False
         self._check_stride_patch()
 
@@ -172,6 +185,20 @@ class MambaOCRBackbone(nn.Module):
                 f"{shape[0]}x{shape[1]} features instead of 1x16. Use a plain ResNet (resnet18/34/50, their 'd' "
                 "variants)."
             )
+
+    def _install_padding_masks(self) -> None:
+        """Hook every column-mixing layer of the ResNet that has no padding mask yet. Also run before each forward:
+        layers added after construction (PEFT LoRA's `lora_A` convolutions, which read the block's input beside the
+        masked base layer) get their mask too."""
+        for module in self.body.modules():
+            kernel = getattr(module, "kernel_size", 1)
+            kernel_width = kernel[-1] if isinstance(kernel, tuple) else kernel
+            if (
+                isinstance(module, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d))
+                and kernel_width > 1
+                and not any(isinstance(hook, _PaddingMaskHook) for hook in module._forward_pre_hooks.values())
+            ):
+                module.register_forward_pre_hook(_PaddingMaskHook(self))
 
     def _mask_padding_columns(self, module: nn.Module, args: tuple[torch.Tensor, ...]):
         if self._valid_pixels is None:
@@ -243,6 +270,8 @@ class MambaOCRBackbone(nn.Module):
         `valid_pixels` (`[batch]`) is each image's true width; `None` means no padding.
         """
         self._input_width = pixel_values.shape[-1]
+        if not _is_tracing():
+            self._install_padding_masks()
         if valid_pixels is not None and not _is_tracing() and bool((valid_pixels >= self._input_width).all()):
             valid_pixels = None  # nothing is padded: skip the masks
         self._valid_pixels = valid_pixels
@@ -382,22 +411,40 @@ class MambaOCRMixer(nn.Module):
             rows = _bidirectional_rows(frame_lengths, seq_len)  # [2 * batch * seq_len]
             xz = xz.reshape(batch * seq_len, -1).index_select(0, rows).view(directions * batch, seq_len, -1)
         x, z = xz.chunk(2, dim=-1)  # [directions * batch, seq_len, intermediate]
-        # depthwise causal conv, each direction with its own kernel (one call: per-sample kernels)
+        # The fast paths below read `.weight` of conv1d / x_proj / dt_proj directly. A module wrapped by PEFT (a LoRA
+        # layer, a `modules_to_save` copy) runs through its own forward instead, so that what it adds counts.
         convs = self._directional("conv1d")
-        weight = torch.cat([conv.weight[None].expand(batch, -1, -1, -1) for conv in convs]).flatten(0, 1)
-        bias = None if convs[0].bias is None else torch.cat([conv.bias[None].expand(batch, -1) for conv in convs])
-        u = causal_depthwise_conv1d(x, weight, None if bias is None else bias.flatten())
+        if all(type(conv) is nn.Conv1d for conv in convs):
+            # depthwise causal conv, each direction with its own kernel (one call: per-sample kernels)
+            weight = torch.cat([conv.weight[None].expand(batch, -1, -1, -1) for conv in convs]).flatten(0, 1)
+            bias = None if convs[0].bias is None else torch.cat([conv.bias[None].expand(batch, -1) for conv in convs])
+            u = causal_depthwise_conv1d(x, weight, None if bias is None else bias.flatten())
+        else:  # nn.Conv1d pads both ends by kernel - 1: its first seq_len outputs are the causal ones
+            u = torch.cat(
+                [
+                    F.silu(conv(part.transpose(1, 2))[..., :seq_len]).transpose(1, 2)
+                    for conv, part in zip(convs, x.unflatten(0, (directions, batch)))
+                ]
+            )
         # x_proj and dt_proj of both directions as one batched matmul each
-        x_proj = torch.stack([w.weight for w in self._directional("x_proj")]).transpose(1, 2)  # [dirs, inter, r+2n]
-        projected = torch.matmul(u.unflatten(0, (directions, batch)), x_proj[:, None])  # [dirs, batch, seq, r+2n]
+        x_projs, dt_projs = self._directional("x_proj"), self._directional("dt_proj")
+        if all(type(proj) is nn.Linear for proj in x_projs):
+            x_proj = torch.stack([w.weight for w in x_projs]).transpose(1, 2)  # [dirs, inter, r+2n]
+            projected = torch.matmul(u.unflatten(0, (directions, batch)), x_proj[:, None])  # [dirs, batch, seq, r+2n]
+        else:
+            projected = torch.stack([proj(part) for proj, part in zip(x_projs, u.unflatten(0, (directions, batch)))])
         dt_low_rank, B, C = torch.split(projected, [self.time_step_rank, self.ssm_state_size, self.ssm_state_size], -1)
-        dt_proj = torch.stack([w.weight for w in self._directional("dt_proj")]).transpose(1, 2)  # [dirs, r, inter]
-        delta = torch.matmul(dt_low_rank, dt_proj[:, None]).flatten(0, 1)  # the scan adds the bias
+        if all(type(proj) is nn.Linear for proj in dt_projs):
+            dt_proj = torch.stack([w.weight for w in dt_projs]).transpose(1, 2)  # [dirs, r, inter]
+            delta = torch.matmul(dt_low_rank, dt_proj[:, None]).flatten(0, 1)  # the scan adds the bias
+            delta_bias = [proj.bias for proj in dt_projs]
+        else:  # the module adds its bias itself, so the scan adds none
+            delta = torch.stack([proj(part) for proj, part in zip(dt_projs, dt_low_rank)]).flatten(0, 1)
+            delta_bias = [delta.new_zeros(self.intermediate_size) for _ in dt_projs]
         B, C = B.flatten(0, 1), C.flatten(0, 1)
 
         A = [-torch.exp(a.float()) for a in self._directional("A_log")]
         D = self._directional("D")
-        delta_bias = [p.bias for p in self._directional("dt_proj")]
         path = _select_scan(self.config, hidden_states.device)
         if path == "fused":  # pragma: no cover - needs CUDA and mamba-ssm; one kernel call per direction
             halves = [slice(i * batch, (i + 1) * batch) for i in range(directions)]
@@ -646,6 +693,23 @@ def _check_vocab_matches_head(config: MambaOCRConfig, path: str | os.PathLike, k
         )
 
 
+def _check_head_rows(module: MambaOCRForCTC, state_dict: dict, prefix: str, *args) -> None:
+    """`load_state_dict` pre-hook: a CTC head with another number of classes (e.g. a PEFT adapter saved after its
+    charset was extended) cannot load; say why and what to do instead of a bare size mismatch."""
+    head = prefix + "classifier."
+    for key, value in state_dict.items():
+        # every bias under the head (its own, a PEFT `modules_to_save` copy's, a LoRA `lora_B`'s) has one entry a class
+        if key.startswith(head) and key.endswith("bias") and value.dim() == 1:
+            if value.shape[0] != module.config.vocab_size:
+                raise ValueError(
+                    f"The weights being loaded have a CTC head of {value.shape[0]} classes ({key}) but this model has "
+                    f"{module.config.vocab_size} (`config.vocab_size`): they were saved with another charset. For a "
+                    "PEFT adapter whose charset was extended, load it with `mambaocr_hf.peft_utils.load_adapter(base, "
+                    "adapter_dir)` (it resizes the head) or call `model.resize_vocab(...)` first, and use the "
+                    "tokenizer saved with the adapter."
+                )
+
+
 class MambaOCRForCTC(MambaOCRPreTrainedModel):
     r"""
     MambaOCR scene-text recognizer: `pixel_values` → patched ResNet (+ adapters) → projection → sequence encoder →
@@ -676,6 +740,7 @@ class MambaOCRForCTC(MambaOCRPreTrainedModel):
         self.encoder = SEQUENCE_ENCODERS[config.sequence_model](config)
         self.dropout = nn.Dropout(config.hidden_dropout)
         self.classifier = nn.Linear(config.hidden_size, config.vocab_size)
+        self.register_load_state_dict_pre_hook(_check_head_rows)
         self.post_init()
 
     # -- freezing ------------------------------------------------------------------------------------------------------
