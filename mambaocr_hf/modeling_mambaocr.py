@@ -26,6 +26,7 @@ from .selective_scan import (
     fused_kernels_available,
     selective_scan_chunked,
     selective_scan_compiled,
+    selective_scan_export,
     selective_scan_fused,
     selective_scan_reference,
 )
@@ -474,7 +475,10 @@ def _bidirectional_rows(frame_lengths: torch.LongTensor, seq_len: int) -> torch.
 
 def _select_scan(config: MambaOCRConfig, device: torch.device) -> str:
     choice = config.scan_implementation
-    if choice == "auto":
+    if torch.compiler.is_exporting():
+        # every other path loops in Python (or calls a custom kernel): the export would bake in the example's length
+        choice = "export"
+    elif choice == "auto":
         if fused_kernels_available() and device.type == "cuda":
             choice = "fused"
         elif device.type == "cpu" and not _is_tracing() and compiled_scan_available():
@@ -503,6 +507,7 @@ _SCANS = {
     "compiled": selective_scan_compiled,
     "chunked": selective_scan_chunked,
     "reference": selective_scan_reference,
+    "export": selective_scan_export,
 }
 
 

@@ -14,11 +14,15 @@ Three CPU implementations of the same recurrence, all tested against each other:
 
 * `selective_scan_reference`: one time step at a time, the oracle.
 * `selective_scan_chunked`: eager PyTorch; `exp(Δ·A)` for 16 frames at a time in one vectorised op, then one fused
-  multiply-add per step. Works everywhere, also under tracing and ONNX export.
+  multiply-add per step. Works everywhere, also under tracing (which fixes the traced length).
 * `selective_scan_compiled`: the same 16-frame chunk written out step by step and compiled by `torch.compile`
   (inductor fuses the whole chunk into one C++ loop that keeps the state in cache and computes its exponentials on
   the fly). Several times faster on CPU; compiled once per process (cached on disk by inductor across processes).
   Falls back to the chunked path, with a warning, where compilation is not possible (e.g. no C++ compiler).
+
+And one for ONNX export, `selective_scan_export`: chunks of frames as a `torch.scan` loop, which
+`torch.onnx.export(..., dynamo=True)` turns into an ONNX `Scan` whose trip count follows the input's length (a Python
+loop would be unrolled at the example's length).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import logging as _std_logging
 import os
 
 import torch
+from torch._higher_order_ops.scan import scan as _scan_loop
 from torch.nn import functional as F
 from transformers.utils import logging
 
@@ -43,6 +48,10 @@ except ImportError:  # pragma: no cover - depends on the machine
 logger = logging.get_logger(__name__)
 
 CHUNK_SIZE = 16
+# Frames per ONNX `Scan` iteration of `selective_scan_export`. ONNX Runtime ran the default model equally fast with
+# 1, 4, 8 or 16 (its loop overhead is small next to the per-step work, and the backbone dominates); 4 keeps the graph
+# and the export time small.
+EXPORT_CHUNK_SIZE = 4
 
 
 def fused_kernels_available() -> bool:
@@ -77,6 +86,15 @@ def causal_depthwise_conv1d(
         if _cuda_causal_conv1d_fn is not None and x.is_cuda:  # pragma: no cover - needs CUDA
             return _cuda_causal_conv1d_fn(x.contiguous(), weight.squeeze(1), bias, activation="silu").transpose(1, 2)
         x = F.conv1d(F.pad(x, (kernel - 1, 0)), weight, bias, groups=channels)
+    elif torch.compiler.is_exporting():
+        # ONNX Conv needs a constant group count and batch * channels is not one with a dynamic batch: write the
+        # convolution as `kernel` shifted multiply-adds instead
+        per_sample = weight.view(batch, channels, kernel)
+        padded = F.pad(hidden_states, (0, 0, kernel - 1, 0))  # [batch, kernel - 1 + seq_len, channels]
+        out = padded[:, :seq_len] * per_sample[:, None, :, 0]
+        for k in range(1, kernel):
+            out = out + padded[:, k : k + seq_len] * per_sample[:, None, :, k]
+        return F.silu(out if bias is None else out + bias.view(batch, 1, channels))
     else:  # a kernel per sample: fold the batch into the channels of one grouped convolution
         x = F.conv1d(
             F.pad(x.reshape(1, batch * channels, seq_len), (kernel - 1, 0)), weight, bias, groups=batch * channels
@@ -349,6 +367,58 @@ def selective_scan_fused(
     return y.transpose(1, 2)
 
 
+def selective_scan_export(
+    u: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: torch.Tensor | None = None,
+    z: torch.Tensor | None = None,
+    delta_bias: torch.Tensor | None = None,
+    chunk_size: int = EXPORT_CHUNK_SIZE,
+) -> torch.Tensor:
+    """Selective scan as a `torch.scan` over chunks of `chunk_size` frames, for ONNX export with a dynamic length.
+
+    `torch.onnx.export(..., dynamo=True)` exports `torch.scan` as one ONNX `Scan` node, so the exported graph runs any
+    sequence length; each iteration does `chunk_size` unrolled steps. The sequence is zero-padded to a whole number of
+    chunks: with Δ = 0 a padded step leaves the state as it is, and its outputs are dropped. Memory is linear in the
+    length: the `[batch, chunk, channels, state]` buffers exist for one chunk at a time. Meant for export and
+    inference (the model selects it while `torch.export` runs); arguments and return value as in
+    [`selective_scan_reference`].
+    """
+    u, dt, A, B, C = _prepare(u, delta, A, B, C, delta_bias)
+    batch, seq_len, channels = u.shape
+    D = _per_batch(D, batch, channels)
+    pad = (-seq_len) % chunk_size
+    num_chunks = (seq_len + pad) // chunk_size
+
+    def to_chunks(values: torch.Tensor) -> torch.Tensor:  # [batch, seq_len, k] -> [num_chunks, batch, chunk, k]
+        values = F.pad(values, (0, 0, 0, pad))
+        return values.reshape(batch, num_chunks, chunk_size, values.shape[-1]).transpose(0, 1)
+
+    A = A[:, None]  # [batch, 1, channels, state]
+
+    def chunk_step(
+        h: torch.Tensor, inputs: tuple[torch.Tensor, ...]
+    ) -> tuple[torch.Tensor, torch.Tensor]:  # h [batch, channels, state]
+        dt_chunk, dtu_chunk, B_chunk, C_chunk = inputs  # [batch, chunk, channels] x2, [batch, chunk, state] x2
+        dA = torch.exp(dt_chunk[..., None] * A)  # [batch, chunk, channels, state]
+        dBu = dtu_chunk[..., None] * B_chunk[:, :, None, :]
+        states = []
+        for dA_t, dBu_t in zip(dA.unbind(1), dBu.unbind(1)):  # one Split per chunk in ONNX, not a Gather per step
+            h = dA_t * h + dBu_t
+            states.append(h)
+        # y_t = C_t · h_t: [batch, chunk, channels, state] @ [batch, chunk, state, 1]
+        y = torch.matmul(torch.stack(states, dim=1), C_chunk[..., None]).squeeze(-1)
+        return h, y
+
+    h = u.new_zeros(batch, channels, A.shape[-1])
+    _, y = _scan_loop(chunk_step, h, tuple(to_chunks(t) for t in (dt, dt * u, B, C)))  # [num_chunks, batch, chunk, ch]
+    y = y.transpose(0, 1).reshape(batch, num_chunks * chunk_size, channels)[:, :seq_len]
+    return _gate(y, u, D, z)
+
+
 __all__ = [
     "causal_depthwise_conv1d",
     "compiled_scan_available",
@@ -356,6 +426,7 @@ __all__ = [
     "fused_kernels_available",
     "selective_scan_chunked",
     "selective_scan_compiled",
+    "selective_scan_export",
     "selective_scan_fused",
     "selective_scan_reference",
 ]

@@ -12,6 +12,7 @@ from mambaocr_hf.selective_scan import (
     fast_softplus,
     selective_scan_chunked,
     selective_scan_compiled,
+    selective_scan_export,
     selective_scan_reference,
 )
 
@@ -105,6 +106,33 @@ def test_without_skip_and_gate_the_scan_is_the_plain_recurrence():
     plain = selective_scan_reference(u, delta, A, B, C, delta_bias=bias)
     assert torch.allclose(selective_scan_chunked(u, delta, A, B, C, delta_bias=bias), plain, atol=1e-5)
     assert torch.allclose(selective_scan_compiled(u, delta, A, B, C, delta_bias=bias), plain, atol=1e-5)
+
+
+@pytest.mark.parametrize("length", [1, 7, 16, 37])
+@pytest.mark.parametrize("chunk_size", [1, 4, 16])
+def test_export_scan_matches_reference(length, chunk_size):
+    """The `torch.scan` formulation used for ONNX export is the same recurrence (run eagerly here)."""
+    torch.manual_seed(length)
+    for per_batch in (False, True):
+        inputs = [t.detach() for t in _inputs(2, length, 5, 3, per_batch)]
+        with torch.no_grad():
+            out = selective_scan_export(*inputs, chunk_size=chunk_size)
+        assert out.shape == (2, length, 5)
+        assert torch.allclose(out, selective_scan_reference(*inputs), atol=1e-5, rtol=1e-5)
+    u, delta, A, B, C, _, _, bias = inputs
+    plain = selective_scan_reference(u, delta, A, B, C, delta_bias=bias)
+    assert torch.allclose(selective_scan_export(u, delta, A, B, C, delta_bias=bias), plain, atol=1e-5)
+
+
+def test_causal_conv_export_branch_matches_the_grouped_conv(monkeypatch):
+    """While exporting, per-sample kernels are applied as shifted multiply-adds (ONNX Conv needs a fixed group count)."""
+    x = torch.randn(3, 11, 4)
+    weight = torch.randn(3 * 4, 1, 4)
+    bias = torch.randn(3 * 4)
+    grouped, grouped_without_bias = causal_depthwise_conv1d(x, weight, bias), causal_depthwise_conv1d(x, weight, None)
+    monkeypatch.setattr(torch.compiler, "is_exporting", lambda: True)
+    assert torch.allclose(causal_depthwise_conv1d(x, weight, bias), grouped, atol=1e-6)
+    assert torch.allclose(causal_depthwise_conv1d(x, weight, None), grouped_without_bias, atol=1e-6)
 
 
 def test_causal_conv_is_causal():
