@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import time
 
 import torch
@@ -19,7 +20,7 @@ from tqdm.auto import tqdm
 from transformers import AutoModel, AutoProcessor
 
 import mambaocr_hf  # noqa: F401  (registers the Auto classes)
-from mambaocr_hf.data import SyntheticTextGenerator, load_ocr_dataset
+from mambaocr_hf.data import SyntheticConfig, SyntheticTextGenerator, load_ocr_dataset
 from mambaocr_hf.data.lines import render_long_line
 from mambaocr_hf.metrics import (
     compute_ocr_metrics,
@@ -27,6 +28,18 @@ from mambaocr_hf.metrics import (
     format_reliability_table,
     score_reliability,
 )
+
+
+def _synthetic_config(value: str | None) -> SyntheticConfig | None:
+    if value is None:
+        return None
+    if os.path.isfile(value):
+        with open(value, encoding="utf-8") as handle:
+            loaded = json.load(handle)
+        loaded = loaded.get("synthetic_config", loaded)
+    else:
+        loaded = json.loads(value)
+    return SyntheticConfig(**loaded)
 
 
 def main() -> None:
@@ -43,6 +56,13 @@ def main() -> None:
     parser.add_argument("--long_lines", type=int, default=0, help="evaluate on this many generated long lines")
     parser.add_argument("--min_chars", type=int, default=200, help="characters per generated long line")
     parser.add_argument("--max_width", type=int, default=2048, help="long lines wider than this are squeezed")
+    parser.add_argument(
+        "--synthetic_config",
+        default=None,
+        help="SyntheticConfig of the synthetic source and long lines: JSON, or a JSON file (a training preset's "
+        "`synthetic_config` is used, so `scripts/configs/demo_cpu.json` evaluates on the demo's distribution)",
+    )
+    parser.add_argument("--dataset_seed", type=int, default=0, help="seed of the synthetic source")
     parser.add_argument("--output", default=None, help="write the metrics as JSON here")
     args = parser.parse_args()
     if (args.dataset is None) == (args.long_lines == 0):
@@ -50,11 +70,14 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(args.threads)
 
+    synthetic_config = _synthetic_config(args.synthetic_config)
     model = AutoModel.from_pretrained(args.model).eval()
     processor = AutoProcessor.from_pretrained(args.model)
     if args.long_lines:
         # held-out renders (split "long_lines"), squeezed to max_width like the image processor would
-        generator = SyntheticTextGenerator(tokenizer=processor.tokenizer, seed=1, split="long_lines")
+        generator = SyntheticTextGenerator(
+            tokenizer=processor.tokenizer, seed=args.dataset_seed, split="long_lines", config=synthetic_config
+        )
         processor.image_processor.max_width = max(processor.image_processor.max_width, args.max_width)
 
         def lines():
@@ -64,7 +87,8 @@ def main() -> None:
 
         dataset, total, source = lines(), args.long_lines, f"{args.long_lines} generated long lines"
     else:
-        dataset = load_ocr_dataset(args.dataset, split=args.split, processor=processor)
+        options = {"config": synthetic_config, "seed": args.dataset_seed} if args.dataset == "synthetic" else {}
+        dataset = load_ocr_dataset(args.dataset, split=args.split, processor=processor, **options)
         if args.max_samples:
             dataset = dataset.take(args.max_samples)
         total, source = args.max_samples, args.dataset + (f" [{args.split}]" if args.split else "")
