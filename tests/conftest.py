@@ -7,6 +7,9 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # The torch.compile scan is tested on its own (test_selective_scan.py); elsewhere the eager scan keeps tests fast.
 os.environ.setdefault("MAMBAOCR_DISABLE_COMPILE", "1")
 
+import shutil  # noqa: E402
+import textwrap  # noqa: E402
+
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
@@ -33,3 +36,29 @@ def tiny_config_kwargs(**overrides):
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+# The first lines of a script run in a subprocess where `mambaocr_hf` cannot be imported, as for a user who only has
+# transformers and a checkpoint (its code comes from the checkpoint, through trust_remote_code).
+WITHOUT_MAMBAOCR_PREAMBLE = textwrap.dedent(
+    """
+    import importlib.abc, sys
+
+    class BlockMambaOCR(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path, target=None):
+            if name.split(".")[0] == "mambaocr_hf":
+                raise ImportError("mambaocr_hf is not installed here")
+
+    sys.meta_path.insert(0, BlockMambaOCR())
+    """
+)
+
+
+def make_hub_cache(checkpoint, cache, repo_id: str = "org/mambaocr"):
+    """Lay `checkpoint` out as the Hub cache holds `repo_id` after a download (point `HF_HUB_CACHE` at `cache`)."""
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    shutil.copytree(checkpoint, repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    return cache

@@ -2,7 +2,6 @@
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -28,7 +27,7 @@ from mambaocr_hf import (
     save_checkpoint,
 )
 
-from .conftest import tiny_config_kwargs
+from .conftest import WITHOUT_MAMBAOCR_PREAMBLE, make_hub_cache, tiny_config_kwargs
 
 
 @pytest.fixture(scope="module")
@@ -97,16 +96,8 @@ def test_save_checkpoint_refuses_mismatched_vocab(checkpoint, tmp_path):
         save_checkpoint(checkpoint[1], MambaOCRProcessor.from_defaults(charset="printable"), tmp_path)
 
 
-REMOTE_SCRIPT = textwrap.dedent(
+REMOTE_SCRIPT = WITHOUT_MAMBAOCR_PREAMBLE + textwrap.dedent(
     """
-    import importlib.abc, sys
-
-    class BlockMambaOCR(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path, target=None):
-            if name.split(".")[0] == "mambaocr_hf":
-                raise ImportError("mambaocr_hf is not installed here")
-
-    sys.meta_path.insert(0, BlockMambaOCR())
     import torch
     from transformers import AutoModel, AutoProcessor
     from PIL import Image
@@ -151,12 +142,7 @@ def test_remote_code_loads_without_the_package(checkpoint, tmp_path):
 def test_load_by_repo_id_from_the_local_hub_cache(checkpoint, tmp_path):
     """Lay the checkpoint out as the Hub cache holds `org/mambaocr`, then load it by repo id offline."""
     path, model = checkpoint
-    cache = tmp_path / "hub"
-    commit = "0123456789abcdef0123456789abcdef01234567"
-    snapshot = cache / "models--org--mambaocr" / "snapshots" / commit
-    shutil.copytree(path, snapshot)
-    (cache / "models--org--mambaocr" / "refs").mkdir()
-    (cache / "models--org--mambaocr" / "refs" / "main").write_text(commit)
+    cache = make_hub_cache(path, tmp_path / "hub")
     env = {"HF_HUB_CACHE": str(cache), "HF_MODULES_CACHE": str(tmp_path / "modules")}
     _, logits = _run_isolated(tmp_path, "org/mambaocr", env)
     with torch.no_grad():

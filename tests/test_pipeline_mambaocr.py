@@ -1,7 +1,6 @@
 """`pipeline(...)`: the registered task, the checkpoint's custom `image-to-text` pipeline, batching, options and errors."""
 
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -14,7 +13,7 @@ from transformers import pipeline
 
 from mambaocr_hf import MambaOCRConfig, MambaOCRForCTC, MambaOCRPipeline, MambaOCRProcessor, save_checkpoint
 
-from .conftest import tiny_config_kwargs
+from .conftest import WITHOUT_MAMBAOCR_PREAMBLE, make_hub_cache, tiny_config_kwargs
 
 
 @pytest.fixture(scope="module")
@@ -135,16 +134,9 @@ def test_bad_inputs(reader, tmp_path):
         reader(images()[0], max_new_tokens=5)
 
 
-CUSTOM_PIPELINE_SCRIPT = textwrap.dedent(
+CUSTOM_PIPELINE_SCRIPT = WITHOUT_MAMBAOCR_PREAMBLE + textwrap.dedent(
     """
-    import importlib.abc, sys, json
-
-    class BlockMambaOCR(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path, target=None):
-            if name.split(".")[0] == "mambaocr_hf":
-                raise ImportError("mambaocr_hf is not installed here")
-
-    sys.meta_path.insert(0, BlockMambaOCR())
+    import json
     import numpy as np
     from transformers import pipeline
 
@@ -160,11 +152,7 @@ def test_image_to_text_through_the_checkpoints_custom_pipeline(checkpoint, reade
     """Without the package installed: from a local folder, and by repo id from the local Hub cache."""
     import json
 
-    cache = tmp_path / "hub"
-    commit = "0123456789abcdef0123456789abcdef01234567"
-    shutil.copytree(checkpoint, cache / "models--org--mambaocr" / "snapshots" / commit)
-    (cache / "models--org--mambaocr" / "refs").mkdir()
-    (cache / "models--org--mambaocr" / "refs" / "main").write_text(commit)
+    cache = make_hub_cache(checkpoint, tmp_path / "hub")
     script = tmp_path / "run.py"
     script.write_text(CUSTOM_PIPELINE_SCRIPT)
     rng = np.random.default_rng(0)
