@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -129,6 +130,13 @@ def export_onnx(
         raise ValueError(
             f"sequence_model={config.sequence_model!r} cannot be exported with a dynamic width (the LSTM runs over "
             f"packed sequences, whose lengths the exporter fixes); exportable: {list(EXPORTABLE_SEQUENCE_MODELS)}."
+        )
+    model_code = sys.modules.get(type(model).__module__)
+    if config.sequence_model == "mamba" and "export" not in getattr(model_code, "_SCANS", {"export": None}):
+        raise ValueError(
+            f"The model's code ({type(model).__module__}, e.g. a checkpoint's remote code saved before ONNX support) has "
+            "no export scan, so the graph would only run at the example's width. Load the checkpoint with the "
+            "installed mambaocr_hf instead (`import mambaocr_hf` and no trust_remote_code)."
         )
     if not MIN_OPSET <= opset <= torch.onnx._constants.ONNX_MAX_OPSET:
         raise ValueError(f"opset must be in [{MIN_OPSET}, {torch.onnx._constants.ONNX_MAX_OPSET}], got {opset}.")

@@ -15,7 +15,7 @@ pytest.importorskip("onnxscript")
 import onnx  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
-from mambaocr_hf import MambaOCRConfig, MambaOCRForCTC, MambaOCRProcessor, save_checkpoint  # noqa: E402
+from mambaocr_hf import MambaOCRConfig, MambaOCRForCTC, MambaOCRProcessor, modeling_mambaocr, save_checkpoint  # noqa: E402
 from mambaocr_hf.onnx_export import (  # noqa: E402
     ONNXRecognizer,
     example_inputs,
@@ -198,10 +198,14 @@ def test_missing_onnx_packages_say_what_to_install(monkeypatch):
         ONNXRecognizer("model.onnx")
 
 
-def test_unsupported_models_are_refused(tmp_path):
+def test_unsupported_models_are_refused(tmp_path, monkeypatch):
     lstm = MambaOCRForCTC(MambaOCRConfig(**tiny_config_kwargs(sequence_model="bilstm")))
     with pytest.raises(ValueError, match="bilstm"):
         export_onnx(lstm, tmp_path / "model.onnx")
+    # model code from before ONNX support (e.g. an old checkpoint's remote code) has no export scan
+    monkeypatch.delitem(modeling_mambaocr._SCANS, "export")
+    with pytest.raises(ValueError, match="no export scan"):
+        export_onnx(MambaOCRForCTC(MambaOCRConfig(**tiny_config_kwargs())), tmp_path / "model.onnx")
     with pytest.raises(TypeError, match="MambaOCRForCTC"):
         export_onnx(torch.nn.Linear(2, 2), tmp_path / "model.onnx")
 
