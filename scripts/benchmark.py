@@ -6,11 +6,16 @@ median of `--iters` timed iterations after `--warmup` untimed ones. Weights are 
 
     python scripts/benchmark.py --threads 2                 # the README's table
     python scripts/benchmark.py --models mambaocr bilstm    # a subset
+    python scripts/benchmark.py --models mambaocr mambaocr-onnx   # PyTorch against ONNX Runtime
+
+`mambaocr-onnx` is the default model exported by `mambaocr_hf.onnx_export` (in a child process, so neither its time
+nor its memory counts) and run by ONNX Runtime with `intra_op_num_threads` = `--threads`; it needs the `onnx` extra.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import resource
@@ -33,10 +38,12 @@ MODELS = {
     "backbone": ("mambaocr", "patched resnet34 alone (no encoder)", {"sequence_model": "none"}, False),
     "small": ("mambaocr", "MambaOCR small preset (resnet18)", {"preset": "small"}, False),
     "small-bf16": ("mambaocr", "MambaOCR small preset, bf16 autocast", {"preset": "small"}, True),
+    "mambaocr-onnx": ("onnx", "MambaOCR default, ONNX Runtime", {}, False),
     "mgp-str-base": ("mgp-str", "transformers MGP-STR-base (32x128 fixed)", None, False),
     "trocr-small": ("trocr", "transformers TrOCR-small (384x384, 10 tokens)", None, False),
 }
-DEFAULT_MODELS = list(MODELS)
+# the ONNX row needs the `onnx` extra
+DEFAULT_MODELS = [name for name in MODELS if name != "mambaocr-onnx" or importlib.util.find_spec("onnxruntime")]
 
 
 def _median_ms(fn: Callable[[], object], iters: int, warmup: int) -> float:
@@ -48,6 +55,51 @@ def _median_ms(fn: Callable[[], object], iters: int, warmup: int) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times) * 1000
+
+
+def _export_default_model(path: str) -> None:
+    """Export the default MambaOCR (random weights) to `path`; run in its own process by the ONNX worker."""
+    import torch
+
+    from mambaocr_hf import MambaOCRConfig, MambaOCRForCTC
+    from mambaocr_hf.onnx_export import export_onnx
+
+    torch.manual_seed(0)
+    export_onnx(MambaOCRForCTC(MambaOCRConfig()).eval(), path)
+
+
+def _onnx_worker(iters: int, warmup: int, threads: int) -> dict:
+    """The default model through ONNX Runtime, same rows as the PyTorch worker (no torch imported here)."""
+    import tempfile
+
+    import numpy as np
+    import onnxruntime
+
+    results: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as directory:
+        path = os.path.join(directory, "model.onnx")
+        export = subprocess.run([sys.executable, __file__, "--export_onnx", path], capture_output=True, text=True)
+        if export.returncode != 0:
+            raise RuntimeError(f"ONNX export failed: {(export.stderr.strip().splitlines() or ['?'])[-1]}")
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        session = onnxruntime.InferenceSession(path, sess_options=options, providers=["CPUExecutionProvider"])
+    generator = np.random.default_rng(0)
+
+    def run(batch: int, width: int) -> Callable[[], object]:
+        inputs = {
+            "pixel_values": generator.standard_normal((batch, 3, 32, width), dtype=np.float32),
+            "pixel_mask": np.ones((batch, width), dtype=np.int64),
+        }
+        return lambda: session.run(None, inputs)
+
+    results["throughput"] = BATCH / _median_ms(run(BATCH, 128), iters, warmup) * 1000
+    results["latency_ms"] = _median_ms(run(1, 128), iters, warmup)
+    for width in WIDTHS:
+        results[f"w{width}_ms"] = _median_ms(run(8, width), iters, warmup)
+    results["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return results
 
 
 def _worker(name: str, iters: int, warmup: int) -> dict:
@@ -144,6 +196,13 @@ def _format_table(rows: dict[str, dict], threads: int) -> str:
             + [cell("peak_rss_mb", "{:.0f}")]
         )
         lines.append("| " + " | ".join(cells) + " |")
+    torch_row, onnx_row = rows.get("mambaocr", {}), rows.get("mambaocr-onnx", {})
+    if "throughput" in torch_row and "throughput" in onnx_row:
+        lines += [
+            "",
+            f"ONNX Runtime / PyTorch (default model): {onnx_row['throughput'] / torch_row['throughput']:.2f}x the "
+            f"img/s at b32 32x128, {torch_row['w2048_ms'] / onnx_row['w2048_ms']:.2f}x the speed at b8 32x2048.",
+        ]
     return "\n".join(lines)
 
 
@@ -155,8 +214,15 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=DEFAULT_MODELS, choices=list(MODELS))
     parser.add_argument("--output", default=None, help="also write the results as JSON here")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--export_onnx", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
+    if args.export_onnx:
+        _export_default_model(args.export_onnx)
+        return
+    if args.worker and MODELS[args.worker][0] == "onnx":
+        print(json.dumps(_onnx_worker(args.iters, args.warmup, args.threads)))
+        return
     if args.worker:
         import torch
 
