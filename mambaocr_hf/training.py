@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 import numpy as np
@@ -72,6 +73,48 @@ def make_compute_metrics(tokenizer) -> Callable[[EvalPrediction], dict[str, floa
     return compute_metrics
 
 
+def parse_args_with_preset(parser, args: list[str]) -> tuple:
+    """Parse `args` with an `HfArgumentParser`, where `args[0]` may be a JSON preset: its values become flags placed
+    before the user's, so flags on the command line override the preset. Without CUDA, `--use_cpu True` is added."""
+    args = list(args)
+    if not torch.cuda.is_available() and "--use_cpu" not in args:
+        args = (
+            args[:1] + ["--use_cpu", "True"] + args[1:]
+            if args[:1] and args[0].endswith(".json")
+            else ["--use_cpu", "True"] + args
+        )
+    if args and args[0].endswith(".json"):
+        with open(args[0], encoding="utf-8") as handle:
+            preset = json.load(handle)
+        preset_flags = []
+        for key, value in preset.items():
+            if isinstance(value, bool):
+                preset_flags += [f"--{key}", str(value)]
+            elif isinstance(value, dict):
+                preset_flags += [f"--{key}", json.dumps(value)]
+            elif isinstance(value, list):
+                preset_flags += [f"--{key}", *map(str, value)]
+            else:
+                preset_flags += [f"--{key}", str(value)]
+        return parser.parse_args_into_dataclasses(args=preset_flags + args[1:])
+    return parser.parse_args_into_dataclasses(args=args)
+
+
+def parse_config_overrides(text: str | None) -> dict:
+    """`"hidden_size=192,sequence_model=bilstm"` → `{"hidden_size": 192, "sequence_model": "bilstm"}` (JSON values
+    where they parse, strings otherwise)."""
+    overrides = {}
+    for item in (text or "").split(","):
+        if not item.strip():
+            continue
+        key, _, value = item.partition("=")
+        try:
+            overrides[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key.strip()] = value.strip()
+    return overrides
+
+
 def parameter_table(model) -> str:
     """A plain-text table of trainable / total parameters per module group of a `MambaOCRForCTC`."""
     groups = model.parameter_groups()
@@ -90,5 +133,7 @@ __all__ = [
     "cpu_supports_bf16",
     "make_compute_metrics",
     "parameter_table",
+    "parse_args_with_preset",
+    "parse_config_overrides",
     "preprocess_logits_for_metrics",
 ]

@@ -45,6 +45,8 @@ from mambaocr_hf.training import (
     cpu_supports_bf16,
     make_compute_metrics,
     parameter_table,
+    parse_args_with_preset,
+    parse_config_overrides,
     preprocess_logits_for_metrics,
 )
 
@@ -124,42 +126,10 @@ class DataArguments:
 
 def _parse_args() -> tuple[ModelArguments, DataArguments, TrainingArguments]:
     parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments))
-    args = sys.argv[1:]
-    if not torch.cuda.is_available() and "--use_cpu" not in args:
-        args = (
-            args[:1] + ["--use_cpu", "True"] + args[1:]
-            if args[:1] and args[0].endswith(".json")
-            else ["--use_cpu", "True"] + args
-        )
-    if args and args[0].endswith(".json"):
-        # a JSON preset, then flag overrides: turn the preset into flags placed before the user's
-        with open(args[0], encoding="utf-8") as handle:
-            preset = json.load(handle)
-        preset_flags = []
-        for key, value in preset.items():
-            if isinstance(value, bool):
-                preset_flags += [f"--{key}", str(value)]
-            elif isinstance(value, dict):
-                preset_flags += [f"--{key}", json.dumps(value)]
-            elif isinstance(value, list):
-                preset_flags += [f"--{key}", *map(str, value)]
-            else:
-                preset_flags += [f"--{key}", str(value)]
-        return parser.parse_args_into_dataclasses(args=preset_flags + args[1:])
-    return parser.parse_args_into_dataclasses(args=args)
+    return parse_args_with_preset(parser, sys.argv[1:])
 
 
-def _parse_overrides(text: str | None) -> dict:
-    overrides = {}
-    for item in (text or "").split(","):
-        if not item.strip():
-            continue
-        key, _, value = item.partition("=")
-        try:
-            overrides[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            overrides[key.strip()] = value.strip()
-    return overrides
+_parse_overrides = parse_config_overrides
 
 
 INFERENCE_MAX_WIDTH = 2048

@@ -291,3 +291,26 @@ def test_encoder_from_a_tiny_mamba_language_model(tmp_path):
         config_from_mamba_lm(lm, num_layers=5)
     with pytest.raises(ValueError, match="shape"):
         init_encoder_from_mamba_lm(_model(bidirectional=False, num_hidden_layers=2, hidden_size=48), lm)
+
+
+def test_finetune_script_preset_parses(monkeypatch):
+    import sys
+    from pathlib import Path
+
+    from transformers import HfArgumentParser, TrainingArguments
+
+    from mambaocr_hf.training import parse_args_with_preset
+
+    scripts = Path(__file__).resolve().parent.parent / "scripts"
+    monkeypatch.syspath_prepend(str(scripts))
+    import finetune_lora
+
+    parser = HfArgumentParser(
+        (finetune_lora.ModelArguments, finetune_lora.PeftArguments, finetune_lora.DataArguments, TrainingArguments)
+    )
+    args = [str(scripts / "configs" / "finetune_lora.json"), "--lora_r", "4", "--output_dir", "x"]
+    model_args, peft_args, data_args, training_args = parse_args_with_preset(parser, args)
+    assert peft_args.lora_r == 4 and peft_args.use_peft and data_args.validation_size == 2000  # flags win
+    assert finetune_lora._names(peft_args.modules_to_save) == ("adapters", "projection", "classifier")
+    assert training_args.learning_rate == 1e-3 and model_args.model_name_or_path == "runs/demo_cpu"
+    assert "finetune_lora" in sys.modules
