@@ -16,7 +16,9 @@ from .configuration_mambaocr import MambaOCRConfig
 from .decoding import CTCLexicon
 from .hub import save_checkpoint, write_model_card
 from .image_processing_mambaocr import MambaOCRImageProcessor
+from .mamba_lm_init import config_from_mamba_lm, init_encoder_from_mamba_lm
 from .modeling_mambaocr import MambaOCRCTCOutput, MambaOCRForCTC, MambaOCRPreTrainedModel
+from .peft_utils import build_lora_config, extend_charset, load_adapter, save_adapter
 from .pipeline_mambaocr import PIPELINE_TASK, MambaOCRPipeline
 from .processing_mambaocr import MambaOCRDecoderOutput, MambaOCRProcessor
 from .tokenization_mambaocr import CHARSETS, MambaOCRTokenizer
@@ -61,6 +63,12 @@ __all__ = [
     "MambaOCRPreTrainedModel",
     "MambaOCRProcessor",
     "MambaOCRTokenizer",
+    "build_lora_config",
+    "config_from_mamba_lm",
+    "extend_charset",
+    "init_encoder_from_mamba_lm",
+    "load_adapter",
+    "save_adapter",
     "save_checkpoint",
     "write_model_card",
 ]
