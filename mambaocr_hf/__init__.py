@@ -18,6 +18,7 @@ from .hub import save_checkpoint, write_model_card
 from .image_processing_mambaocr import MambaOCRImageProcessor
 from .mamba_lm_init import config_from_mamba_lm, init_encoder_from_mamba_lm
 from .modeling_mambaocr import MambaOCRCTCOutput, MambaOCRForCTC, MambaOCRPreTrainedModel
+from .onnx_export import ONNXRecognizer, export_onnx
 from .peft_utils import build_lora_config, extend_charset, load_adapter, save_adapter
 from .pipeline_mambaocr import PIPELINE_TASK, MambaOCRPipeline
 from .processing_mambaocr import MambaOCRDecoderOutput, MambaOCRProcessor
@@ -63,8 +64,10 @@ __all__ = [
     "MambaOCRPreTrainedModel",
     "MambaOCRProcessor",
     "MambaOCRTokenizer",
+    "ONNXRecognizer",
     "build_lora_config",
     "config_from_mamba_lm",
+    "export_onnx",
     "extend_charset",
     "init_encoder_from_mamba_lm",
     "load_adapter",
