@@ -969,6 +969,16 @@ class MambaOCRForCTC(MambaOCRPreTrainedModel):
                 "(the training data pipeline filters them)."
             )
 
+    def get_input_embeddings(self) -> None:
+        """An image model has no token embeddings. Saying so (rather than transformers' `NotImplementedError`) lets
+        PEFT save an adapter whose charset grew (it looks for embeddings to save when the vocab size changed) and
+        lets `enable_input_require_grads` skip the model."""
+        return None
+
+    def get_output_embeddings(self) -> None:
+        """The CTC head is `classifier`, not tied to any input embedding (see `get_input_embeddings`)."""
+        return None
+
     def resize_vocab(self, new_vocab_size: int) -> None:
         """Grow or shrink the CTC head to `new_vocab_size` classes, keeping the existing rows (e.g. after new
         characters were added to the tokenizer); new rows get the usual initialisation."""

@@ -314,3 +314,44 @@ def test_finetune_script_preset_parses(monkeypatch):
     assert finetune_lora._names(peft_args.modules_to_save) == ("adapters", "projection", "classifier")
     assert training_args.learning_rate == 1e-3 and model_args.model_name_or_path == "runs/demo_cpu"
     assert "finetune_lora" in sys.modules
+
+
+def test_finetune_script_end_to_end(base_dir, tmp_path):
+    """The user's path: a folder of crops with labels.tsv (with a character the base lacks) → an adapter folder with
+    its card and metrics, plus a merged checkpoint that loads as a plain model."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from PIL import Image, ImageDraw
+
+    data = tmp_path / "crops"
+    data.mkdir()
+    rows = []
+    for index, word in enumerate(["abc", "hello!", "42", "mamba", "ocr!", "test"]):
+        image = Image.new("RGB", (16 * len(word) + 8, 32), "white")
+        ImageDraw.Draw(image).text((4, 8), word, fill="black")
+        image.save(data / f"{index}.png")
+        rows.append(f"{index}.png\t{word}")
+    (data / "labels.tsv").write_text("\n".join(rows) + "\n")
+    out, merged = tmp_path / "adapter", tmp_path / "merged"
+    script = Path(__file__).resolve().parent.parent / "scripts" / "finetune_lora.py"
+    result = subprocess.run(
+        [sys.executable, str(script), "--model_name_or_path", str(base_dir), "--dataset", str(data),
+         "--validation_size", "2", "--max_eval_samples", "2", "--max_steps", "2", "--per_device_train_batch_size",
+         "2", "--per_device_eval_batch_size", "2", "--bf16", "False", "--dataloader_num_workers", "0",
+         "--report_to", "none", "--extend_charset", "auto", "--output_dir", str(out), "--merge_and_save",
+         str(merged)],
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "MAMBAOCR_DISABLE_COMPILE": "1"}, capture_output=True, text=True,
+        timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    log = result.stdout + result.stderr
+    assert "trainable params" in log  # PEFT's print_trainable_parameters()
+    files = set(os.listdir(out))
+    assert {"adapter_config.json", "adapter_model.safetensors", "README.md", "vocab.json"} <= files
+    assert "!" in json.loads((out / "vocab.json").read_text())  # the charset grew
+    assert os.path.getsize(out / "adapter_model.safetensors") <= 0.1 * os.path.getsize(base_dir / "model.safetensors")
+    model = AutoModel.from_pretrained(merged)
+    assert type(model) is MambaOCRForCTC and model.config.vocab_size == 38
+    assert MambaOCRProcessor.from_pretrained(merged).tokenizer.convert_tokens_to_ids("!") == 37
