@@ -134,13 +134,17 @@ def test_bad_inputs(reader, tmp_path):
         reader(images()[0], max_new_tokens=5)
 
 
-CUSTOM_PIPELINE_SCRIPT = WITHOUT_MAMBAOCR_PREAMBLE + textwrap.dedent(
+PIPELINE_SCRIPT = textwrap.dedent(
     """
-    import json
+    import json, sys
     import numpy as np
     from transformers import pipeline
 
-    reader = pipeline("image-to-text", model=sys.argv[1], trust_remote_code=True)
+    if sys.argv[2] == "scene-text-recognition":
+        import mambaocr_hf  # the installed package registers the task
+        reader = pipeline("scene-text-recognition", model=sys.argv[1])
+    else:
+        reader = pipeline("image-to-text", model=sys.argv[1], trust_remote_code=True)
     rng = np.random.default_rng(0)
     images = [rng.integers(0, 255, (40, 300), dtype=np.uint8), rng.integers(0, 255, (32, 64, 3), dtype=np.uint8)]
     print(json.dumps({"class": type(reader).__module__, "results": reader(images, batch_size=2)}))
@@ -148,13 +152,15 @@ CUSTOM_PIPELINE_SCRIPT = WITHOUT_MAMBAOCR_PREAMBLE + textwrap.dedent(
 )
 
 
-def test_image_to_text_through_the_checkpoints_custom_pipeline(checkpoint, reader, tmp_path):
-    """Without the package installed: from a local folder, and by repo id from the local Hub cache."""
+@pytest.mark.parametrize("task", ["image-to-text", "scene-text-recognition"])
+def test_both_routes_from_a_folder_and_from_the_hub_cache(checkpoint, reader, tmp_path, task):
+    """`image-to-text` through the checkpoint's custom pipeline without the package installed, and the registered
+    `scene-text-recognition` task with it; each from a local folder and by repo id from the local Hub cache."""
     import json
 
     cache = make_hub_cache(checkpoint, tmp_path / "hub")
     script = tmp_path / "run.py"
-    script.write_text(CUSTOM_PIPELINE_SCRIPT)
+    script.write_text((WITHOUT_MAMBAOCR_PREAMBLE if task == "image-to-text" else "") + PIPELINE_SCRIPT)
     rng = np.random.default_rng(0)
     expected = [
         reader(rng.integers(0, 255, (40, 300), dtype=np.uint8)),
@@ -169,7 +175,7 @@ def test_image_to_text_through_the_checkpoints_custom_pipeline(checkpoint, reade
         }
         env.pop("PYTHONPATH", None)
         result = subprocess.run(
-            [sys.executable, str(script), model_ref],
+            [sys.executable, str(script), model_ref, task],
             cwd=tmp_path,
             env=env,
             capture_output=True,
@@ -178,5 +184,6 @@ def test_image_to_text_through_the_checkpoints_custom_pipeline(checkpoint, reade
         )
         assert result.returncode == 0, result.stderr[-3000:]
         output = json.loads(result.stdout.strip().splitlines()[-1])
-        assert output["class"].startswith("transformers_modules")
+        expected_module = "transformers_modules" if task == "image-to-text" else "mambaocr_hf.pipeline_mambaocr"
+        assert output["class"].startswith(expected_module)
         assert_same_results(output["results"], expected)
