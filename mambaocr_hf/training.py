@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import json
+import logging as std_logging
+import sys
 from collections.abc import Callable
 
 import numpy as np
 import torch
-from transformers import EvalPrediction, Trainer
+from transformers import EvalPrediction, Trainer, TrainingArguments, set_seed
 from transformers.utils import logging
 
 logger = logging.get_logger(__name__)
@@ -21,6 +23,34 @@ def cpu_supports_bf16() -> bool:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         return False
+
+
+def setup_training_run(training_args: TrainingArguments, script_logger: std_logging.Logger) -> None:
+    """What a training script does first: log format and levels as in the HF examples, the seed, bf16 only where the
+    CPU runs it natively (with a message otherwise), and the data settings the OCR collator needs."""
+    import datasets
+    import transformers
+
+    std_logging.basicConfig(
+        format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
+        datefmt="%H:%M:%S",
+        handlers=[std_logging.StreamHandler(sys.stdout)],
+    )
+    log_level = training_args.get_process_log_level()
+    script_logger.setLevel(log_level)
+    datasets.utils.logging.set_verbosity(log_level)
+    transformers.utils.logging.set_verbosity(log_level)
+    std_logging.getLogger("mambaocr_hf").setLevel(log_level)
+    set_seed(training_args.seed)
+    if training_args.bf16 and not torch.cuda.is_available() and not cpu_supports_bf16():
+        logger.warning(
+            "--bf16 was asked for, but this CPU has no native bfloat16 (AVX-512 BF16 / AMX): bf16 would be emulated "
+            "and slower than float32, so this run trains in float32. Pass --bf16 False to silence this."
+        )
+        training_args.bf16 = False
+    training_args.remove_unused_columns = False  # the collator needs the raw "image" and "text" columns
+    # each rank reads its own shards of the stream (`split_for_rank`), so batches are not dispatched from rank 0
+    training_args.accelerator_config.dispatch_batches = False
 
 
 class OCRTrainer(Trainer):

@@ -25,10 +25,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-import datasets
-import torch
-import transformers
-from transformers import AutoModel, AutoProcessor, HfArgumentParser, TrainingArguments, set_seed
+from transformers import AutoModel, AutoProcessor, HfArgumentParser, TrainingArguments
 
 from mambaocr_hf import MambaOCRForCTC, MambaOCRProcessor, save_checkpoint
 from mambaocr_hf.data import OCRDataCollator, WidthBucketedDataset, load_ocr_dataset, model_width_of, skip_counts
@@ -48,12 +45,12 @@ from mambaocr_hf.peft_utils import (
 from mambaocr_hf.tokenization_mambaocr import MambaOCRTokenizer
 from mambaocr_hf.training import (
     OCRTrainer,
-    cpu_supports_bf16,
     make_compute_metrics,
     parameter_table,
     parse_args_with_preset,
     parse_config_overrides,
     preprocess_logits_for_metrics,
+    setup_training_run,
 )
 
 logger = logging.getLogger(__name__)
@@ -178,22 +175,7 @@ def load_data(data_args: DataArguments, processor, seed: int):
 def main() -> None:
     parser = HfArgumentParser((ModelArguments, PeftArguments, DataArguments, TrainingArguments))
     model_args, peft_args, data_args, training_args = parse_args_with_preset(parser, sys.argv[1:])
-    logging.basicConfig(
-        format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
-        datefmt="%H:%M:%S",
-        handlers=[logging.StreamHandler(sys.stdout)],
-    )
-    log_level = training_args.get_process_log_level()
-    logger.setLevel(log_level)
-    datasets.utils.logging.set_verbosity(log_level)
-    transformers.utils.logging.set_verbosity(log_level)
-    logging.getLogger("mambaocr_hf").setLevel(log_level)
-    set_seed(training_args.seed)
-    if training_args.bf16 and not torch.cuda.is_available() and not cpu_supports_bf16():
-        logger.warning("This CPU has no native bfloat16: training in float32 (pass --bf16 False to silence this).")
-        training_args.bf16 = False
-    training_args.remove_unused_columns = False  # the collator needs the raw "image" and "text" columns
-    training_args.accelerator_config.dispatch_batches = False
+    setup_training_run(training_args, logger)
 
     model, processor = build_model_and_processor(model_args)
     base_vocab_size = model.config.vocab_size

@@ -19,10 +19,8 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-import datasets
 import torch
-import transformers
-from transformers import AutoModel, AutoProcessor, HfArgumentParser, TrainingArguments, set_seed
+from transformers import AutoModel, AutoProcessor, HfArgumentParser, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
 from mambaocr_hf import MambaOCRConfig, MambaOCRForCTC, MambaOCRProcessor, save_checkpoint
@@ -42,12 +40,12 @@ from mambaocr_hf.modeling_mambaocr import FREEZE_STRATEGIES
 from mambaocr_hf.tokenization_mambaocr import MambaOCRTokenizer
 from mambaocr_hf.training import (
     OCRTrainer,
-    cpu_supports_bf16,
     make_compute_metrics,
     parameter_table,
     parse_args_with_preset,
     parse_config_overrides,
     preprocess_logits_for_metrics,
+    setup_training_run,
 )
 
 logger = logging.getLogger(__name__)
@@ -155,24 +153,7 @@ def build_model_and_processor(args: ModelArguments) -> tuple[MambaOCRForCTC, Mam
 
 def main() -> None:
     model_args, data_args, training_args = _parse_args()
-    logging.basicConfig(
-        format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
-        datefmt="%H:%M:%S",
-        handlers=[logging.StreamHandler(sys.stdout)],
-    )
-    log_level = training_args.get_process_log_level()
-    logger.setLevel(log_level)
-    datasets.utils.logging.set_verbosity(log_level)
-    transformers.utils.logging.set_verbosity(log_level)
-    logging.getLogger("mambaocr_hf").setLevel(log_level)
-    set_seed(training_args.seed)
-
-    if training_args.bf16 and not torch.cuda.is_available() and not cpu_supports_bf16():
-        logger.warning(
-            "--bf16 was asked for, but this CPU has no native bfloat16 (AVX-512 BF16 / AMX): bf16 would be emulated "
-            "and slower than float32, so this run trains in float32. Pass --bf16 False to silence this."
-        )
-        training_args.bf16 = False
+    setup_training_run(training_args, logger)
 
     model, processor = build_model_and_processor(model_args)
     strategy, why = model_args.freeze_strategy, ""
@@ -210,8 +191,6 @@ def main() -> None:
             model_width_of(processor.image_processor),
             seed=training_args.seed,
         )
-    training_args.accelerator_config.dispatch_batches = False
-    training_args.remove_unused_columns = False  # the collator needs the raw "image" and "text" columns
 
     trainer = OCRTrainer(
         model=model,
