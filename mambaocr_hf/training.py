@@ -53,6 +53,32 @@ def setup_training_run(training_args: TrainingArguments, script_logger: std_logg
     training_args.accelerator_config.dispatch_batches = False
 
 
+def make_ocr_trainer(
+    model, processor, training_args: TrainingArguments, train_dataset, eval_dataset=None, group_by_width: bool = True
+) -> OCRTrainer:
+    """The `OCRTrainer` both training scripts use: the OCR collator (pads images and labels), CER/WER/word-accuracy
+    metrics and, with `group_by_width`, batches of crops of similar width (less padding to compute)."""
+    from .data import OCRDataCollator, WidthBucketedDataset, model_width_of
+
+    if group_by_width:
+        train_dataset = WidthBucketedDataset(
+            train_dataset,
+            training_args.per_device_train_batch_size,
+            model_width_of(processor.image_processor),
+            seed=training_args.seed,
+        )
+    return OCRTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        data_collator=OCRDataCollator(processor),
+        processing_class=processor,
+        compute_metrics=make_compute_metrics(processor.tokenizer),
+        preprocess_logits_for_metrics=preprocess_logits_for_metrics,
+    )
+
+
 class OCRTrainer(Trainer):
     """`Trainer` that never lets a non-finite loss or gradient reach the weights.
 

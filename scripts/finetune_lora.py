@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from transformers import AutoModel, AutoProcessor, HfArgumentParser, TrainingArguments
 
 from mambaocr_hf import MambaOCRForCTC, MambaOCRProcessor, save_checkpoint
-from mambaocr_hf.data import OCRDataCollator, WidthBucketedDataset, load_ocr_dataset, model_width_of, skip_counts
+from mambaocr_hf.data import load_ocr_dataset, skip_counts
 from mambaocr_hf.image_processing_mambaocr import MambaOCRImageProcessor
 from mambaocr_hf.metrics import format_metrics_table
 from mambaocr_hf.peft_utils import (
@@ -44,12 +44,10 @@ from mambaocr_hf.peft_utils import (
 )
 from mambaocr_hf.tokenization_mambaocr import MambaOCRTokenizer
 from mambaocr_hf.training import (
-    OCRTrainer,
-    make_compute_metrics,
+    make_ocr_trainer,
     parameter_table,
     parse_args_with_preset,
     parse_config_overrides,
-    preprocess_logits_for_metrics,
     setup_training_run,
 )
 
@@ -214,22 +212,8 @@ def main() -> None:
         if training_args.process_index == 0:
             print(f"\nFull fine-tuning\n{parameter_table(model)}\n")
 
-    if data_args.group_by_width:
-        train_dataset = WidthBucketedDataset(
-            train_dataset,
-            training_args.per_device_train_batch_size,
-            model_width_of(processor.image_processor),
-            seed=training_args.seed,
-        )
-    trainer = OCRTrainer(
-        model=model,
-        args=training_args,
-        train_dataset=train_dataset,
-        eval_dataset=eval_dataset,
-        data_collator=OCRDataCollator(processor),
-        processing_class=processor,
-        compute_metrics=make_compute_metrics(processor.tokenizer),
-        preprocess_logits_for_metrics=preprocess_logits_for_metrics,
+    trainer = make_ocr_trainer(
+        model, processor, training_args, train_dataset, eval_dataset, group_by_width=data_args.group_by_width
     )
     minutes = 0.0
     if not peft_args.evaluate_only:

@@ -25,12 +25,9 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from mambaocr_hf import MambaOCRConfig, MambaOCRForCTC, MambaOCRProcessor, save_checkpoint
 from mambaocr_hf.data import (
-    OCRDataCollator,
     SyntheticConfig,
-    WidthBucketedDataset,
     interleave_sources,
     load_ocr_dataset,
-    model_width_of,
     skip_counts,
     split_for_rank,
 )
@@ -39,12 +36,10 @@ from mambaocr_hf.metrics import format_metrics_table
 from mambaocr_hf.modeling_mambaocr import FREEZE_STRATEGIES
 from mambaocr_hf.tokenization_mambaocr import MambaOCRTokenizer
 from mambaocr_hf.training import (
-    OCRTrainer,
-    make_compute_metrics,
+    make_ocr_trainer,
     parameter_table,
     parse_args_with_preset,
     parse_config_overrides,
-    preprocess_logits_for_metrics,
     setup_training_run,
 )
 
@@ -184,23 +179,8 @@ def main() -> None:
         eval_dataset = eval_dataset.take(data_args.max_eval_samples)
     # each rank reads its own shards; with batches dispatched from rank 0 the split would not be needed
     train_dataset = split_for_rank(train_dataset, training_args.process_index, training_args.world_size)
-    if data_args.group_by_width:
-        train_dataset = WidthBucketedDataset(
-            train_dataset,
-            training_args.per_device_train_batch_size,
-            model_width_of(processor.image_processor),
-            seed=training_args.seed,
-        )
-
-    trainer = OCRTrainer(
-        model=model,
-        args=training_args,
-        train_dataset=train_dataset,
-        eval_dataset=eval_dataset,
-        data_collator=OCRDataCollator(processor),
-        processing_class=processor,
-        compute_metrics=make_compute_metrics(processor.tokenizer),
-        preprocess_logits_for_metrics=preprocess_logits_for_metrics,
+    trainer = make_ocr_trainer(
+        model, processor, training_args, train_dataset, eval_dataset, group_by_width=data_args.group_by_width
     )
 
     checkpoint = training_args.resume_from_checkpoint
