@@ -17,6 +17,9 @@ import os
 from collections.abc import Iterable, Sequence
 
 import numpy as np
+from transformers.utils import logging
+
+logger = logging.get_logger(__name__)
 
 NEG_INF = float("-inf")
 
@@ -101,6 +104,12 @@ class CTCLexicon:
                 f"{len(unusable)} lexicon words have no character of the model's charset (e.g. {unusable[:5]}); "
                 "remove them or use a model whose charset covers them."
             )
+        changed = [f"{word!r} -> {norm!r}" for word, norm in zip(words, normalized) if len(norm) != len(word)]
+        if changed:
+            logger.warning(
+                f"{len(changed)} lexicon words lose characters the model's charset lacks, so the decoder can only "
+                f"return them shortened (e.g. {', '.join(changed[:3])})."
+            )
         ids = [tokenizer.convert_tokens_to_ids(list(norm)) for norm in normalized]
         return cls(normalized, ids)
 
@@ -110,6 +119,8 @@ def character_mask(vocab: dict[str, int], allowed_chars: str | None, blocked_cha
 
     Raises a `ValueError` naming characters of `allowed_chars` / `blocked_chars` that are not in the vocabulary (a
     typo there would otherwise be ignored)."""
+    if allowed_chars is not None and not allowed_chars:
+        raise ValueError("`allowed_chars` is empty: nothing could be read. Pass the characters to allow, or None.")
     if not allowed_chars and not blocked_chars:
         return None
     size = max(vocab.values()) + 1
@@ -126,6 +137,8 @@ def character_mask(vocab: dict[str, int], allowed_chars: str | None, blocked_cha
         mask[vocab[c]] = True
     for c in blocked_chars or "":
         mask[vocab[c]] = False
+    if not mask[1:].any():
+        raise ValueError("`allowed_chars` / `blocked_chars` leave no character to read; allow at least one.")
     mask[blank_id] = True
     return mask
 
@@ -209,8 +222,9 @@ def ctc_prefix_beam_search(
         results = [(prefix, score) for prefix, score in results if nodes[prefix].word is not None]
         if not results:  # no word completed within the beam: score the whole lexicon exactly
             scores = ctc_log_likelihoods(log_probs, lexicon.token_ids, blank_id=blank_id)
-            order = np.argsort(-scores, kind="stable")[:top_paths]
-            return [(lexicon.token_ids[i], float(scores[i])) for i in order]
+            order = [i for i in np.argsort(-scores, kind="stable")[:top_paths] if scores[i] > NEG_INF]
+            # no word fits at all (the image has too few frames for any, or their characters are blocked): no read
+            return [(lexicon.token_ids[i], float(scores[i])) for i in order] or [((), NEG_INF)]
     results.sort(key=lambda item: item[1], reverse=True)
     return results[:top_paths]
 
@@ -260,6 +274,8 @@ def ctc_forced_alignment(log_probs: np.ndarray, label: Sequence[int], blank_id: 
 
     Raises a `ValueError` when the label cannot be aligned (it needs more frames than there are)."""
     frames = log_probs.shape[0]
+    if frames == 0 and len(label) == 0:
+        return np.zeros(0, dtype=np.int64)
     extended, _ = _extended_labels([label], blank_id)
     extended = extended[0]
     width = len(extended)

@@ -135,7 +135,8 @@ class MambaOCRProcessor(ProcessorMixin):
             lexicon: restrict the output to these words (a list, a file with one word per line, or a
                 [`CTCLexicon`] from [`build_lexicon`]); uses beam search (`beam_width` 10 if it is 1).
             allowed_chars / blocked_chars: only emit these characters / never emit these (e.g. `"0123456789"` for
-                numbers); the other classes' probabilities are renormalised.
+                numbers); the other classes' probabilities are renormalised, so scores are then relative to the
+                allowed characters (a rejection threshold chosen without constraints does not carry over).
             token_min_logp: beam search prunes characters below this log-probability at each frame.
 
         Returns:
@@ -179,9 +180,14 @@ class MambaOCRProcessor(ProcessorMixin):
             length = int(frame_lengths[i])
             log_probs = log_softmax(apply_character_mask(array[i, :length], mask))  # [frames, vocab]
             if beam_width > 1:
-                label, _ = ctc_prefix_beam_search(
+                label, label_log_prob = ctc_prefix_beam_search(
                     log_probs, beam_width, blank_id, lexicon=lexicon, token_min_logp=token_min_logp
                 )[0]
+                if label_log_prob == float("-inf"):  # no lexicon word fits this image: no read, zero confidence
+                    texts.append("")
+                    scores.append(0.0)
+                    details.append([])
+                    continue
                 path = ctc_forced_alignment(log_probs, label, blank_id)
             else:
                 path = greedy_path(log_probs)
@@ -208,7 +214,10 @@ class MambaOCRProcessor(ProcessorMixin):
         return MambaOCRDecoderOutput(text=texts, scores=scores, char_details=details)
 
     def decode(self, sequence, **kwargs):
-        """Decode a single image's logits `[frames, vocab]` or ids `[frames]`."""
+        """Decode a single image's logits `[frames, vocab]` or ids `[frames]` (options as in [`batch_decode`];
+        `frame_lengths` may be a number)."""
+        if kwargs.get("frame_lengths") is not None and np.ndim(_to_numpy(kwargs["frame_lengths"])) == 0:
+            kwargs["frame_lengths"] = [int(_to_numpy(kwargs["frame_lengths"]))]
         result = self.batch_decode(_to_numpy(sequence)[None], **kwargs)
         if isinstance(result, MambaOCRDecoderOutput):
             return MambaOCRDecoderOutput(

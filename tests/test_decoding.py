@@ -177,3 +177,41 @@ def test_processor_decoding_errors():
         processor.build_lexicon(["ok", "!!!"])
     with pytest.raises(ValueError, match="`beam_width` must be at least 1"):
         ctc_prefix_beam_search(np.zeros((2, 3)), beam_width=0)
+
+
+def test_no_read_when_no_lexicon_word_fits():
+    processor = MambaOCRProcessor.from_defaults()
+    logits = logits_for(processor, "hello", 16)[None]
+    # 3 frames cannot hold any 5-letter word: an empty read with zero confidence, not a crash
+    out = processor.batch_decode(logits[:, :3], lexicon=["hello", "world"], output_char_details=True)
+    assert out.text == [""] and out.scores == [0.0] and out.char_details == [[]]
+    # every word needs a blocked character: the same
+    assert processor.batch_decode(logits, lexicon=["hello"], blocked_chars="h") == [""]
+    # zero frames with beam search
+    empty = np.zeros((1, 0, len(processor.tokenizer)), dtype=np.float32)
+    assert processor.batch_decode(empty, beam_width=3, output_char_details=True).text == [""]
+    assert ctc_forced_alignment(np.zeros((0, 3)), ()).shape == (0,)
+
+
+def test_constraints_that_leave_nothing_to_read_are_errors(caplog):
+    vocab = {"<blank>": 0, "a": 1, "b": 2}
+    with pytest.raises(ValueError, match="leave no character"):
+        character_mask(vocab, None, "ab")
+    with pytest.raises(ValueError, match="`allowed_chars` is empty"):
+        character_mask(vocab, "", None)
+    processor = MambaOCRProcessor.from_defaults()
+    from transformers.testing_utils import CaptureLogger
+    from transformers.utils import logging
+
+    with CaptureLogger(logging.get_logger("mambaocr_hf.decoding")) as captured:
+        lexicon = processor.build_lexicon(["new york", "Café", "hello"])
+    assert lexicon.words == ["newyork", "cafe", "hello"]
+    assert "'new york' -> 'newyork'" in captured.out and "Café" not in captured.out  # accents fold, no warning
+
+
+def test_decode_one_image_with_options():
+    processor = MambaOCRProcessor.from_defaults()
+    logits = logits_for(processor, "hello", 16)
+    out = processor.decode(logits, frame_lengths=12, beam_width=4, output_char_details=True)
+    assert out.text == "hello" and 0 < out.scores <= 1
+    assert processor.decode(logits, frame_lengths=3) == "h"
