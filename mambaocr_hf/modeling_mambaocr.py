@@ -24,6 +24,7 @@ from .selective_scan import (
     causal_depthwise_conv1d,
     compiled_scan_available,
     fused_kernels_available,
+    is_exporting,
     selective_scan_chunked,
     selective_scan_compiled,
     selective_scan_export,
@@ -475,7 +476,7 @@ def _bidirectional_rows(frame_lengths: torch.LongTensor, seq_len: int) -> torch.
 
 def _select_scan(config: MambaOCRConfig, device: torch.device) -> str:
     choice = config.scan_implementation
-    if torch.compiler.is_exporting():
+    if is_exporting():
         # every other path loops in Python (or calls a custom kernel): the export would bake in the example's length
         choice = "export"
     elif choice == "auto":
@@ -663,6 +664,19 @@ class MambaOCRPreTrainedModel(PreTrainedModel):
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
+        grown = _adapter_that_grew_the_charset(pretrained_model_name_or_path, kwargs)
+        if grown is not None:
+            # A PEFT adapter trained with more characters than its base: its CTC head (in `modules_to_save`) has more
+            # rows than the base's. transformers would build the base's head and refuse the adapter's; grow the base's
+            # head first (the adapter's own head replaces it), then load the adapter onto it.
+            adapter_dir, base, vocab_size = grown
+            kwargs = {k: v for k, v in kwargs.items() if k != "adapter_kwargs"}
+            model = cls.from_pretrained(base, *model_args, **kwargs)
+            loaded = model[0] if isinstance(model, tuple) else model
+            loaded.resize_vocab(vocab_size)
+            loaded.load_adapter(adapter_dir)
+            loaded.mambaocr_adapter_dir = adapter_dir  # the pipeline takes the adapter's processor from here
+            return model
         token = _LOADING_CHECKPOINT.set(True)
         try:
             model = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
@@ -672,6 +686,28 @@ class MambaOCRPreTrainedModel(PreTrainedModel):
             loaded = model[0] if isinstance(model, tuple) else model  # output_loading_info=True gives (model, info)
             _check_vocab_matches_head(loaded.config, pretrained_model_name_or_path, kwargs)
         return model
+
+
+def _adapter_that_grew_the_charset(path, kwargs: dict) -> tuple[str, str, int] | None:
+    """`(adapter folder, base, adapter vocab size)` when loading a local MambaOCR PEFT adapter folder whose charset is
+    larger than its base's (see `mambaocr_hf.peft_utils`); otherwise `None`."""
+    adapter_dir = (kwargs.get("adapter_kwargs") or {}).get("_adapter_model_path") or path
+    if adapter_dir is None or not os.path.isfile(os.path.join(adapter_dir, "mambaocr_adapter.json")):
+        return None
+    with open(os.path.join(adapter_dir, "mambaocr_adapter.json"), encoding="utf-8") as handle:
+        info = json.load(handle)
+    if info.get("vocab_size", 0) <= info.get("base_vocab_size", 0):
+        return None
+    with open(os.path.join(adapter_dir, "adapter_config.json"), encoding="utf-8") as handle:
+        base = json.load(handle).get("base_model_name_or_path")
+    if path is not None and os.fspath(path) != os.fspath(adapter_dir):
+        base = path  # transformers already resolved the base (e.g. `pipeline(model=adapter_dir)`)
+    if not base:
+        raise ValueError(
+            f"The adapter at {adapter_dir} does not name its base model (`base_model_name_or_path` in "
+            "adapter_config.json): load the base yourself and use `mambaocr_hf.load_adapter(base, adapter_dir)`."
+        )
+    return os.fspath(adapter_dir), os.fspath(base), int(info["vocab_size"])
 
 
 def _check_vocab_matches_head(config: MambaOCRConfig, path: str | os.PathLike, kwargs: dict) -> None:

@@ -89,16 +89,27 @@ class MambaOCRPipeline(Pipeline):
     _load_tokenizer = False
 
     def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        if self.processor is None:
-            if self.tokenizer is None or self.image_processor is None:
-                raise ValueError(
-                    "MambaOCRPipeline needs a MambaOCRProcessor: pass `processor=` (or both `tokenizer=` and "
-                    "`image_processor=`), or a model path that holds the processor files."
-                )
+        processor = kwargs.get("processor")
+        if processor is None and kwargs.get("tokenizer") is not None and kwargs.get("image_processor") is not None:
             from .processing_mambaocr import MambaOCRProcessor
 
-            self.processor = MambaOCRProcessor(image_processor=self.image_processor, tokenizer=self.tokenizer)
+            kwargs["processor"] = MambaOCRProcessor(
+                image_processor=kwargs["image_processor"], tokenizer=kwargs["tokenizer"]
+            )
+        model = kwargs.get("model", args[0] if args else None)
+        adapter_dir = getattr(model, "mambaocr_adapter_dir", None)
+        if adapter_dir is not None and (os.path.isfile(os.path.join(adapter_dir, "vocab.json"))):
+            # an adapter that grew the charset carries its own processor; transformers loaded the base's
+            current = kwargs.get("processor")
+            processor_class = type(current) if current is not None else None
+            if processor_class is not None and len(current.tokenizer) != model.config.vocab_size:
+                kwargs["processor"] = processor_class.from_pretrained(adapter_dir)
+        super().__init__(*args, **kwargs)
+        if self.processor is None:
+            raise ValueError(
+                "MambaOCRPipeline needs a MambaOCRProcessor: pass `processor=` (or both `tokenizer=` and "
+                "`image_processor=`), or a model path that holds the processor files."
+            )
 
     def _sanitize_parameters(
         self,
@@ -136,6 +147,8 @@ class MambaOCRPipeline(Pipeline):
         """Recognise the text of one image (returns a dict) or of a list of images (returns a list of dicts)."""
         if images is None or (isinstance(images, (list, tuple)) and len(images) == 0):
             raise ValueError("No images given: pass an image (path, URL, PIL, array) or a non-empty list of them.")
+        if isinstance(images, tuple) or getattr(images, "ndim", 0) == 4:  # a tuple, or a batch array [N, H, W, C]
+            images = list(images)
         return super().__call__(images, **kwargs)
 
     def get_iterator(self, inputs, num_workers, batch_size, preprocess_params, forward_params, postprocess_params):

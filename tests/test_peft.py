@@ -216,6 +216,12 @@ def test_charset_extension_keeps_old_predictions(base_dir, tmp_path):
     with pytest.raises(ValueError, match="extended the base's charset"):
         check_adapter_compatibility(AutoModel.from_pretrained(base_dir), adapter_dir)
     assert torch.equal(_logits(load_adapter(str(base_dir), adapter_dir).eval()), tuned)
+    # transformers' own routes grow the base's head too, and the pipeline takes the adapter's processor
+    assert torch.equal(_logits(AutoModel.from_pretrained(adapter_dir).eval()), tuned)
+    reader = pipeline("scene-text-recognition", model=str(adapter_dir))
+    assert len(reader.processor.tokenizer) == 39
+    image = torch.rand(3, 32, 64).mul(255).byte().permute(1, 2, 0).numpy()
+    assert isinstance(reader(image)["generated_text"], str)
 
 
 def test_adapters_for_another_base_or_vocab_are_refused(base_dir, tmp_path):
