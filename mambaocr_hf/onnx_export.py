@@ -4,7 +4,7 @@
 The graph takes the processor's output, `pixel_values` `[batch, 3, 32, width]` (float32) and `pixel_mask`
 `[batch, width]` (int64), and returns `logits` `[batch, frames, vocab]` and `frame_lengths` `[batch]`, with the batch
 and the width dynamic. It is made by the dynamo exporter (`torch.onnx.export(..., dynamo=True)`): while exporting,
-the model's selective scan switches to `selective_scan_export`, a `torch.scan` over 16-frame chunks that becomes an
+the model's selective scan switches to `selective_scan_export`, a `torch.scan` over 4-frame chunks that becomes an
 ONNX `Scan` node, so the sequence length is dynamic too.
 
     >>> from mambaocr_hf.onnx_export import ONNXRecognizer, export_onnx

@@ -31,7 +31,6 @@ import logging as _std_logging
 import os
 
 import torch
-from torch._higher_order_ops.scan import scan as _scan_loop
 from torch.nn import functional as F
 from transformers.utils import logging
 
@@ -52,6 +51,13 @@ CHUNK_SIZE = 16
 # 1, 4, 8 or 16 (its loop overhead is small next to the per-step work, and the backbone dominates); 4 keeps the graph
 # and the export time small.
 EXPORT_CHUNK_SIZE = 4
+
+
+def is_exporting() -> bool:
+    """Whether `torch.export` (and so the ONNX exporter) is tracing the model; `False` on torch releases without
+    `torch.compiler.is_exporting`."""
+    check = getattr(torch.compiler, "is_exporting", None)
+    return bool(check()) if check is not None else False
 
 
 def fused_kernels_available() -> bool:
@@ -86,7 +92,7 @@ def causal_depthwise_conv1d(
         if _cuda_causal_conv1d_fn is not None and x.is_cuda:  # pragma: no cover - needs CUDA
             return _cuda_causal_conv1d_fn(x.contiguous(), weight.squeeze(1), bias, activation="silu").transpose(1, 2)
         x = F.conv1d(F.pad(x, (kernel - 1, 0)), weight, bias, groups=channels)
-    elif torch.compiler.is_exporting():
+    elif is_exporting():
         # ONNX Conv needs a constant group count and batch * channels is not one with a dynamic batch: write the
         # convolution as `kernel` shifted multiply-adds instead
         per_sample = weight.view(batch, channels, kernel)
@@ -414,6 +420,12 @@ def selective_scan_export(
         return h, y
 
     h = u.new_zeros(batch, channels, A.shape[-1])
+    try:  # a private torch API (torch >= 2.6): imported only here, so that the other paths work on older torch
+        from torch._higher_order_ops.scan import scan as _scan_loop
+    except ImportError as error:  # pragma: no cover - depends on the torch release
+        raise ImportError(
+            f"ONNX export of the Mamba scan needs `torch.scan` (torch >= 2.6); this is torch {torch.__version__}."
+        ) from error
     _, y = _scan_loop(chunk_step, h, tuple(to_chunks(t) for t in (dt, dt * u, B, C)))  # [num_chunks, batch, chunk, ch]
     y = y.transpose(0, 1).reshape(batch, num_chunks * chunk_size, channels)[:, :seq_len]
     return _gate(y, u, D, z)
