@@ -7,7 +7,7 @@ import os
 from collections.abc import Sequence
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
 from transformers.utils import logging
 
@@ -61,7 +61,8 @@ def to_pil_image(image, index: int = 0) -> Image.Image:
         try:
             with Image.open(image) as opened:
                 opened.load()
-                image = opened.copy()
+                # camera photos store their rotation in EXIF: read them upright, as transformers' `load_image` does
+                image = ImageOps.exif_transpose(opened)
         except FileNotFoundError as error:
             raise FileNotFoundError(f"Image {index}: no such file {os.fspath(image)!r}.") from error
         except (UnidentifiedImageError, OSError) as error:

@@ -126,3 +126,16 @@ def test_round_trip(tmp_path):
     processor.save_pretrained(tmp_path)
     loaded = MambaOCRImageProcessor.from_pretrained(tmp_path)
     assert (loaded.max_width, loaded.min_width, loaded.resample) == (512, 24, "bicubic")
+
+
+def test_files_are_read_upright_by_their_exif_orientation(tmp_path):
+    from PIL import Image as PILImage
+
+    from mambaocr_hf.image_processing_mambaocr import to_pil_image
+
+    image = PILImage.new("RGB", (100, 32), "white")
+    exif = image.getexif()
+    exif[0x0112] = 6  # Orientation: the camera was turned; show the pixels rotated by 90 degrees
+    path = tmp_path / "rotated.jpg"
+    image.save(path, exif=exif)
+    assert to_pil_image(str(path)).size == (32, 100)
