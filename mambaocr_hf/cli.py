@@ -106,7 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--allowed_chars", default=None, help="only these characters may be output")
     parser.add_argument("--blocked_chars", default=None, help="these characters are never output")
     parser.add_argument("--format", default="table", choices=["table", "tsv", "jsonl"], dest="output_format")
-    parser.add_argument("--char_details", action="store_true", help="per-character confidence and x-range (jsonl)")
+    parser.add_argument(
+        "--char_details", action="store_true", help="per-character confidence and x-range (with --format jsonl)"
+    )
     parser.add_argument("--output", default=None, help="write results here instead of stdout")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--trust_remote_code", action="store_true", help="for checkpoints used without the package")
@@ -121,6 +123,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise SystemExit("--batch_size must be at least 1.")
     if args.beam_width < 1:
         raise SystemExit("--beam_width must be at least 1.")
+    if args.char_details and args.output_format != "jsonl":
+        raise SystemExit("--char_details needs --format jsonl (tables and TSV have one row per image).")
+    if args.output and not os.path.isdir(os.path.dirname(os.path.abspath(args.output))):
+        raise SystemExit(f"--output {args.output!r}: its folder does not exist.")
     if args.lexicon and not os.path.isfile(args.lexicon):
         raise SystemExit(f"--lexicon {args.lexicon!r} is not a file (give a text file with one word per line).")
     files, missing = expand_inputs(args.images)
@@ -147,7 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             dtype=getattr(torch, args.dtype) if args.dtype else "auto",
             trust_remote_code=args.trust_remote_code or None,
         )
-    except OSError as error:
+    except (OSError, ValueError) as error:
         raise SystemExit(
             f"Could not load the model {args.model!r}: give a checkpoint folder (with config.json), a PEFT adapter "
             f"folder or a Hub repo id (offline, it must be in the local Hub cache).\n{error}"

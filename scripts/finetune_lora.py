@@ -35,6 +35,7 @@ from mambaocr_hf.peft_utils import (
     DEFAULT_BACKBONE_LORA_STAGES,
     DEFAULT_MODULES_TO_SAVE,
     MAMBA_LORA_TARGETS,
+    build_lora_config,
     extend_charset,
     find_new_characters,
     get_peft_model,
@@ -183,6 +184,18 @@ def main() -> None:
         save_checkpoint(model, processor, base_name, base_model=model_args.init_from_mamba_lm)
         model = AutoModel.from_pretrained(base_name)
 
+    lora_options = dict(
+        r=peft_args.lora_r,
+        lora_alpha=peft_args.lora_alpha,
+        lora_dropout=peft_args.lora_dropout,
+        mamba_targets=_names(peft_args.lora_targets),
+        backbone_lora_stages=_names(peft_args.backbone_lora_stages),
+        modules_to_save=_names(peft_args.modules_to_save),
+        full_stages=_names(peft_args.full_stages),
+    )
+    if peft_args.use_peft:
+        build_lora_config(model, **lora_options)  # bad LoRA options fail now, before the data is read
+
     new_chars = peft_args.extend_charset
     if new_chars == "auto":
         raw = load_ocr_dataset(data_args.dataset, split="train", verify_images=False, check_ctc=False)
@@ -193,16 +206,7 @@ def main() -> None:
 
     train_dataset, eval_dataset = load_data(data_args, processor, training_args.seed)
     if peft_args.use_peft and not peft_args.evaluate_only:
-        model = get_peft_model(
-            model,
-            r=peft_args.lora_r,
-            lora_alpha=peft_args.lora_alpha,
-            lora_dropout=peft_args.lora_dropout,
-            mamba_targets=_names(peft_args.lora_targets),
-            backbone_lora_stages=_names(peft_args.backbone_lora_stages),
-            modules_to_save=_names(peft_args.modules_to_save),
-            full_stages=_names(peft_args.full_stages),
-        )
+        model = get_peft_model(model, **lora_options)
         if training_args.process_index == 0:
             print()
             model.print_trainable_parameters()

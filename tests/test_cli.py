@@ -73,7 +73,7 @@ def test_table_tsv_and_decoding_options(checkpoint, folder, tmp_path, capsys):
     assert table[0].split() == ["path", "text", "score"]
     assert table[1].split()[1] in ("hello", "world")
     args = [str(folder / "c.png"), "--model", str(checkpoint), "--format", "tsv", "--allowed_chars", "0123456789"]
-    assert main(args + ["--beam_width", "4", "--char_details"]) == 0
+    assert main(args + ["--beam_width", "4"]) == 0
     header, row = capsys.readouterr().out.splitlines()
     assert header == "path\ttext\tscore"
     path, text, score = row.split("\t")
@@ -95,6 +95,10 @@ def test_errors(checkpoint, folder, tmp_path, caplog):
         main([str(folder), "--model", str(checkpoint), "--lexicon", str(tmp_path / "missing.txt")])
     with pytest.raises(SystemExit, match="Could not load the model"):
         main([str(folder), "--model", str(tmp_path / "no_model")])
+    with pytest.raises(SystemExit, match="its folder does not exist"):
+        main([str(folder), "--model", str(checkpoint), "--output", str(tmp_path / "nowhere" / "out.tsv")])
+    with pytest.raises(SystemExit, match="--char_details needs --format jsonl"):
+        main([str(folder), "--model", str(checkpoint), "--char_details"])
     with pytest.raises(SystemExit, match="--beam_width must be at least 1"):
         main([str(folder), "--model", str(checkpoint), "--beam_width", "0"])
     with pytest.raises(SystemExit, match="charset lacks"):

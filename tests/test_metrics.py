@@ -301,5 +301,6 @@ def test_score_reliability():
     ]
     assert rows[0]["bin_accuracy"] == 0.0  # the two low-score reads are both wrong
     assert "| 0.60 | 0.500 | 1.000 | 1 | 1.000 |" in format_reliability_table(rows)
+    assert score_reliability(["a"], ["a"], [0.5], thresholds=(0.0, 0.9))[1]["accuracy"] is None  # nothing kept
     with pytest.raises(ValueError, match="2 scores"):
         score_reliability(predictions, references, [0.1, 0.2])

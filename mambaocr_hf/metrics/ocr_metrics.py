@@ -162,7 +162,7 @@ def score_reliability(
 
     For each threshold `t`, over the reads with `score >= t`: `coverage` (their share of all reads), `accuracy`
     (their exact-match word accuracy) and `bin_accuracy` (accuracy of the reads with `t <= score < next t`, the
-    reliability diagram's bar), with the counts.
+    reliability diagram's bar), with the counts. Accuracies of empty sets are `None` (JSON `null`).
     """
     _check_inputs(predictions, references)
     if len(scores) != len(predictions):
@@ -178,9 +178,9 @@ def score_reliability(
             {
                 "threshold": float(low),
                 "coverage": len(kept) / total,
-                "accuracy": sum(kept) / len(kept) if kept else float("nan"),
+                "accuracy": sum(kept) / len(kept) if kept else None,
                 "num_kept": len(kept),
-                "bin_accuracy": sum(in_bin) / len(in_bin) if in_bin else float("nan"),
+                "bin_accuracy": sum(in_bin) / len(in_bin) if in_bin else None,
                 "num_in_bin": len(in_bin),
             }
         )
@@ -193,9 +193,13 @@ def format_reliability_table(rows: Sequence[Mapping[str, float]]) -> str:
         "| score ≥ | coverage | accuracy of kept | reads in bin | accuracy in bin |",
         "|---|---|---|---|---|",
     ]
+
+    def _accuracy(value: float | None) -> str:
+        return "—" if value is None else f"{value:.3f}"
+
     for row in rows:
         lines.append(
-            f"| {row['threshold']:.2f} | {row['coverage']:.3f} | {row['accuracy']:.3f} | {row['num_in_bin']} | "
-            f"{row['bin_accuracy']:.3f} |"
+            f"| {row['threshold']:.2f} | {row['coverage']:.3f} | {_accuracy(row['accuracy'])} | {row['num_in_bin']} | "
+            f"{_accuracy(row['bin_accuracy'])} |"
         )
     return "\n".join(lines)
