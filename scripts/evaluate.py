@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import time
 
 import torch
@@ -20,26 +19,15 @@ from tqdm.auto import tqdm
 from transformers import AutoModel, AutoProcessor
 
 import mambaocr_hf  # noqa: F401  (registers the Auto classes)
-from mambaocr_hf.data import SyntheticConfig, SyntheticTextGenerator, load_ocr_dataset
+from mambaocr_hf.data import SyntheticTextGenerator, load_ocr_dataset
 from mambaocr_hf.data.lines import render_long_line
+from mambaocr_hf.data.synthetic import synthetic_config_from
 from mambaocr_hf.metrics import (
     compute_ocr_metrics,
     format_metrics_table,
     format_reliability_table,
     score_reliability,
 )
-
-
-def _synthetic_config(value: str | None) -> SyntheticConfig | None:
-    if value is None:
-        return None
-    if os.path.isfile(value):
-        with open(value, encoding="utf-8") as handle:
-            loaded = json.load(handle)
-        loaded = loaded.get("synthetic_config", loaded)
-    else:
-        loaded = json.loads(value)
-    return SyntheticConfig(**loaded)
 
 
 def main() -> None:
@@ -70,7 +58,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(args.threads)
 
-    synthetic_config = _synthetic_config(args.synthetic_config)
+    synthetic_config = synthetic_config_from(args.synthetic_config)
     model = AutoModel.from_pretrained(args.model).eval()
     processor = AutoProcessor.from_pretrained(args.model)
     if args.long_lines:

@@ -193,3 +193,18 @@ def test_make_synthetic_dataset_is_byte_identical_and_loadable(tmp_path, format)
         image = datasets.Image().decode_example({"bytes": first["images/00000003.jpg"], "path": None})
         assert image.size == generator.render(3)[0].size
         assert io.BytesIO(first["images/00000003.jpg"]).read(2) == b"\xff\xd8"
+
+
+def test_make_synthetic_dataset_writes_text_lines(tmp_path):
+    script = _load_script()
+    args = ["--num_samples", "3", "--format", "folder", "--seed", "7", "--no_system_fonts", "--line_chars", "40", "60"]
+    config = '{"rotate_p": 0.0, "blur_p": 0.0}'
+    script.main(["--output_dir", str(tmp_path / "a"), *args, "--synthetic_config", config])
+    script.main(["--output_dir", str(tmp_path / "b"), *args, "--synthetic_config", config])
+    assert _tree(tmp_path / "a") == _tree(tmp_path / "b")
+    rows = list(load_ocr_dataset(str(tmp_path / "a")))
+    assert len(rows) == 3
+    for row in rows:
+        assert len(row["text"]) >= 40 and row["image"].height == 32 and row["image"].width <= 2048
+    with pytest.raises(SystemExit, match="MIN <= MAX"):
+        script.main(["--output_dir", str(tmp_path / "c"), "--num_samples", "1", "--line_chars", "9", "3"])

@@ -8,6 +8,7 @@ into shards of indices (`index % num_shards`) that DataLoader workers and DDP ra
 from __future__ import annotations
 
 import io
+import json
 import math
 import os
 import zlib
@@ -73,6 +74,20 @@ class SyntheticConfig:
         if not 4 <= self.min_height <= self.max_height:
             raise ValueError(f"Need 4 <= min_height <= max_height, got {self.min_height} and {self.max_height}.")
         self.margin = tuple(self.margin)
+
+
+def synthetic_config_from(value: str | None) -> SyntheticConfig | None:
+    """A `SyntheticConfig` from JSON text or a JSON file; a training preset's `synthetic_config` entry is used when the
+    file has one (so `scripts/configs/demo_cpu.json` gives the demo's distribution). `None` gives `None`."""
+    if value is None:
+        return None
+    if os.path.isfile(value):
+        with open(value, encoding="utf-8") as handle:
+            loaded = json.load(handle)
+        loaded = loaded.get("synthetic_config", loaded)
+    else:
+        loaded = json.loads(value)
+    return SyntheticConfig(**loaded)
 
 
 def _split_code(split: str | None) -> list[int]:
