@@ -48,6 +48,12 @@ def setup_training_run(training_args: TrainingArguments, script_logger: std_logg
             "and slower than float32, so this run trains in float32. Pass --bf16 False to silence this."
         )
         training_args.bf16 = False
+    if "tensorboard" in training_args.report_to:
+        from transformers.integrations import is_tensorboard_available
+
+        if not is_tensorboard_available():  # the presets ask for TensorBoard: log to it where it is installed
+            logger.info("TensorBoard is not installed (`pip install tensorboard`): no TensorBoard logs this run.")
+            training_args.report_to = [name for name in training_args.report_to if name != "tensorboard"]
     training_args.remove_unused_columns = False  # the collator needs the raw "image" and "text" columns
     # each rank reads its own shards of the stream (`split_for_rank`), so batches are not dispatched from rank 0
     training_args.accelerator_config.dispatch_batches = False

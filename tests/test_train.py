@@ -144,3 +144,18 @@ def test_bf16_flag_parses_on_cpu(flag, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["train.py", "--output_dir", "x", flag])
     _, _, training_args = train._parse_args()
     assert training_args.bf16 and (training_args.use_cpu or torch.cuda.is_available())
+
+
+@pytest.mark.parametrize("installed", [True, False])
+def test_tensorboard_logging_when_installed(installed, monkeypatch, tmp_path):
+    import logging
+
+    import transformers.integrations
+
+    from mambaocr_hf.training import setup_training_run
+
+    monkeypatch.setattr(transformers.integrations, "is_tensorboard_available", lambda: installed)
+    args = TrainingArguments(str(tmp_path), report_to=["tensorboard"], use_cpu=True)
+    setup_training_run(args, logging.getLogger("test"))
+    assert args.report_to == (["tensorboard"] if installed else [])
+    assert args.remove_unused_columns is False
