@@ -1,7 +1,6 @@
 """Text-recognition metrics: hand-computed values, the scene-text alphanumeric protocol, edge cases, and the offline
 evaluate modules agreeing with `compute_ocr_metrics`."""
 
-import importlib
 import os
 import random
 import socket
@@ -275,17 +274,6 @@ def test_evaluate_modules_reject_bad_inputs(evaluate_modules, name):
         evaluate_modules[name].compute(predictions=["a"], references=["a", "b"])
     with pytest.raises(ValueError, match="empty"):
         evaluate_modules[name].compute(predictions=[], references=[])
-
-
-@pytest.mark.parametrize("name", ["cer", "wer", "ned"])
-def test_module_scripts_pure_python_distance(monkeypatch, name):
-    """The scripts' fallback distance (used when rapidfuzz is missing) agrees with rapidfuzz."""
-    script = importlib.import_module(f"mambaocr_hf.metrics.{name}.{name}")
-    predictions, references = _random_corpus(seed=2, size=100)
-    pairs = list(zip(predictions, references)) + [(p.split(), r.split()) for p, r in zip(predictions, references)]
-    fast = [script._edit_distance(a, b) for a, b in pairs]
-    monkeypatch.setattr(script, "_rapidfuzz_levenshtein", None)
-    assert [script._edit_distance(a, b) for a, b in pairs] == fast
 
 
 def test_score_reliability():

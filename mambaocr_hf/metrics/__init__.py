@@ -6,7 +6,9 @@ import this package."""
 from .loading import EVALUATE_MODULES, load_metric, metric_module_path
 from .ocr_metrics import (
     METRIC_NAMES,
+    OCRCounts,
     compute_ocr_metrics,
+    corpus_counts,
     edit_distance,
     format_metrics_table,
     format_reliability_table,
@@ -17,7 +19,9 @@ from .ocr_metrics import (
 __all__ = [
     "EVALUATE_MODULES",
     "METRIC_NAMES",
+    "OCRCounts",
     "compute_ocr_metrics",
+    "corpus_counts",
     "edit_distance",
     "format_metrics_table",
     "format_reliability_table",

@@ -54,3 +54,19 @@ def load_metric(name: str, **kwargs: Any) -> evaluate.EvaluationModule:
     path = metric_module_path(name)
     logger.debug(f"Loading the {name} evaluate module from {path}")
     return evaluate.load(str(path), **kwargs)
+
+
+def string_pair_metric_info(
+    description: str, citation: str, inputs_description: str, reference_urls: list[str]
+) -> evaluate.MetricInfo:
+    """The `MetricInfo` of a shipped module: string predictions against string references."""
+    import datasets
+    import evaluate
+
+    return evaluate.MetricInfo(
+        description=description,
+        citation=citation,
+        inputs_description=inputs_description,
+        features=datasets.Features({"predictions": datasets.Value("string"), "references": datasets.Value("string")}),
+        reference_urls=reference_urls,
+    )

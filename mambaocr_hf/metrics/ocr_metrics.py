@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass
 
 from transformers.utils import logging
 
@@ -98,32 +99,71 @@ def compute_ocr_metrics(
     Raises:
         ValueError: If the lists differ in length, are empty, or hold something other than strings.
     """
-    _check_inputs(predictions, references)
-    char_errors = char_total = word_errors = word_total = exact = alnum = 0
-    ned_sum = 0.0
-    for prediction, reference in zip(predictions, references):
-        distance = edit_distance(prediction, reference, use_rapidfuzz=use_rapidfuzz)
-        char_errors += distance
-        char_total += len(reference)
-        reference_words = reference.split()
-        word_errors += edit_distance(prediction.split(), reference_words, use_rapidfuzz=use_rapidfuzz)
-        word_total += len(reference_words)
-        exact += prediction == reference
-        alnum += normalize_alnum(prediction) == normalize_alnum(reference)
-        longest = max(len(prediction), len(reference))
-        if longest:
-            ned_sum += distance / longest
-    count = len(references)
-    if char_total == 0:
+    counts = corpus_counts(predictions, references, use_rapidfuzz=use_rapidfuzz)
+    if counts.char_total == 0:
         logger.warning("Every reference is empty: the CER and WER count errors instead of dividing by 0 characters")
     return {
-        "cer": char_errors / max(char_total, 1),
-        "wer": word_errors / max(word_total, 1),
-        "word_accuracy": exact / count,
-        "word_accuracy_ci_alnum": alnum / count,
-        "one_minus_ned": 1.0 - ned_sum / count,
-        "num_samples": count,
+        "cer": counts.cer,
+        "wer": counts.wer,
+        "word_accuracy": counts.word_accuracy,
+        "word_accuracy_ci_alnum": counts.word_accuracy_ci_alnum,
+        "one_minus_ned": 1.0 - counts.ned,
+        "num_samples": counts.count,
     }
+
+
+@dataclass
+class OCRCounts:
+    """Corpus sums behind the metrics of [`compute_ocr_metrics`] (and of the shipped `evaluate` modules)."""
+
+    char_errors: int = 0
+    char_total: int = 0
+    word_errors: int = 0
+    word_total: int = 0
+    exact: int = 0
+    alnum: int = 0
+    ned_sum: float = 0.0
+    count: int = 0
+
+    @property
+    def cer(self) -> float:
+        return self.char_errors / max(self.char_total, 1)
+
+    @property
+    def wer(self) -> float:
+        return self.word_errors / max(self.word_total, 1)
+
+    @property
+    def word_accuracy(self) -> float:
+        return self.exact / self.count
+
+    @property
+    def word_accuracy_ci_alnum(self) -> float:
+        return self.alnum / self.count
+
+    @property
+    def ned(self) -> float:
+        return self.ned_sum / self.count
+
+
+def corpus_counts(predictions: Sequence[str], references: Sequence[str], *, use_rapidfuzz: bool = True) -> OCRCounts:
+    """Edit distances, lengths and matches of a corpus, summed in one pass (inputs checked as in
+    [`compute_ocr_metrics`])."""
+    _check_inputs(predictions, references)
+    counts = OCRCounts(count=len(references))
+    for prediction, reference in zip(predictions, references):
+        distance = edit_distance(prediction, reference, use_rapidfuzz=use_rapidfuzz)
+        counts.char_errors += distance
+        counts.char_total += len(reference)
+        reference_words = reference.split()
+        counts.word_errors += edit_distance(prediction.split(), reference_words, use_rapidfuzz=use_rapidfuzz)
+        counts.word_total += len(reference_words)
+        counts.exact += prediction == reference
+        counts.alnum += normalize_alnum(prediction) == normalize_alnum(reference)
+        longest = max(len(prediction), len(reference))
+        if longest:
+            counts.ned_sum += distance / longest
+    return counts
 
 
 def format_metrics_table(metrics: Mapping[str, float], *, precision: int = 4) -> str:

@@ -1,16 +1,12 @@
 # Copyright 2026 The MambaOCR authors. Licensed under the Apache License, Version 2.0.
-"""Word error rate (WER) for text recognition, as a self-contained `evaluate` module (loaded offline by
-`mambaocr_hf.metrics.load_metric("wer")`; it imports nothing from the package)."""
+"""Word error rate (WER) for text recognition, as an `evaluate` module (loaded offline by
+`mambaocr_hf.metrics.load_metric("wer")`; its arithmetic is
+`mambaocr_hf.metrics.corpus_counts`, shared with `compute_ocr_metrics`)."""
 
-from collections.abc import Hashable, Sequence
-
-import datasets
 import evaluate
 
-try:  # optional: the pure-Python distance below gives the same results
-    from rapidfuzz.distance import Levenshtein as _rapidfuzz_levenshtein
-except ImportError:  # pragma: no cover
-    _rapidfuzz_levenshtein = None
+from mambaocr_hf.metrics.loading import string_pair_metric_info
+from mambaocr_hf.metrics.ocr_metrics import corpus_counts
 
 _CITATION = """\
 @inproceedings{morris2004wer,
@@ -41,39 +37,15 @@ Examples:
 """
 
 
-def _edit_distance(a: Sequence[Hashable], b: Sequence[Hashable]) -> int:
-    """Levenshtein distance between two strings or token sequences."""
-    if _rapidfuzz_levenshtein is not None:
-        return int(_rapidfuzz_levenshtein.distance(a, b))
-    if len(a) < len(b):
-        a, b = b, a
-    previous = list(range(len(b) + 1))
-    for i, item_a in enumerate(a, start=1):
-        current = [i]
-        for j, item_b in enumerate(b, start=1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (item_a != item_b)))
-        previous = current
-    return previous[-1]
-
-
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class WER(evaluate.Metric):
     """Corpus-level word error rate."""
 
     def _info(self) -> evaluate.MetricInfo:
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features(
-                {"predictions": datasets.Value("string"), "references": datasets.Value("string")}
-            ),
-            reference_urls=["https://en.wikipedia.org/wiki/Word_error_rate"],
+        return string_pair_metric_info(
+            _DESCRIPTION, _CITATION, _KWARGS_DESCRIPTION, ["https://en.wikipedia.org/wiki/Word_error_rate"]
         )
 
     def _compute(self, predictions: list[str], references: list[str]) -> dict[str, float]:
-        if not references:
-            raise ValueError("predictions and references are empty: there is nothing to evaluate")
-        errors = sum(_edit_distance(p.split(), r.split()) for p, r in zip(predictions, references))
-        total = sum(len(r.split()) for r in references)
-        return {"wer": errors / max(total, 1)}
+        counts = corpus_counts(predictions, references)
+        return {"wer": counts.wer}

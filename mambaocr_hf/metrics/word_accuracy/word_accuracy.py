@@ -1,12 +1,12 @@
 # Copyright 2026 The MambaOCR authors. Licensed under the Apache License, Version 2.0.
-"""Word accuracy for text recognition, exact and with the scene-text benchmark protocol, as a self-contained
-`evaluate` module (loaded offline by `mambaocr_hf.metrics.load_metric("word_accuracy")`; it imports nothing from the
-package)."""
+"""Word accuracy for text recognition, exact and with the scene-text benchmark protocol, as an
+`evaluate` module (loaded offline by `mambaocr_hf.metrics.load_metric("word_accuracy")`; its arithmetic is
+`mambaocr_hf.metrics.corpus_counts`, shared with `compute_ocr_metrics`)."""
 
-import re
-
-import datasets
 import evaluate
+
+from mambaocr_hf.metrics.loading import string_pair_metric_info
+from mambaocr_hf.metrics.ocr_metrics import corpus_counts
 
 _CITATION = """\
 @inproceedings{baek2019wrong,
@@ -44,35 +44,22 @@ Examples:
     {'word_accuracy': 0.5, 'word_accuracy_ci_alnum': 1.0}
 """
 
-_NOT_ALNUM = re.compile(r"[^0-9a-z]")
-
-
-def _normalize_alnum(text: str) -> str:
-    """Lower-case, then drop every character outside [0-9a-z]."""
-    return _NOT_ALNUM.sub("", text.lower())
-
 
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class WordAccuracy(evaluate.Metric):
     """Exact and case-insensitive alphanumeric word accuracy."""
 
     def _info(self) -> evaluate.MetricInfo:
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features(
-                {"predictions": datasets.Value("string"), "references": datasets.Value("string")}
-            ),
-            reference_urls=[
+        return string_pair_metric_info(
+            _DESCRIPTION,
+            _CITATION,
+            _KWARGS_DESCRIPTION,
+            [
                 "https://github.com/clovaai/deep-text-recognition-benchmark",
                 "https://github.com/baudm/parseq",
             ],
         )
 
     def _compute(self, predictions: list[str], references: list[str]) -> dict[str, float]:
-        if not references:
-            raise ValueError("predictions and references are empty: there is nothing to evaluate")
-        exact = sum(p == r for p, r in zip(predictions, references))
-        alnum = sum(_normalize_alnum(p) == _normalize_alnum(r) for p, r in zip(predictions, references))
-        return {"word_accuracy": exact / len(references), "word_accuracy_ci_alnum": alnum / len(references)}
+        counts = corpus_counts(predictions, references)
+        return {"word_accuracy": counts.word_accuracy, "word_accuracy_ci_alnum": counts.word_accuracy_ci_alnum}
