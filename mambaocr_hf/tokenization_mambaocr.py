@@ -27,6 +27,12 @@ DEFAULT_CHARSET = "lowercase_alphanumeric"
 UNKNOWN_CHAR_POLICIES = ("error", "drop", "map")
 
 
+def check_unknown_char_policy(policy: str) -> None:
+    """Raise a `ValueError` naming the choices unless `policy` is one of `UNKNOWN_CHAR_POLICIES`."""
+    if policy not in UNKNOWN_CHAR_POLICIES:
+        raise ValueError(f"`unknown_char_policy` must be one of {list(UNKNOWN_CHAR_POLICIES)}, got {policy!r}.")
+
+
 def resolve_charset(charset: str) -> str:
     """A charset given by name (`CHARSETS`), as the characters themselves, or as a text file holding them
     (one character per line, or all on one line)."""
@@ -89,10 +95,7 @@ class MambaOCRTokenizer(PreTrainedTokenizer):
         blank_token: str = "<blank>",
         **kwargs,
     ):
-        if unknown_char_policy not in UNKNOWN_CHAR_POLICIES:
-            raise ValueError(
-                f"`unknown_char_policy` must be one of {list(UNKNOWN_CHAR_POLICIES)}, got {unknown_char_policy!r}."
-            )
+        check_unknown_char_policy(unknown_char_policy)
         if vocab_file is not None:
             with open(vocab_file, encoding="utf-8") as handle:
                 self.vocab: dict[str, int] = json.load(handle)

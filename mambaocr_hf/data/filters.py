@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 from PIL import Image, UnidentifiedImageError
 from transformers.utils import logging
 
+from ..tokenization_mambaocr import check_unknown_char_policy
+
 logger = logging.get_logger(__name__)
 
 BAD_SAMPLE_POLICIES = ("skip", "raise")
-UNKNOWN_CHAR_POLICIES = ("error", "drop", "map")
 SKIP_REASONS = {
     "missing_image": "the image file does not exist",
     "unreadable_image": "the image cannot be decoded (empty, truncated or not an image)",
@@ -136,10 +137,7 @@ class LabelNormalizer:
         char_map: dict[str, str] | None = None,
         blank_token: str = "<blank>",
     ):
-        if unknown_char_policy not in UNKNOWN_CHAR_POLICIES:
-            raise ValueError(
-                f"`unknown_char_policy` must be one of {list(UNKNOWN_CHAR_POLICIES)}, got {unknown_char_policy!r}."
-            )
+        check_unknown_char_policy(unknown_char_policy)
         self.charset = charset
         self.unknown_char_policy = unknown_char_policy
         self.char_map = dict(char_map or {})
@@ -218,6 +216,18 @@ def ctc_frames(
 def ctc_frames_needed(label: str) -> int:
     """Frames CTC needs to emit `label`: one per character plus a blank between each pair of equal neighbours."""
     return len(label) + sum(a == b for a, b in zip(label, label[1:]))
+
+
+def read_image_bytes(path: str) -> bytes | None:
+    """The bytes of an image file: `None` when there is no file at `path` (a "missing_image" skip), `b""` when it
+    cannot be read (an "unreadable_image" skip)."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return None
+    except OSError:
+        return b""
 
 
 def image_size(data: bytes, verify: bool = True) -> tuple[int, int]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .filters import SampleFilter
+from .filters import SampleFilter, read_image_bytes
 from .sharding import read_lines
 
 LABELS_FILE = "labels.tsv"
@@ -39,13 +39,7 @@ def folder_examples(shards: list[tuple[str, int, int]], sample_filter: SampleFil
             if not tab:
                 label = None  # no tab: the line has no label
             image_path = os.path.join(folder, relative)
-            try:
-                with open(image_path, "rb") as handle:
-                    data = handle.read()
-            except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-                data = None
-            except OSError:
-                data = b""
+            data = read_image_bytes(image_path)
             text = sample_filter.check_encoded(label, data, where, verify_images)
             if text is not None:
                 yield {"image": {"bytes": data, "path": relative}, "text": text}

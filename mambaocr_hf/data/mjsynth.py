@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .filters import SampleFilter
+from .filters import SampleFilter, read_image_bytes
 from .sharding import read_lines
 
 ANNOTATION_FILES = {
@@ -72,13 +72,7 @@ def mjsynth_examples(
             where = f"{annotation}:byte {offset} ({relative})"
             label = label_from_path(relative)
             image_path = os.path.join(root, relative)
-            try:
-                with open(image_path, "rb") as handle:
-                    data = handle.read()
-            except FileNotFoundError:
-                data = None
-            except OSError:
-                data = b""
+            data = read_image_bytes(image_path)
             text = sample_filter.check_encoded(label, data, where, verify_images)
             if text is not None:
                 yield {"image": {"bytes": data, "path": relative}, "text": text}
