@@ -94,8 +94,8 @@ class MambaOCRConfig(PretrainedConfig):
             Channels of `pixel_values`.
         scan_implementation (`str`, *optional*, defaults to `"auto"`):
             Selective-scan implementation: `"auto"` (the fused `mamba-ssm` kernel on CUDA when installed, else the
-            `torch.compile`d chunk kernel on CPU, else the eager chunked scan), `"compiled"`, `"chunked"`, or
-            `"reference"` (the plain step-by-step recurrence, slow; for debugging).
+            compiled C kernels of `cpu_kernels.py` on CPU, else the eager chunked scan), `"compiled"`, `"chunked"`,
+            or `"reference"` (the plain step-by-step recurrence, slow; for debugging).
         initializer_range (`float`, *optional*, defaults to 0.02):
             Standard deviation of the normal initialiser of the projection and classifier.
 

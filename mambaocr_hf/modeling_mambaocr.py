@@ -20,13 +20,12 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.utils import ModelOutput, cached_file, logging
 
 from .configuration_mambaocr import MambaOCRConfig
+from .cpu_kernels import MAX_RANK, MAX_STATE, bidirectional_conv, bidirectional_scan, dense, kernels_available, linear
 from .selective_scan import (
     causal_depthwise_conv1d,
-    compiled_scan_available,
     fused_kernels_available,
     is_exporting,
     selective_scan_chunked,
-    selective_scan_compiled,
     selective_scan_export,
     selective_scan_fused,
     selective_scan_reference,
@@ -98,6 +97,17 @@ class MambaOCRAdapter(nn.Module):
         self.up.zero_init = True  # read by `_init_weights`: the adapter starts as the identity
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        if (
+            type(self.down) is nn.Conv2d
+            and type(self.up) is nn.Conv2d
+            and hidden_states.is_contiguous(memory_format=torch.channels_last)
+        ):
+            # channels-last (the backbone's layout on CPU): a 1×1 convolution is a matrix product over the channels
+            # of each position; as one, the base model's 32 adapter convolutions take half the time (5 of 10 ms in
+            # bf16 at batch 32 × 32×128 here)
+            rows = hidden_states.permute(0, 2, 3, 1)  # [batch, height, width, channels], a view
+            rows = F.relu(linear(rows, self.down.weight.flatten(1), self.down.bias))
+            return hidden_states + linear(rows, self.up.weight.flatten(1), self.up.bias).permute(0, 3, 1, 2)
         return hidden_states + self.up(self.act(self.down(hidden_states)))
 
 
@@ -266,6 +276,16 @@ class MambaOCRBackbone(nn.Module):
             self._valid_pixels, self._input_width = previous
         return adapter(hidden_states) if adapter is not None else hidden_states
 
+    @torch.no_grad()
+    def _use_channels_last(self) -> None:
+        """Stores the 4-D weights channels-last, in place (the same `Parameter` objects, so optimizers and PEFT are
+        unaffected). On CPU oneDNN runs channels-last convolutions without reordering activations: the default model
+        at batch 32 × 32×128 runs ~9% faster in float32 and ~25% faster in bf16 (measured on a 2-core AMD EPYC).
+        Checkpoints are saved and load as usual."""
+        for parameter in self.parameters():
+            if parameter.dim() == 4 and not parameter.is_contiguous(memory_format=torch.channels_last):
+                parameter.data = parameter.data.contiguous(memory_format=torch.channels_last)
+
     def forward(self, pixel_values: torch.Tensor, valid_pixels: torch.Tensor | None = None) -> torch.Tensor:
         """Returns frame features `[batch, width / frame_stride, num_features]`.
 
@@ -277,6 +297,9 @@ class MambaOCRBackbone(nn.Module):
         if valid_pixels is not None and not _is_tracing() and bool((valid_pixels >= self._input_width).all()):
             valid_pixels = None  # nothing is padded: skip the masks
         self._valid_pixels = valid_pixels
+        if pixel_values.device.type == "cpu" and not _is_tracing() and not is_exporting():
+            self._use_channels_last()
+            pixel_values = pixel_values.contiguous(memory_format=torch.channels_last)
         body = self.body
         try:
             hidden_states = body.act1(body.bn1(body.conv1(pixel_values)))
@@ -397,6 +420,42 @@ class MambaOCRMixer(nn.Module):
         suffixes = ("", "_reverse") if self.bidirectional else ("",)
         return [getattr(self, f"{name}{suffix}") for suffix in suffixes]
 
+    def _kernels_apply(self) -> bool:
+        """Whether the CPU kernels cover this mixer: they are built, conv1d / x_proj / dt_proj are the plain modules
+        (not wrapped by PEFT: the kernels read their weights directly), the state and Δ rank fit the kernels' buffers,
+        and nothing is tracing the model. Elsewhere the `"compiled"` path runs the eager chunked scan."""
+        return (
+            self.ssm_state_size <= MAX_STATE
+            and self.time_step_rank <= MAX_RANK
+            and not _is_tracing()
+            and kernels_available()
+        ) and all(
+            type(module) is kind
+            for name, kind in (("conv1d", nn.Conv1d), ("x_proj", nn.Linear), ("dt_proj", nn.Linear))
+            for module in self._directional(name)
+        )
+
+    def _forward_cpu_kernels(self, xz: torch.Tensor, frame_lengths: torch.LongTensor | None) -> torch.Tensor:
+        """The mixer between `in_proj` and `out_proj` with the compiled CPU kernels (`cpu_kernels.py`): both
+        directions in natural frame order, the reverse one reading each sequence backwards within its length, so no
+        reversed copies are made. Returns the averaged gated output `[batch, seq_len, intermediate]` in float32."""
+        batch, seq_len, _ = xz.shape
+        if frame_lengths is None:
+            frame_lengths = torch.full((batch,), seq_len, dtype=torch.long, device=xz.device)
+        x, z = xz.float().chunk(2, dim=-1)  # views: the kernels read them in place
+        convs = self._directional("conv1d")
+        weight = torch.stack([conv.weight.squeeze(1) for conv in convs])  # [dirs, inter, kernel]
+        bias = None if convs[0].bias is None else torch.stack([conv.bias for conv in convs])
+        u = bidirectional_conv(x, weight, bias, frame_lengths)  # [dirs, batch, seq_len, inter]
+        x_projs = self._directional("x_proj")
+        projected = torch.stack([dense(proj, part.to(proj.weight.dtype)) for proj, part in zip(x_projs, u)])
+        dt_projs = self._directional("dt_proj")
+        return bidirectional_scan(
+            u, projected, torch.stack([proj.weight for proj in dt_projs]),
+            -torch.exp(torch.stack(self._directional("A_log")).float()), torch.stack(self._directional("D")), z,
+            torch.stack([proj.bias for proj in dt_projs]), frame_lengths,
+        )  # fmt: skip
+
     def forward(self, hidden_states: torch.Tensor, frame_lengths: torch.LongTensor | None = None) -> torch.Tensor:
         """`[batch, seq_len, hidden]` → `[batch, seq_len, hidden]`; frames past `frame_lengths` are padding.
 
@@ -405,6 +464,10 @@ class MambaOCRMixer(nn.Module):
         """
         batch, seq_len, _ = hidden_states.shape
         directions = 2 if self.bidirectional else 1
+        path = _select_scan(self.config, hidden_states.device)
+        if path == "compiled" and hidden_states.device.type == "cpu" and self._kernels_apply():
+            xz = dense(self.in_proj, hidden_states)
+            return dense(self.out_proj, self._forward_cpu_kernels(xz, frame_lengths).to(hidden_states.dtype))
         xz = self.in_proj(hidden_states)  # [batch, seq_len, 2 * intermediate]
         if self.bidirectional:
             if frame_lengths is None:
@@ -447,7 +510,6 @@ class MambaOCRMixer(nn.Module):
 
         A = [-torch.exp(a.float()) for a in self._directional("A_log")]
         D = self._directional("D")
-        path = _select_scan(self.config, hidden_states.device)
         if path == "fused":  # pragma: no cover - needs CUDA and mamba-ssm; one kernel call per direction
             halves = [slice(i * batch, (i + 1) * batch) for i in range(directions)]
             y = torch.cat(
@@ -482,7 +544,7 @@ def _select_scan(config: MambaOCRConfig, device: torch.device) -> str:
     elif choice == "auto":
         if fused_kernels_available() and device.type == "cuda":
             choice = "fused"
-        elif device.type == "cpu" and not _is_tracing() and compiled_scan_available():
+        elif device.type == "cpu" and not _is_tracing() and kernels_available():
             choice = "compiled"
         else:
             choice = "chunked"
@@ -505,7 +567,7 @@ def _log_scan_path(path: str) -> None:
 
 
 _SCANS = {
-    "compiled": selective_scan_compiled,
+    "compiled": selective_scan_chunked,  # where the CPU kernels do not cover a mixer (PEFT-wrapped layers, ...)
     "chunked": selective_scan_chunked,
     "reference": selective_scan_reference,
     "export": selective_scan_export,

@@ -10,15 +10,15 @@ The output is gated as in Mamba: `(y + D·u) ⊙ silu(z)`; the arguments follow 
 (`u, delta, A, B, C, D, z, delta_bias`, softplus always applied). Tensors are sequence-major (`[batch, seq_len, channels]`), the layout
 of the model's hidden states, so no transposes are needed around the scan.
 
-Three CPU implementations of the same recurrence, all tested against each other:
+Two PyTorch implementations of the same recurrence, tested against each other:
 
 * `selective_scan_reference`: one time step at a time, the oracle.
 * `selective_scan_chunked`: eager PyTorch; `exp(Δ·A)` for 16 frames at a time in one vectorised op, then one fused
-  multiply-add per step. Works everywhere, also under tracing (which fixes the traced length).
-* `selective_scan_compiled`: the same 16-frame chunk written out step by step and compiled by `torch.compile`
-  (inductor fuses the whole chunk into one C++ loop that keeps the state in cache and computes its exponentials on
-  the fly). Several times faster on CPU; compiled once per process (cached on disk by inductor across processes).
-  Falls back to the chunked path, with a warning, where compilation is not possible (e.g. no C++ compiler).
+  multiply-add per step. Works on every device, also under tracing (which fixes the traced length).
+
+On CPU the model normally uses neither: `cpu_kernels.py` runs the convolution and the scan of both directions in a
+small compiled C library (several times faster, also in training), and falls back to `selective_scan_chunked`
+where it cannot be built.
 
 And one for ONNX export, `selective_scan_export`: chunks of frames as a `torch.scan` loop, which
 `torch.onnx.export(..., dynamo=True)` turns into an ONNX `Scan` whose trip count follows the input's length (a Python
@@ -26,9 +26,6 @@ loop would be unrolled at the example's length).
 """
 
 from __future__ import annotations
-
-import logging as _std_logging
-import os
 
 import torch
 from torch.nn import functional as F
@@ -231,120 +228,6 @@ def selective_scan_chunked(
     return _gate(y, u, D, z)
 
 
-def _scan_chunk(
-    h: torch.Tensor,
-    u: torch.Tensor,
-    delta: torch.Tensor,
-    A: torch.Tensor,
-    B: torch.Tensor,
-    C: torch.Tensor,
-    D: torch.Tensor,
-    z: torch.Tensor,
-    delta_bias: torch.Tensor,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """`CHUNK_SIZE` steps of the recurrence, written out for `torch.compile` to fuse into one loop, softplus, skip
-    and gate included.
-
-    The state is laid out `[batch, state, channels]`, channels innermost, so the generated loop vectorises over the
-    (many) channels rather than the (few) states: 3x faster than `[batch, channels, state]` here.
-
-    h, A `[batch, state, channels]`; u, delta, z `[batch, CHUNK_SIZE, channels]`; B, C `[batch, CHUNK_SIZE, state]`;
-    D, delta_bias `[batch, channels]`. Returns `(y [batch, CHUNK_SIZE, channels], h)`.
-    """
-    dt = fast_softplus(delta + delta_bias[:, None, :])
-    dtu = dt * u
-    ys = []
-    for t in range(CHUNK_SIZE):
-        h = torch.exp(dt[:, t, None, :] * A) * h + dtu[:, t, None, :] * B[:, t, :, None]
-        ys.append((h * C[:, t, :, None]).sum(1))
-    y = torch.stack(ys, dim=1)
-    return (y + u * D[:, None, :]) * F.silu(z), h
-
-
-class _CompiledChunk:
-    """Compiles `_scan_chunk` on first use; remembers a failure so that it is only tried (and warned about) once."""
-
-    def __init__(self):
-        self.function = None
-        self.failed = os.environ.get("MAMBAOCR_DISABLE_COMPILE", "0") == "1"
-
-    def __call__(self, *args: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
-        if self.failed:
-            return None
-        if self.function is None:
-            if not torch.cuda.is_available():  # inductor imports cpp_extension, which warns about CUDA_HOME on CPU
-                _std_logging.getLogger("torch.utils.cpp_extension").setLevel(_std_logging.ERROR)
-            logger.info("Compiling the selective scan for this CPU with torch.compile (once per process).")
-            self.function = torch.compile(_scan_chunk, dynamic=True, fullgraph=True)
-        try:
-            # the scan is float32 whatever autocast says; a fixed autocast state also avoids a recompile per state
-            with torch.autocast(device_type=args[0].device.type, enabled=False):
-                return self.function(*args)
-        except Exception as error:  # no C++ compiler, unsupported platform, ...
-            self.failed = True
-            logger.warning(
-                f"torch.compile of the selective scan failed ({type(error).__name__}: {str(error)[:200]}); using the "
-                "eager chunked scan instead (slower). Set MAMBAOCR_DISABLE_COMPILE=1 to skip the attempt."
-            )
-            _std_logging.getLogger(__name__).debug("compile failure", exc_info=error)
-            return None
-
-
-_compiled_chunk = _CompiledChunk()
-
-
-def compiled_scan_available() -> bool:
-    """Whether the compiled path can be tried (not disabled and not already failed)."""
-    return not _compiled_chunk.failed
-
-
-def selective_scan_compiled(
-    u: torch.Tensor,
-    delta: torch.Tensor,
-    A: torch.Tensor,
-    B: torch.Tensor,
-    C: torch.Tensor,
-    D: torch.Tensor | None = None,
-    z: torch.Tensor | None = None,
-    delta_bias: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Selective scan through the `torch.compile`d 16-frame chunk kernel (falls back to `selective_scan_chunked`).
-
-    The sequence is padded to a multiple of 16 frames with Δ = 0 there: `exp(0·A) = 1` and `Δ·B·u = 0`, so a padded
-    step leaves the state as it is, and its outputs are dropped. Arguments as in [`selective_scan_reference`].
-    """
-    batch, seq_len, channels = u.shape
-    shapes_ok = delta.shape == u.shape and A.dim() in (2, 3) and A.shape[-2] == channels
-    if _compiled_chunk.failed or not shapes_ok or D is None or z is None:  # the kernel covers the gated block
-        return selective_scan_chunked(u, delta, A, B, C, D, z, delta_bias)  # (also raises the shape errors)
-    # one dtype and layout for every call: float32, contiguous, per-batch parameters
-    A32 = A.float().expand(batch, channels, A.shape[-1]).transpose(1, 2).contiguous()  # [batch, state, channels]
-    D32 = D.float().expand(batch, channels).contiguous()
-    bias = (
-        (delta_bias if delta_bias is not None else D.new_zeros(channels)).float().expand(batch, channels).contiguous()
-    )
-    pad = (-seq_len) % CHUNK_SIZE
-    if pad:  # padded steps: delta = -1e4 gives Δ = softplus(-1e4 + bias) = 0 exactly, so the state is unchanged
-        delta = F.pad(delta, (0, 0, 0, pad), value=-1e4)
-        u, z, B, C = (F.pad(t, (0, 0, 0, pad)) for t in (u, z, B, C))
-    u, delta, z, B, C = (t.float().contiguous() for t in (u, delta, z, B, C))
-    h = u.new_zeros(batch, A32.shape[1], channels)
-    outputs = []
-    for start in range(0, seq_len + pad, CHUNK_SIZE):
-        chunk = slice(start, start + CHUNK_SIZE)
-        result = _compiled_chunk(
-            h, u[:, chunk], delta[:, chunk], A32, B[:, chunk], C[:, chunk], D32, z[:, chunk], bias
-        )
-        if result is None:  # compilation just failed: redo the whole sequence eagerly
-            return selective_scan_chunked(
-                u[:, :seq_len], delta[:, :seq_len], A, B[:, :seq_len], C[:, :seq_len], D, z[:, :seq_len], delta_bias
-            )
-        y, h = result
-        outputs.append(y)
-    y = torch.cat(outputs, dim=1)
-    return y[:, :seq_len] if pad else y
-
-
 def selective_scan_fused(
     u: torch.Tensor,
     delta: torch.Tensor,
@@ -433,11 +316,9 @@ def selective_scan_export(
 
 __all__ = [
     "causal_depthwise_conv1d",
-    "compiled_scan_available",
     "fast_softplus",
     "fused_kernels_available",
     "selective_scan_chunked",
-    "selective_scan_compiled",
     "selective_scan_export",
     "selective_scan_fused",
     "selective_scan_reference",

@@ -31,7 +31,7 @@ def test_evaluate_script_reports_metrics(tmp_path):
     result = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "evaluate.py"), "--model", str(tmp_path / "model"), "--dataset",
          str(data), "--batch_size", "2", "--output", str(output)],
-        env={**os.environ, "HF_HUB_OFFLINE": "1", "MAMBAOCR_DISABLE_COMPILE": "1"}, capture_output=True, text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True,
         timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
@@ -48,7 +48,7 @@ def test_evaluate_long_lines_with_beam_search_and_reliability(tmp_path):
         [sys.executable, str(ROOT / "scripts" / "evaluate.py"), "--model", str(tmp_path / "model"), "--long_lines",
          "2", "--min_chars", "60", "--max_width", "1024", "--beam_width", "3", "--reliability", "--output",
          str(output)],
-        env={**os.environ, "HF_HUB_OFFLINE": "1", "MAMBAOCR_DISABLE_COMPILE": "1"}, capture_output=True, text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True,
         timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]

@@ -258,8 +258,8 @@ def test_several_adapters_on_one_base(base_dir, tmp_path):
     for name in ("signs", "receipts", "signs"):
         model.set_adapter(name)
         assert torch.equal(_logits(model), outputs[name])
-    with model.disable_adapter():
-        assert torch.equal(_logits(model), _logits(AutoModel.from_pretrained(base_dir).eval()))
+    with model.disable_adapter():  # the wrapped layers run the eager scan, the plain base model the CPU kernels
+        torch.testing.assert_close(_logits(model), _logits(AutoModel.from_pretrained(base_dir).eval()))
 
 
 def test_encoder_from_a_tiny_mamba_language_model(tmp_path):
@@ -348,7 +348,7 @@ def test_finetune_script_end_to_end(base_dir, tmp_path):
          "2", "--per_device_eval_batch_size", "2", "--bf16", "False", "--dataloader_num_workers", "0",
          "--report_to", "none", "--extend_charset", "auto", "--output_dir", str(out), "--merge_and_save",
          str(merged)],
-        env={**os.environ, "HF_HUB_OFFLINE": "1", "MAMBAOCR_DISABLE_COMPILE": "1"}, capture_output=True, text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True,
         timeout=600,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]

@@ -5,13 +5,11 @@ import torch
 from torch.nn import functional as F
 
 from mambaocr_hf import MambaOCRConfig, MambaOCRForCTC
-from mambaocr_hf import selective_scan as scan_module
 from mambaocr_hf.modeling_mambaocr import _bidirectional_rows, reversed_positions
 from mambaocr_hf.selective_scan import (
     causal_depthwise_conv1d,
     fast_softplus,
     selective_scan_chunked,
-    selective_scan_compiled,
     selective_scan_export,
     selective_scan_reference,
 )
@@ -57,32 +55,6 @@ def test_chunked_scan_matches_reference(length, chunk_size):
     _assert_same_as_reference(selective_scan_chunked, _inputs(2, length, 5, 3), chunk_size=chunk_size)
 
 
-def test_compiled_scan_matches_reference(monkeypatch):
-    """The torch.compile path (forward and gradients), lengths around the 16-frame chunk, both A layouts."""
-    monkeypatch.setattr(scan_module, "_compiled_chunk", scan_module._CompiledChunk())
-    scan_module._compiled_chunk.failed = False
-    for length, per_batch in [(1, False), (16, True), (37, True)]:
-        _assert_same_as_reference(
-            selective_scan_compiled,
-            _inputs(2, length, 5, 3, per_batch),
-        )
-    with torch.no_grad():
-        inputs = [t.detach() for t in _inputs(3, 20, 6, 4)]
-        assert torch.allclose(selective_scan_compiled(*inputs), selective_scan_reference(*inputs), atol=1e-5)
-    assert not scan_module._compiled_chunk.failed
-
-
-def test_compile_failure_falls_back_to_the_chunked_scan(monkeypatch, caplog):
-    chunk = scan_module._CompiledChunk()
-    chunk.failed = False
-    chunk.function = lambda *args: (_ for _ in ()).throw(RuntimeError("no C++ compiler"))
-    monkeypatch.setattr(scan_module, "_compiled_chunk", chunk)
-    inputs = [t.detach() for t in _inputs(2, 9, 4, 3)]
-    out = selective_scan_compiled(*inputs)
-    assert chunk.failed and not scan_module.compiled_scan_available()
-    assert torch.allclose(out, selective_scan_reference(*inputs), atol=1e-5)
-
-
 def test_inference_path_matches_training_path():
     inputs = [t.detach() for t in _inputs(3, 40, 6, 4, per_batch=True)]
     with torch.no_grad():
@@ -94,7 +66,7 @@ def test_inference_path_matches_training_path():
 
 def test_scan_shape_errors():
     u, delta, A, B, C, D, z, bias = (t.detach() for t in _inputs(2, 4, 5, 3))
-    for scan in (selective_scan_chunked, selective_scan_compiled, selective_scan_reference):
+    for scan in (selective_scan_chunked, selective_scan_reference):
         with pytest.raises(ValueError, match="inconsistent shapes"):
             scan(u, delta, A, B[:, :3], C, D, z, bias)
         with pytest.raises(ValueError, match="A must be"):
@@ -105,7 +77,6 @@ def test_without_skip_and_gate_the_scan_is_the_plain_recurrence():
     u, delta, A, B, C, _, _, bias = (t.detach() for t in _inputs(2, 12, 4, 3))
     plain = selective_scan_reference(u, delta, A, B, C, delta_bias=bias)
     assert torch.allclose(selective_scan_chunked(u, delta, A, B, C, delta_bias=bias), plain, atol=1e-5)
-    assert torch.allclose(selective_scan_compiled(u, delta, A, B, C, delta_bias=bias), plain, atol=1e-5)
 
 
 @pytest.mark.parametrize("length", [1, 7, 16, 37])

@@ -1,0 +1,739 @@
+# Copyright 2026 The MambaOCR authors. Licensed under the Apache License, Version 2.0.
+"""CPU kernels for the bidirectional Mamba mixer: the depthwise causal convolution and the selective scan of both
+directions, forward and backward, in a small C library compiled for this CPU on first use.
+
+Why C: the scan's work per step is tiny (one `exp` and three multiply-adds per channel and state), so PyTorch ops
+spend their time launching kernels and moving `[B, L, D, N]`-sized temporaries. Here one thread owns 16 channels of
+one sequence for the whole sequence: the state stays in registers, `exp` and `log` are inlined polynomials the
+compiler vectorises, and Δ's low-rank projection, softplus, the `D` skip, the SiLU gate and the average of both
+directions are fused into the same loop. The reverse direction reads each sequence backwards within its own length
+(frame `s` of the reversed sequence is `len - 1 - s`, padding stays in place), so no reversed copies of the
+activations are made, and padded frames never reach valid ones. Measured on a 2-core AMD EPYC (batch 32, 128 frames,
+256 channels, 2 threads): 4.3 ms per bidirectional layer, Δ projection included, against 8.5 ms for the
+`torch.compile`d 16-frame chunk kernel this replaces; a training step of the demo model went from 380 to 312 ms.
+
+The backward pass recomputes each 16-step chunk from the state saved at its start (memory `[B, D, L/16, N]`, not
+`[B, D, L, N]`), then runs the adjoint recurrence backwards in time.
+
+The library is compiled with the system C compiler (`$CC`, else `cc`) and OpenMP, cached under
+`$MAMBAOCR_CACHE` (default `~/.cache/mambaocr`) by a hash of the source, flags and machine, and loaded with `ctypes`;
+it links the OpenMP runtime that PyTorch already loaded, so both share one thread pool. Where no compiler works the
+model uses the eager PyTorch scan, with one warning. `MAMBAOCR_DISABLE_COMPILE=1` skips the attempt.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import subprocess
+import tempfile
+import threading
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from transformers.utils import logging
+
+logger = logging.get_logger(__name__)
+
+CHANNEL_BLOCK = 16  # channels per thread task: one AVX-512 vector of float32
+SCAN_CHUNK = 16  # frames between saved states (backward recomputes a chunk from its start state)
+MAX_STATE = 32  # the kernels keep a chunk's states on the stack
+MAX_RANK = 64  # and the Δ projection's rank
+
+_SOURCE = r"""
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#define CB 16
+#define CHUNK 16
+#define MAXN 32
+#define MAXR 64
+#define INLINE static inline __attribute__((always_inline))
+
+/* frame of step s in direction d: the reverse direction reads each sequence backwards within its length */
+INLINE int64_t frame_of(int64_t s, int64_t len, int64_t d) { return (d && s < len) ? len - 1 - s : s; }
+/* exp inlined (a libmvec call in the state loop would spill the states held in vector registers): 2^(x log2 e),
+   a degree-5 polynomial for the fraction (relative error < 3e-7 in float32), the exponent added to the bits */
+INLINE float exp_core(float x) {
+    const float t = x * 1.44269504088896341f;
+    const float n = rintf(t);
+    const float f = t - n;
+    float p = 1.3400432163357548e-3f;
+    p = p * f + 9.676037097887008e-3f;
+    p = p * f + 5.5503272142156605e-2f;
+    p = p * f + 2.402210735582987e-1f;
+    p = p * f + 6.931472067106171e-1f;
+    p = p * f + 1.0000000754953497f;
+    union { int32_t i; float f; } scale;
+    scale.i = ((int32_t)n + 127) << 23;
+    return p * scale.f;
+}
+/* x <= 0, as for the decays exp(dt * A) (dt >= 0, A < 0): only the underflow side needs a clamp */
+INLINE float exp_nonpos(float x) { return exp_core(fmaxf(x, -87.0f)); }
+INLINE float exp_f(float x) { return exp_core(fminf(fmaxf(x, -87.0f), 88.0f)); }
+/* log(y) for y in [1, 2] (inlined, like exp): halve above sqrt(2), then 2 atanh(s) with s = (y - 1) / (y + 1),
+   |s| <= 0.172, as an odd series to s^9 (relative error < 1e-7) */
+INLINE float log_1_2(float y) {
+    const int high = y > 1.41421356f;
+    const float m = high ? 0.5f * y : y;
+    const float s = (m - 1.0f) / (m + 1.0f), s2 = s * s;
+    float p = 2.0f / 9.0f;
+    p = p * s2 + 2.0f / 7.0f;
+    p = p * s2 + 2.0f / 5.0f;
+    p = p * s2 + 2.0f / 3.0f;
+    p = p * s2 + 2.0f;
+    return p * s + (high ? 0.69314718056f : 0.0f);
+}
+INLINE float softplus_f(float x) { return fmaxf(x, 0.0f) + log_1_2(1.0f + exp_nonpos(-fabsf(x))); }
+INLINE float sigmoid_f(float x) { return 1.0f / (1.0f + exp_f(-x)); }
+INLINE int64_t clamp_len(int64_t len, int64_t L) { return len < 0 ? 0 : (len > L ? L : len); }
+
+/* ---------------------------------------------------------------- depthwise causal conv + SiLU, both directions */
+
+INLINE void conv_forward_task(const float* x, int64_t x_sb, int64_t x_st, const float* wT, const float* bias,
+                              int64_t len, float* u, int64_t b, int64_t d, int64_t B, int64_t L, int64_t I,
+                              int64_t K) {
+    const float* xb = x + b * x_sb;
+    float* ub = u + (d * B + b) * L * I;
+    const float* w = wT + d * K * I; /* [K, I] */
+    for (int64_t s = 0; s < L; s++) {
+        float* out = ub + frame_of(s, len, d) * I;
+        for (int64_t c = 0; c < I; c++) out[c] = bias ? bias[d * I + c] : 0.0f;
+        for (int64_t k = 0; k < K; k++) {
+            int64_t j = s - (K - 1) + k;
+            if (j < 0) continue;
+            const float* xr = xb + frame_of(j, len, d) * x_st;
+            const float* wk = w + k * I;
+#pragma omp simd
+            for (int64_t c = 0; c < I; c++) out[c] += wk[c] * xr[c];
+        }
+#pragma omp simd
+        for (int64_t c = 0; c < I; c++) out[c] = out[c] * sigmoid_f(out[c]);
+    }
+}
+
+void mambaocr_conv_forward(const float* x, int64_t x_sb, int64_t x_st, const float* wT, const float* bias,
+                           const int64_t* lengths, float* u, int64_t dirs, int64_t B, int64_t L, int64_t I,
+                           int64_t K, int nthreads) {
+#pragma omp parallel for num_threads(nthreads) schedule(static) collapse(2)
+    for (int64_t d = 0; d < dirs; d++)
+        for (int64_t b = 0; b < B; b++)
+            conv_forward_task(x, x_sb, x_st, wT, bias, clamp_len(lengths[b], L), u, b, d, B, L, I, K);
+}
+
+/* gu [dirs, B, L, I] -> dx [B, L, I] (zeroed by the caller), dw [B, dirs, K, I], dbias [B, dirs, I] per sample */
+void mambaocr_conv_backward(const float* x, int64_t x_sb, int64_t x_st, const float* wT, const float* bias,
+                            const int64_t* lengths, const float* gu, float* dx, float* dw, float* dbias,
+                            int64_t dirs, int64_t B, int64_t L, int64_t I, int64_t K, int nthreads) {
+#pragma omp parallel for num_threads(nthreads) schedule(static)
+    for (int64_t b = 0; b < B; b++) {
+        int64_t len = clamp_len(lengths[b], L);
+        const float* xb = x + b * x_sb;
+        float* dxb = dx + b * L * I;
+        for (int64_t d = 0; d < dirs; d++) {
+            const float* w = wT + d * K * I;
+            const float* gub = gu + (d * B + b) * L * I;
+            float* dwb = dw + (b * dirs + d) * K * I;
+            float* dbb = dbias + (b * dirs + d) * I;
+            for (int64_t s = 0; s < L; s++) {
+                const float* g_out = gub + frame_of(s, len, d) * I;
+                for (int64_t c0 = 0; c0 < I; c0 += CB) {
+                    int64_t cb = I - c0 < CB ? I - c0 : CB;
+                    float pre[CB], g[CB];
+                    for (int64_t c = 0; c < cb; c++) pre[c] = bias ? bias[d * I + c0 + c] : 0.0f;
+                    for (int64_t k = 0; k < K; k++) {
+                        int64_t j = s - (K - 1) + k;
+                        if (j < 0) continue;
+                        const float* xr = xb + frame_of(j, len, d) * x_st + c0;
+                        for (int64_t c = 0; c < cb; c++) pre[c] += w[k * I + c0 + c] * xr[c];
+                    }
+#pragma omp simd
+                    for (int64_t c = 0; c < cb; c++) {
+                        float sg = sigmoid_f(pre[c]);
+                        g[c] = g_out[c0 + c] * sg * (1.0f + pre[c] * (1.0f - sg));
+                        dbb[c0 + c] += g[c];
+                    }
+                    for (int64_t k = 0; k < K; k++) {
+                        int64_t j = s - (K - 1) + k;
+                        if (j < 0) continue;
+                        int64_t f = frame_of(j, len, d);
+                        const float* xr = xb + f * x_st + c0;
+                        float* dxr = dxb + f * I + c0;
+                        for (int64_t c = 0; c < cb; c++) {
+                            dxr[c] += g[c] * w[k * I + c0 + c];
+                            dwb[k * I + c0 + c] += g[c] * xr[c];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- selective scan, both directions */
+
+/* Shapes: u [dirs, B, L, I]; proj [dirs, B, L, P], x_proj's output: the low-rank step dt_low (R values), then B
+   (N values) and C (N values); WdtT [dirs, R, I], dt_proj's weight transposed; AT [dirs, N, I] (negative);
+   D, dbias [dirs, I]; z[b, t, c] at z + b * z_sb + t * z_st + c. delta = dt_low . WdtT + dbias, dt = softplus(delta).
+   y [B, L, I] = mean over directions of (y_d + D_d u_d) * silu(z);
+   states [dirs, B, n_chunks, N, I]: the state before each chunk of CHUNK steps (NULL: not kept). */
+INLINE void step_delta(const float* pt, const float* W, const float* bias, int64_t R, int64_t I, const int64_t cb,
+                       float* dlt) {
+#pragma omp simd
+    for (int64_t c = 0; c < cb; c++) dlt[c] = bias[c];
+    for (int64_t r = 0; r < R; r++) {
+        const float pv = pt[r];
+        const float* Wr = W + r * I;
+#pragma omp simd
+        for (int64_t c = 0; c < cb; c++) dlt[c] += pv * Wr[c];
+    }
+}
+
+INLINE void scan_forward_task(const float* u, const float* proj, const float* WdtT, const float* AT, const float* D,
+                              const float* dbias, const float* z, int64_t z_sb, int64_t z_st, int64_t len, float* y,
+                              float* states, int64_t b, int64_t c0, const int64_t cb, int64_t dirs, int64_t B,
+                              int64_t L, int64_t I, int64_t N, int64_t R, int64_t P) {
+    const float scale = 1.0f / (float)dirs;
+    const int64_t n_chunks = (L + CHUNK - 1) / CHUNK;
+    float h[MAXN * CB];
+    for (int64_t d = 0; d < dirs; d++) {
+        const float* A = AT + d * N * I + c0;
+        const float* W = WdtT + d * R * I + c0;
+        const float* Dd = D + d * I + c0;
+        const float* bias = dbias + d * I + c0;
+        memset(h, 0, sizeof(float) * N * CB);
+        for (int64_t s = 0; s < L; s++) {
+            if (states && s % CHUNK == 0) {
+                float* st = states + ((d * B + b) * n_chunks + s / CHUNK) * N * I + c0;
+                for (int64_t n = 0; n < N; n++) memcpy(st + n * I, h + n * CB, sizeof(float) * cb);
+            }
+            const int64_t t = frame_of(s, len, d), row = (d * B + b) * L + t;
+            const float* ut = u + row * I + c0;
+            const float* pt = proj + row * P;
+            const float* bt = pt + R;
+            const float* ct = pt + R + N;
+            const float* zt = z + b * z_sb + t * z_st + c0;
+            float* yt = y + (b * L + t) * I + c0;
+            float dt[CB], dtu[CB], acc[CB];
+            step_delta(pt, W, bias, R, I, cb, dt);
+#pragma omp simd
+            for (int64_t c = 0; c < cb; c++) {
+                dt[c] = softplus_f(dt[c]);
+                dtu[c] = dt[c] * ut[c];
+                acc[c] = 0.0f;
+            }
+            for (int64_t n = 0; n < N; n++) {
+                const float bv = bt[n], cv = ct[n];
+                float* hn = h + n * CB;
+                const float* An = A + n * I;
+#pragma omp simd
+                for (int64_t c = 0; c < cb; c++) {
+                    hn[c] = exp_nonpos(dt[c] * An[c]) * hn[c] + dtu[c] * bv;
+                    acc[c] += hn[c] * cv;
+                }
+            }
+#pragma omp simd
+            for (int64_t c = 0; c < cb; c++) {
+                float out = (acc[c] + Dd[c] * ut[c]) * zt[c] * sigmoid_f(zt[c]) * scale;
+                yt[c] = d == 0 ? out : yt[c] + out;
+            }
+        }
+    }
+}
+
+void mambaocr_scan_forward(const float* u, const float* proj, const float* WdtT, const float* AT, const float* D,
+                           const float* dbias, const float* z, int64_t z_sb, int64_t z_st, const int64_t* lengths,
+                           float* y, float* states, int64_t dirs, int64_t B, int64_t L, int64_t I, int64_t N,
+                           int64_t R, int64_t P, int nthreads) {
+    const int64_t blocks = (I + CB - 1) / CB;
+#pragma omp parallel for num_threads(nthreads) schedule(static)
+    for (int64_t task = 0; task < B * blocks; task++) {
+        int64_t b = task / blocks, c0 = (task % blocks) * CB;
+        int64_t len = clamp_len(lengths[b], L);
+        if (I - c0 >= CB)
+            scan_forward_task(u, proj, WdtT, AT, D, dbias, z, z_sb, z_st, len, y, states, b, c0, CB, dirs, B, L, I,
+                              N, R, P);
+        else
+            scan_forward_task(u, proj, WdtT, AT, D, dbias, z, z_sb, z_st, len, y, states, b, c0, I - c0, dirs, B, L,
+                              I, N, R, P);
+    }
+}
+
+/* Gradients. gy [B, L, I]. Written: du [dirs, B, L, I] and dz [B, L, I]; per-channel-block partials
+   dproj [blocks, dirs, B, L, P] (summed over blocks by the caller); per-sample partials dWdt [B, dirs, R, I],
+   dA [B, dirs, N, I], dD and dbias_out [B, dirs, I]. */
+INLINE void scan_backward_task(const float* u, const float* proj, const float* WdtT, const float* AT, const float* D,
+                               const float* dbias, const float* z, int64_t z_sb, int64_t z_st, int64_t len,
+                               const float* states, const float* gy, float* du, float* dz, float* dproj, float* dW,
+                               float* dA, float* dD, float* dbias_out, int64_t b, int64_t blk, const int64_t cb,
+                               int64_t dirs, int64_t B, int64_t L, int64_t I, int64_t N, int64_t R, int64_t P) {
+    const float scale = 1.0f / (float)dirs;
+    const int64_t n_chunks = (L + CHUNK - 1) / CHUNK;
+    const int64_t c0 = blk * CB;
+    float H[CHUNK * MAXN * CB], E[CHUNK * MAXN * CB], DT[CHUNK * CB], DL[CHUNK * CB];
+    float h0[MAXN * CB], carry[MAXN * CB], dA_acc[MAXN * CB], dW_acc[MAXR * CB], dD_acc[CB], db_acc[CB];
+    for (int64_t d = 0; d < dirs; d++) {
+        const float* A = AT + d * N * I + c0;
+        const float* W = WdtT + d * R * I + c0;
+        const float* Dd = D + d * I + c0;
+        const float* bias = dbias + d * I + c0;
+        memset(carry, 0, sizeof(float) * N * CB);
+        memset(dA_acc, 0, sizeof(float) * N * CB);
+        memset(dW_acc, 0, sizeof(float) * R * CB);
+        memset(dD_acc, 0, sizeof(dD_acc));
+        memset(db_acc, 0, sizeof(db_acc));
+        for (int64_t k = n_chunks - 1; k >= 0; k--) {
+            const int64_t s0 = k * CHUNK, m = (L - s0) < CHUNK ? (L - s0) : CHUNK;
+            const float* st = states + ((d * B + b) * n_chunks + k) * N * I + c0;
+            for (int64_t n = 0; n < N; n++) {
+                memcpy(h0 + n * CB, st + n * I, sizeof(float) * cb);
+                for (int64_t c = cb; c < CB; c++) h0[n * CB + c] = 0.0f;
+            }
+            /* recompute the chunk's steps, states H and decays E */
+            for (int64_t j = 0; j < m; j++) {
+                const int64_t row = (d * B + b) * L + frame_of(s0 + j, len, d);
+                const float* ut = u + row * I + c0;
+                const float* pt = proj + row * P;
+                float* dtj = DT + j * CB;
+                float* dlj = DL + j * CB;
+                step_delta(pt, W, bias, R, I, cb, dlj);
+#pragma omp simd
+                for (int64_t c = 0; c < cb; c++) dtj[c] = softplus_f(dlj[c]);
+                for (int64_t n = 0; n < N; n++) {
+                    const float* hp = j ? H + ((j - 1) * MAXN + n) * CB : h0 + n * CB;
+                    float* hj = H + (j * MAXN + n) * CB;
+                    float* ej = E + (j * MAXN + n) * CB;
+                    const float* An = A + n * I;
+                    const float bv = pt[R + n];
+#pragma omp simd
+                    for (int64_t c = 0; c < cb; c++) {
+                        ej[c] = exp_nonpos(dtj[c] * An[c]);
+                        hj[c] = ej[c] * hp[c] + dtj[c] * ut[c] * bv;
+                    }
+                }
+            }
+            /* adjoint recurrence, backwards in time */
+            for (int64_t j = m - 1; j >= 0; j--) {
+                const int64_t t = frame_of(s0 + j, len, d), row = (d * B + b) * L + t;
+                const float* ut = u + row * I + c0;
+                const float* pt = proj + row * P;
+                const float* bt = pt + R;
+                const float* ct = pt + R + N;
+                const float* zt = z + b * z_sb + t * z_st + c0;
+                const float* gt = gy + (b * L + t) * I + c0;
+                const float* dtj = DT + j * CB;
+                const float* dlj = DL + j * CB;
+                float* dzt = dz + (b * L + t) * I + c0;
+                float* dpt = dproj + (blk * dirs * B * L + row) * P;
+                float y[CB], dy[CB], du_c[CB], ddt[CB];
+                for (int64_t c = 0; c < CB; c++) y[c] = 0.0f;
+                for (int64_t n = 0; n < N; n++) {
+                    const float cv = ct[n];
+                    const float* hj = H + (j * MAXN + n) * CB;
+#pragma omp simd
+                    for (int64_t c = 0; c < cb; c++) y[c] += hj[c] * cv;
+                }
+#pragma omp simd
+                for (int64_t c = 0; c < cb; c++) {
+                    float sg = sigmoid_f(zt[c]);
+                    float g = gt[c] * scale;
+                    float dzv = g * (y[c] + Dd[c] * ut[c]) * sg * (1.0f + zt[c] * (1.0f - sg));
+                    dzt[c] = d == 0 ? dzv : dzt[c] + dzv;
+                    dy[c] = g * zt[c] * sg;
+                    dD_acc[c] += dy[c] * ut[c];
+                    du_c[c] = dy[c] * Dd[c];
+                    ddt[c] = 0.0f;
+                }
+                for (int64_t n = 0; n < N; n++) {
+                    const float bv = bt[n], cv = ct[n];
+                    const float* hj = H + (j * MAXN + n) * CB;
+                    const float* hp = j ? H + ((j - 1) * MAXN + n) * CB : h0 + n * CB;
+                    const float* ej = E + (j * MAXN + n) * CB;
+                    const float* An = A + n * I;
+                    float* cr = carry + n * CB;
+                    float* dAn = dA_acc + n * CB;
+                    float sum_c = 0.0f, sum_b = 0.0f;
+#pragma omp simd reduction(+ : sum_c, sum_b)
+                    for (int64_t c = 0; c < cb; c++) {
+                        float dh = dy[c] * cv + cr[c];
+                        sum_c += dy[c] * hj[c];
+                        float da = dh * hp[c] * ej[c]; /* gradient of the exponent dt * A */
+                        ddt[c] += da * An[c] + dh * ut[c] * bv;
+                        dAn[c] += da * dtj[c];
+                        du_c[c] += dh * dtj[c] * bv;
+                        sum_b += dh * dtj[c] * ut[c];
+                        cr[c] = ej[c] * dh;
+                    }
+                    dpt[R + N + n] = sum_c;
+                    dpt[R + n] = sum_b;
+                }
+                float* dut = du + row * I + c0;
+#pragma omp simd
+                for (int64_t c = 0; c < cb; c++) {
+                    ddt[c] *= sigmoid_f(dlj[c]); /* now the gradient of delta */
+                    db_acc[c] += ddt[c];
+                    dut[c] = du_c[c];
+                }
+                for (int64_t r = 0; r < R; r++) {
+                    const float pv = pt[r];
+                    const float* Wr = W + r * I;
+                    float* dWr = dW_acc + r * CB;
+                    float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+                    for (int64_t c = 0; c < cb; c++) {
+                        sum += ddt[c] * Wr[c];
+                        dWr[c] += pv * ddt[c];
+                    }
+                    dpt[r] = sum;
+                }
+            }
+        }
+        float* dAb = dA + (b * dirs + d) * N * I + c0;
+        for (int64_t n = 0; n < N; n++) memcpy(dAb + n * I, dA_acc + n * CB, sizeof(float) * cb);
+        float* dWb = dW + (b * dirs + d) * R * I + c0;
+        for (int64_t r = 0; r < R; r++) memcpy(dWb + r * I, dW_acc + r * CB, sizeof(float) * cb);
+        memcpy(dD + (b * dirs + d) * I + c0, dD_acc, sizeof(float) * cb);
+        memcpy(dbias_out + (b * dirs + d) * I + c0, db_acc, sizeof(float) * cb);
+    }
+}
+
+void mambaocr_scan_backward(const float* u, const float* proj, const float* WdtT, const float* AT, const float* D,
+                            const float* dbias, const float* z, int64_t z_sb, int64_t z_st, const int64_t* lengths,
+                            const float* states, const float* gy, float* du, float* dz, float* dproj, float* dW,
+                            float* dA, float* dD, float* dbias_out, int64_t dirs, int64_t B, int64_t L, int64_t I,
+                            int64_t N, int64_t R, int64_t P, int nthreads) {
+    const int64_t blocks = (I + CB - 1) / CB;
+#pragma omp parallel for num_threads(nthreads) schedule(static)
+    for (int64_t task = 0; task < B * blocks; task++) {
+        int64_t b = task / blocks, blk = task % blocks;
+        int64_t len = clamp_len(lengths[b], L);
+        if (I - blk * CB >= CB)
+            scan_backward_task(u, proj, WdtT, AT, D, dbias, z, z_sb, z_st, len, states, gy, du, dz, dproj, dW, dA,
+                               dD, dbias_out, b, blk, CB, dirs, B, L, I, N, R, P);
+        else
+            scan_backward_task(u, proj, WdtT, AT, D, dbias, z, z_sb, z_st, len, states, gy, du, dz, dproj, dW, dA,
+                               dD, dbias_out, b, blk, I - blk * CB, dirs, B, L, I, N, R, P);
+    }
+}
+"""
+
+_FLAG_SETS = (  # tried in order; the first that compiles is used
+    ["-O3", "-march=native", "-mprefer-vector-width=512", "-ffast-math", "-fopenmp"],
+    ["-O3", "-march=native", "-ffast-math", "-fopenmp"],
+    ["-O3", "-ffast-math", "-fopenmp"],
+    ["-O3", "-ffast-math"],
+)
+
+
+class _Library:
+    """Compiles and loads the kernels on first use; remembers a failure so that it is tried (and warned about)
+    once per process."""
+
+    def __init__(self):
+        self.lib: ctypes.CDLL | None = None
+        self.failed = os.environ.get("MAMBAOCR_DISABLE_COMPILE", "0") == "1"
+        self.lock = threading.Lock()
+
+    def get(self) -> ctypes.CDLL | None:
+        if self.lib is not None or self.failed:
+            return self.lib
+        with self.lock:
+            if self.lib is None and not self.failed:
+                try:
+                    self.lib = self._load()
+                except Exception as error:  # no compiler, unsupported platform, ...
+                    self.failed = True
+                    logger.warning(
+                        f"Could not build MambaOCR's CPU scan kernels ({type(error).__name__}: {str(error)[:300]}); "
+                        "using the eager PyTorch scan instead (several times slower). Install a C compiler (e.g. "
+                        "`apt install gcc`) or set MAMBAOCR_DISABLE_COMPILE=1 to skip the attempt."
+                    )
+        return self.lib
+
+    def _load(self) -> ctypes.CDLL:
+        compiler = os.environ.get("CC", "cc")
+        cache = os.path.join(
+            os.environ.get("MAMBAOCR_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "mambaocr")), "kernels"
+        )
+        os.makedirs(cache, exist_ok=True)
+        errors = []
+        for flags in _FLAG_SETS:
+            key = hashlib.sha256(
+                "\0".join([_SOURCE, compiler, *flags, platform.machine(), platform.node(), _cpu_signature()]).encode()
+            ).hexdigest()[:20]
+            path = os.path.join(cache, f"mambaocr_scan_{key}.so")
+            if not os.path.exists(path):
+                error = _compile(compiler, flags, path)
+                if error is not None:
+                    errors.append(error)
+                    continue
+                logger.info(f"Compiled MambaOCR's CPU scan kernels ({' '.join(flags)}) to {path}.")
+            lib = ctypes.CDLL(path)
+            _declare(lib)
+            return lib
+        raise RuntimeError("; ".join(errors))
+
+
+def _cpu_signature() -> str:
+    """CPU model and flags (`-march=native` code must not be reused on another CPU that shares the cache)."""
+    try:
+        with open("/proc/cpuinfo") as handle:
+            lines = [line for line in handle if line.startswith(("model name", "flags", "Features"))]
+        return "".join(sorted(set(lines)))
+    except OSError:
+        return platform.processor()
+
+
+def _compile(compiler: str, flags: list[str], path: str) -> str | None:
+    """Compile the source to `path` (atomically: concurrent processes may build the same file); the error or None."""
+    directory = os.path.dirname(path)
+    with tempfile.TemporaryDirectory(dir=directory) as work:
+        source, obj, lib = (os.path.join(work, name) for name in ("scan.c", "scan.o", "scan.so"))
+        with open(source, "w") as handle:
+            handle.write(_SOURCE)
+        # compile and link separately: linking with -ffast-math would add crtfastmath.o, which turns on
+        # flush-to-zero for the whole process when the library loads
+        link_flags = ["-fopenmp"] if "-fopenmp" in flags else []
+        for command in (
+            [compiler, *flags, "-fPIC", "-c", source, "-o", obj],
+            [compiler, "-shared", *link_flags, obj, "-o", lib, "-lm"],
+        ):
+            try:
+                result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+            except (OSError, subprocess.TimeoutExpired) as error:
+                return f"{' '.join(command[:2])}...: {error}"
+            if result.returncode != 0:
+                return f"{' '.join(flags)}: {result.stderr.strip()[-300:]}"
+        os.replace(lib, path)
+    return None
+
+
+_P, _I64, _INT = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
+
+
+def _declare(lib: ctypes.CDLL) -> None:
+    signatures = {
+        "mambaocr_conv_forward": [_P, _I64, _I64, _P, _P, _P, _P] + [_I64] * 5 + [_INT],
+        "mambaocr_conv_backward": [_P, _I64, _I64, _P, _P, _P, _P, _P, _P, _P] + [_I64] * 5 + [_INT],
+        "mambaocr_scan_forward": [_P] * 7 + [_I64, _I64, _P, _P, _P] + [_I64] * 7 + [_INT],
+        "mambaocr_scan_backward": [_P] * 7 + [_I64, _I64] + [_P] * 10 + [_I64] * 7 + [_INT],
+    }
+    for name, argtypes in signatures.items():
+        function = getattr(lib, name)
+        function.argtypes, function.restype = argtypes, None
+
+
+_library = _Library()
+
+
+def kernels_available() -> bool:
+    """Whether the CPU kernels are built and loaded (builds them on the first call)."""
+    return _library.get() is not None
+
+
+def _kernels() -> ctypes.CDLL:
+    lib = _library.get()
+    if lib is None:
+        raise RuntimeError("MambaOCR's CPU scan kernels are not available (see the warning above).")
+    return lib
+
+
+def _ptr(tensor: torch.Tensor | None) -> int | None:
+    return None if tensor is None else tensor.data_ptr()
+
+
+def _rows(view: torch.Tensor) -> tuple[torch.Tensor, int, int]:
+    """A float32 `[B, L, C]` tensor whose channels are contiguous, with its batch and frame strides (views of a
+    wider tensor, like the halves of `in_proj`'s output, are passed without a copy)."""
+    if view.dtype != torch.float32 or view.stride(-1) != 1:
+        view = view.float().contiguous()
+    return view, view.stride(0), view.stride(1)
+
+
+class _ConvFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, bias, lengths):
+        x, x_sb, x_st = _rows(x)
+        dirs, channels, kernel = weight.shape
+        batch, seq_len, _ = x.shape
+        weight_t = weight.detach().float().transpose(1, 2).contiguous()  # [dirs, K, I]
+        bias32 = None if bias is None else bias.detach().float().contiguous()
+        u = x.new_empty(dirs, batch, seq_len, channels)
+        _kernels().mambaocr_conv_forward(
+            _ptr(x), x_sb, x_st, _ptr(weight_t), _ptr(bias32), _ptr(lengths), _ptr(u),
+            dirs, batch, seq_len, channels, kernel, torch.get_num_threads(),
+        )  # fmt: skip
+        ctx.save_for_backward(x, weight_t, bias32, lengths)
+        ctx.strides, ctx.has_bias, ctx.weight_dtype = (x_sb, x_st), bias is not None, weight.dtype
+        return u
+
+    @staticmethod
+    def backward(ctx, grad_u):
+        x, weight_t, bias32, lengths = ctx.saved_tensors
+        dirs, kernel, channels = weight_t.shape
+        batch, seq_len, _ = x.shape
+        grad_u = grad_u.float().contiguous()
+        dx = x.new_zeros(batch, seq_len, channels)
+        dw = x.new_zeros(batch, dirs, kernel, channels)
+        dbias = x.new_zeros(batch, dirs, channels)
+        _kernels().mambaocr_conv_backward(
+            _ptr(x), *ctx.strides, _ptr(weight_t), _ptr(bias32), _ptr(lengths), _ptr(grad_u), _ptr(dx), _ptr(dw),
+            _ptr(dbias), dirs, batch, seq_len, channels, kernel, torch.get_num_threads(),
+        )  # fmt: skip
+        dweight = dw.sum(0).transpose(1, 2).to(ctx.weight_dtype)  # [dirs, I, K]
+        return dx, dweight, dbias.sum(0) if ctx.has_bias else None, None
+
+
+class _ScanFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, u, proj, dt_weight, A, D, z, delta_bias, lengths):
+        dirs, batch, seq_len, channels = u.shape
+        state, rank = A.shape[-1], dt_weight.shape[-1]
+        z, z_sb, z_st = _rows(z)
+        u, proj = u.float().contiguous(), proj.float().contiguous()
+        dt_weight_t = dt_weight.detach().float().transpose(1, 2).contiguous()  # [dirs, R, I]
+        A_t = A.detach().float().transpose(1, 2).contiguous()  # [dirs, N, I]
+        D32, bias32 = (t.detach().float().contiguous() for t in (D, delta_bias))
+        y = u.new_empty(batch, seq_len, channels)
+        needs_grad = any(ctx.needs_input_grad)
+        states = u.new_empty(dirs, batch, -(-seq_len // SCAN_CHUNK), state, channels) if needs_grad else None
+        _kernels().mambaocr_scan_forward(
+            _ptr(u), _ptr(proj), _ptr(dt_weight_t), _ptr(A_t), _ptr(D32), _ptr(bias32), _ptr(z), z_sb, z_st,
+            _ptr(lengths), _ptr(y), _ptr(states), dirs, batch, seq_len, channels, state, rank, proj.shape[-1],
+            torch.get_num_threads(),
+        )  # fmt: skip
+        if needs_grad:
+            ctx.save_for_backward(u, proj, dt_weight_t, A_t, D32, bias32, z, lengths, states)
+            ctx.z_strides = (z_sb, z_st)
+            ctx.dtypes = [t.dtype for t in (dt_weight, A, D, delta_bias)]
+        return y
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        u, proj, dt_weight_t, A_t, D32, bias32, z, lengths, states = ctx.saved_tensors
+        dirs, batch, seq_len, channels = u.shape
+        state, rank, width = A_t.shape[1], dt_weight_t.shape[1], proj.shape[-1]
+        blocks = -(-channels // CHANNEL_BLOCK)
+        grad_y = grad_y.float().contiguous()
+        du = torch.empty_like(u)
+        dz = u.new_empty(batch, seq_len, channels)
+        dproj = u.new_empty(blocks, dirs, batch, seq_len, width)
+        dW = u.new_empty(batch, dirs, rank, channels)
+        dA = u.new_empty(batch, dirs, state, channels)
+        dD, dbias = u.new_empty(batch, dirs, channels), u.new_empty(batch, dirs, channels)
+        _kernels().mambaocr_scan_backward(
+            _ptr(u), _ptr(proj), _ptr(dt_weight_t), _ptr(A_t), _ptr(D32), _ptr(bias32), _ptr(z), *ctx.z_strides,
+            _ptr(lengths), _ptr(states), _ptr(grad_y), _ptr(du), _ptr(dz), _ptr(dproj), _ptr(dW), _ptr(dA),
+            _ptr(dD), _ptr(dbias), dirs, batch, seq_len, channels, state, rank, width, torch.get_num_threads(),
+        )  # fmt: skip
+        w_dtype, a_dtype, d_dtype, bias_dtype = ctx.dtypes
+        return (
+            du, dproj.sum(0), dW.sum(0).transpose(1, 2).to(w_dtype), dA.sum(0).transpose(1, 2).to(a_dtype),
+            dD.sum(0).to(d_dtype), dz, dbias.sum(0).to(bias_dtype), None,
+        )  # fmt: skip
+
+
+def _check_onednn_linear() -> bool:
+    try:
+        x, weight, bias = torch.randn(3, 8), torch.randn(5, 8), torch.randn(5)
+        out = torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+        return torch.allclose(out, F.linear(x, weight, bias), atol=1e-5)
+    except (AttributeError, RuntimeError):  # a torch build without oneDNN, or without this op
+        return False
+
+
+_ONEDNN_LINEAR = _check_onednn_linear()
+
+
+def linear(hidden_states: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """`F.linear`, with float32 inference on CPU run by oneDNN.
+
+    PyTorch runs float32 `F.linear` through MKL's sgemm, which on AMD CPUs takes its AVX2 code path: measured on this
+    project's benchmark machine (AMD EPYC, 2 threads), a `[4096, 256] x [256, 512]` product takes 5.5 ms that way and
+    2.5 ms with oneDNN (the library PyTorch's convolutions and LSTM already use). Same float32 arithmetic, another
+    kernel. Everything else (autograd, autocast, other dtypes and devices, tracing) goes through `F.linear`.
+    """
+    if (
+        _ONEDNN_LINEAR
+        and hidden_states.device.type == "cpu"
+        and hidden_states.dtype == torch.float32
+        and weight.dtype == torch.float32
+        and not (torch.is_grad_enabled() and (hidden_states.requires_grad or weight.requires_grad))
+        and not torch.is_autocast_enabled("cpu")
+        and not torch.jit.is_tracing()
+        and not torch.compiler.is_compiling()
+    ):
+        out = torch.ops.mkldnn._linear_pointwise(
+            hidden_states.reshape(-1, hidden_states.shape[-1]), weight, bias, "none", [], ""
+        )
+        return out.view(*hidden_states.shape[:-1], out.shape[-1])
+    return F.linear(hidden_states, weight, bias)
+
+
+def dense(module: nn.Module, hidden_states: torch.Tensor) -> torch.Tensor:
+    """`module(hidden_states)`; a plain `nn.Linear` through [`linear`] (a PEFT-wrapped one runs its own forward)."""
+    if type(module) is nn.Linear:
+        return linear(hidden_states, module.weight, module.bias)
+    return module(hidden_states)
+
+
+def bidirectional_conv(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, lengths: torch.LongTensor
+) -> torch.Tensor:
+    """Depthwise causal convolution + SiLU for each direction, in natural frame order.
+
+    Args:
+        x: `[B, L, I]` (any float dtype; a channels-contiguous view is read in place).
+        weight: `[dirs, I, K]` (direction 0 forward, direction 1 reading each sequence backwards within its length).
+        bias: `[dirs, I]` or `None`.
+        lengths: `[B]` valid frames per sequence.
+
+    Returns:
+        `[dirs, B, L, I]` float32: direction 1's output for frame `t` is its value at reversed step `len - 1 - t`.
+    """
+    return _ConvFunction.apply(x, weight, bias, lengths.to(torch.int64).contiguous())
+
+
+def bidirectional_scan(
+    u: torch.Tensor,
+    proj: torch.Tensor,
+    dt_weight: torch.Tensor,
+    A: torch.Tensor,
+    D: torch.Tensor,
+    z: torch.Tensor,
+    delta_bias: torch.Tensor,
+    lengths: torch.LongTensor,
+) -> torch.Tensor:
+    """The gated selective scan of each direction, averaged over the directions, in natural frame order.
+
+    Args:
+        u: the convolved input `[dirs, B, L, I]`.
+        proj: `x_proj`'s output `[dirs, B, L, R + 2N]`: the low-rank Δ input, then B, then C. Δ is
+            `softplus(dt_low · dt_weightᵀ + delta_bias)`, computed inside the kernel (no `[dirs, B, L, I]` Δ tensor).
+        dt_weight: `dt_proj.weight` of each direction, `[dirs, I, R]`; delta_bias its bias `[dirs, I]`.
+        A: `[dirs, I, N]` (negative); D: `[dirs, I]`.
+        z: the gate `[B, L, I]`, shared by the directions.
+        lengths: `[B]`.
+
+    Returns:
+        `[B, L, I]` float32: `mean_d (y_d + D_d · u_d) ⊙ silu(z)`, where direction 1 scans each sequence backwards
+        from its last valid frame.
+    """
+    state, rank = A.shape[-1], dt_weight.shape[-1]
+    if state > MAX_STATE or rank > MAX_RANK:
+        raise ValueError(
+            f"The CPU scan kernels support state_size <= {MAX_STATE} and time_step_rank <= {MAX_RANK}, got {state} "
+            f"and {rank}."
+        )
+    if proj.shape[-1] != rank + 2 * state:
+        raise ValueError(
+            f"proj has {proj.shape[-1]} values per frame; expected rank + 2 * state = {rank + 2 * state}."
+        )
+    return _ScanFunction.apply(u, proj, dt_weight, A, D, z, delta_bias, lengths.to(torch.int64).contiguous())
+
+
+__all__ = ["bidirectional_conv", "bidirectional_scan", "dense", "kernels_available", "linear"]

@@ -1,0 +1,164 @@
+"""The compiled CPU kernels (`cpu_kernels.py`) compute the same mixer as the step-by-step reference, forward and
+gradients, over each sequence's own length; where they cannot be built the model still runs, on the eager scan."""
+
+import copy
+import logging
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from mambaocr_hf import MambaOCRConfig, MambaOCRForCTC, cpu_kernels
+from mambaocr_hf.modeling_mambaocr import MambaOCRAdapter, MambaOCRMixer
+
+from .conftest import tiny_config_kwargs
+
+
+def _mixer_pair(hidden_size, expand, state_size, bidirectional=True):
+    """The same random mixer twice: on the CPU kernels and on the reference recurrence."""
+    kwargs = dict(hidden_size=hidden_size, expand=expand, state_size=state_size, bidirectional=bidirectional)
+    fast = MambaOCRMixer(MambaOCRConfig(scan_implementation="compiled", **kwargs))
+    fast.init_mamba_weights()
+    with torch.no_grad():
+        for parameter in fast.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.1)  # also non-trivial biases, D and A
+    reference = MambaOCRMixer(MambaOCRConfig(scan_implementation="reference", **kwargs))
+    reference.load_state_dict(fast.state_dict())
+    return fast, reference
+
+
+def test_kernels_build_on_this_machine():
+    assert cpu_kernels.kernels_available(), "the CI machine has a C compiler: the kernels must build"
+
+
+# channel counts that fill whole 16-channel blocks (64) and that leave a partial block (24, 40); lengths around the
+# 16-frame chunk of the backward pass, and 1
+@pytest.mark.parametrize("hidden_size,expand,state_size", [(32, 2, 4), (24, 1, 3), (40, 1, 8)])
+@pytest.mark.parametrize("length", [1, 5, 16, 37])
+@pytest.mark.parametrize("bidirectional", [True, False])
+def test_mixer_matches_reference_values_and_gradients(hidden_size, expand, state_size, length, bidirectional):
+    torch.manual_seed(length + hidden_size)
+    fast, reference = _mixer_pair(hidden_size, expand, state_size, bidirectional)
+    hidden = torch.randn(3, length, hidden_size, requires_grad=True)
+    lengths = torch.tensor([length, max(1, length - 2), max(1, length // 2)])
+    out, ref = fast(hidden, lengths), reference(hidden, lengths)
+    assert torch.allclose(out, ref, atol=1e-5, rtol=1e-5)
+    weights = torch.randn_like(out)
+    grads = torch.autograd.grad((out * weights).sum(), [hidden, *fast.parameters()])
+    grads_ref = torch.autograd.grad((ref * weights).sum(), [hidden, *reference.parameters()])
+    for (name, _), grad, grad_ref in zip([("input", None), *fast.named_parameters()], grads, grads_ref):
+        assert torch.allclose(grad, grad_ref, atol=1e-5 * max(1.0, grad_ref.abs().max().item()), rtol=1e-4), name
+
+
+def test_padding_never_reaches_valid_frames():
+    """A sequence's valid frames are the same alone and in a batch padded with garbage (both directions)."""
+    torch.manual_seed(0)
+    fast, _ = _mixer_pair(32, 2, 8)
+    short = torch.randn(1, 9, 32)
+    batch = torch.randn(2, 30, 32) * 5  # the padding frames hold large garbage
+    batch[0, :9] = short[0]
+    with torch.no_grad():
+        alone = fast(short, torch.tensor([9]))
+        padded = fast(batch, torch.tensor([9, 30]))
+    assert torch.allclose(padded[0, :9], alone[0], atol=1e-5)
+
+
+def test_model_on_kernels_matches_reference_model():
+    fast = MambaOCRForCTC(MambaOCRConfig(**tiny_config_kwargs(scan_implementation="auto"))).eval()
+    reference = MambaOCRForCTC(MambaOCRConfig(**tiny_config_kwargs(scan_implementation="reference"))).eval()
+    reference.load_state_dict(fast.state_dict())
+    pixel_values = torch.randn(3, 3, 32, 96)
+    pixel_mask = torch.ones(3, 32, 96, dtype=torch.long)
+    pixel_mask[1, :, 40:] = 0
+    with torch.no_grad():
+        out = fast(pixel_values, pixel_mask=pixel_mask).logits
+        ref = reference(pixel_values, pixel_mask=pixel_mask).logits
+    assert torch.allclose(out, ref, atol=1e-4)
+
+
+def test_bf16_weights_run_on_the_kernels():
+    """`from_pretrained(..., dtype=torch.bfloat16)` / `pipeline(dtype=...)`: bf16 projections, float32 scan."""
+    torch.manual_seed(0)
+    model = MambaOCRForCTC(MambaOCRConfig(**tiny_config_kwargs())).eval()
+    pixel_values = torch.randn(2, 3, 32, 64)
+    with torch.no_grad():
+        full = model(pixel_values).logits
+        half = copy.deepcopy(model).to(torch.bfloat16)(pixel_values.bfloat16()).logits
+    assert half.dtype == torch.bfloat16
+    assert torch.allclose(half.float(), full, atol=0.15 * full.abs().max().item())
+
+
+def test_linear_matches_f_linear_and_keeps_autograd():
+    torch.manual_seed(0)
+    x, weight, bias = torch.randn(4, 7, 24), torch.randn(16, 24), torch.randn(16)
+    with torch.no_grad():
+        assert torch.allclose(cpu_kernels.linear(x, weight, bias), F.linear(x, weight, bias), atol=1e-5)
+        assert torch.allclose(cpu_kernels.linear(x, weight), F.linear(x, weight), atol=1e-5)
+    weight.requires_grad_()
+    cpu_kernels.linear(x, weight, bias).sum().backward()
+    assert torch.allclose(weight.grad, x.sum((0, 1)).expand(16, -1), atol=1e-4)
+
+
+def test_adapter_channels_last_path_matches_convolutions():
+    torch.manual_seed(0)
+    adapter = MambaOCRAdapter(24, 8)
+    torch.nn.init.normal_(adapter.up.weight)
+    hidden = torch.randn(2, 24, 3, 11)
+    with torch.no_grad():
+        expected = adapter(hidden)  # NCHW: the convolutions
+        got = adapter(hidden.contiguous(memory_format=torch.channels_last))
+    assert torch.allclose(got, expected, atol=1e-5)
+
+
+def test_backbone_weights_go_channels_last_and_checkpoints_round_trip(tmp_path):
+    torch.manual_seed(0)
+    model = MambaOCRForCTC(MambaOCRConfig(**tiny_config_kwargs())).eval()
+    pixel_values = torch.randn(2, 3, 32, 64)
+    with torch.no_grad():
+        logits = model(pixel_values).logits
+    weights = [p for p in model.backbone.parameters() if p.dim() == 4]
+    assert weights and all(p.is_contiguous(memory_format=torch.channels_last) for p in weights)
+    model.save_pretrained(tmp_path)
+    with torch.no_grad():
+        assert torch.allclose(MambaOCRForCTC.from_pretrained(tmp_path)(pixel_values).logits, logits, atol=1e-5)
+
+
+def test_build_failure_warns_once_and_the_model_falls_back(monkeypatch, tmp_path, caplog):
+    """No working C compiler: one warning, then the eager scan, with the same outputs."""
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
+    monkeypatch.setenv("MAMBAOCR_CACHE", str(tmp_path / "cache"))
+    library = cpu_kernels._Library()
+    monkeypatch.setattr(cpu_kernels, "_library", library)
+    torch.manual_seed(0)
+    fast, reference = _mixer_pair(32, 1, 4)
+    hidden = torch.randn(2, 6, 32)
+    lengths = torch.tensor([6, 4])
+    with caplog.at_level(logging.WARNING):
+        with torch.no_grad():
+            out = fast(hidden, lengths)
+            fast(hidden, lengths)
+    assert library.failed and not cpu_kernels.kernels_available()
+    assert sum("Could not build MambaOCR's CPU scan kernels" in r.getMessage() for r in caplog.records) == 1
+    with torch.no_grad():
+        assert torch.allclose(out, reference(hidden, lengths), atol=1e-5)
+
+
+def test_built_library_is_cached(monkeypatch, tmp_path):
+    monkeypatch.setenv("MAMBAOCR_CACHE", str(tmp_path))
+    assert cpu_kernels._Library().get() is not None
+    monkeypatch.setattr(cpu_kernels, "_compile", lambda *args: pytest.fail("the cached library was rebuilt"))
+    assert cpu_kernels._Library().get() is not None
+
+
+def test_kernel_arguments_are_checked():
+    u, proj = torch.zeros(2, 1, 4, 16), torch.zeros(2, 1, 4, 10)
+    with pytest.raises(ValueError, match="rank \\+ 2 \\* state"):
+        cpu_kernels.bidirectional_scan(
+            u, proj, torch.zeros(2, 16, 2), -torch.ones(2, 16, 3), torch.zeros(2, 16), torch.zeros(1, 4, 16),
+            torch.zeros(2, 16), torch.tensor([4]),
+        )  # fmt: skip
+    with pytest.raises(ValueError, match="state_size <= 32"):
+        cpu_kernels.bidirectional_scan(
+            u, torch.zeros(2, 1, 4, 68), torch.zeros(2, 16, 2), -torch.ones(2, 16, 33), torch.zeros(2, 16),
+            torch.zeros(1, 4, 16), torch.zeros(2, 16), torch.tensor([4]),
+        )  # fmt: skip
