@@ -421,19 +421,15 @@ class MambaOCRMixer(nn.Module):
         return [getattr(self, f"{name}{suffix}") for suffix in suffixes]
 
     def _kernels_apply(self) -> bool:
-        """Whether the CPU kernels cover this mixer: they are built, conv1d / x_proj / dt_proj are the plain modules
-        (not wrapped by PEFT: the kernels read their weights directly), the state and Δ rank fit the kernels' buffers,
-        and nothing is tracing the model. Elsewhere the `"compiled"` path runs the eager chunked scan."""
+        """Whether the CPU kernels cover this mixer: they are built, the convolutions are plain `nn.Conv1d` (not
+        wrapped by PEFT: the kernel reads their weights directly), the state and Δ rank fit the kernels' buffers, and
+        nothing is tracing the model. Elsewhere the `"compiled"` path runs the eager chunked scan."""
         return (
             self.ssm_state_size <= MAX_STATE
             and self.time_step_rank <= MAX_RANK
             and not _is_tracing()
             and kernels_available()
-        ) and all(
-            type(module) is kind
-            for name, kind in (("conv1d", nn.Conv1d), ("x_proj", nn.Linear), ("dt_proj", nn.Linear))
-            for module in self._directional(name)
-        )
+        ) and all(type(conv) is nn.Conv1d for conv in self._directional("conv1d"))
 
     def _forward_cpu_kernels(self, xz: torch.Tensor, frame_lengths: torch.LongTensor | None) -> torch.Tensor:
         """The mixer between `in_proj` and `out_proj` with the compiled CPU kernels (`cpu_kernels.py`): both
@@ -447,14 +443,25 @@ class MambaOCRMixer(nn.Module):
         weight = torch.stack([conv.weight.squeeze(1) for conv in convs])  # [dirs, inter, kernel]
         bias = None if convs[0].bias is None else torch.stack([conv.bias for conv in convs])
         u = bidirectional_conv(x, weight, bias, frame_lengths)  # [dirs, batch, seq_len, inter]
-        x_projs = self._directional("x_proj")
-        projected = torch.stack([dense(proj, part.to(proj.weight.dtype)) for proj, part in zip(x_projs, u)])
+        # x_proj and dt_proj in Python when PEFT wraps them (LoRA), so that what the wrappers add counts
+        projected = torch.stack(
+            [dense(proj, part.to(_weight(proj).dtype)) for proj, part in zip(self._directional("x_proj"), u)]
+        )
         dt_projs = self._directional("dt_proj")
-        return bidirectional_scan(
-            u, projected, torch.stack([proj.weight for proj in dt_projs]),
-            -torch.exp(torch.stack(self._directional("A_log")).float()), torch.stack(self._directional("D")), z,
-            torch.stack([proj.bias for proj in dt_projs]), frame_lengths,
-        )  # fmt: skip
+        A = -torch.exp(torch.stack(self._directional("A_log")).float())
+        D = torch.stack(self._directional("D"))
+        if all(type(proj) is nn.Linear for proj in dt_projs):  # the kernel computes Δ from the low-rank input
+            weight, bias, delta = (
+                torch.stack([p.weight for p in dt_projs]),
+                torch.stack([p.bias for p in dt_projs]),
+                None,
+            )
+        else:  # each wrapped dt_proj computes its Δ, bias included
+            low_rank = projected[..., : self.time_step_rank]
+            delta = torch.stack([proj(part) for proj, part in zip(dt_projs, low_rank)])
+            weight = delta.new_zeros(len(dt_projs), self.intermediate_size, self.time_step_rank)
+            bias = delta.new_zeros(len(dt_projs), self.intermediate_size)
+        return bidirectional_scan(u, projected, weight, A, D, z, bias, frame_lengths, delta)
 
     def forward(self, hidden_states: torch.Tensor, frame_lengths: torch.LongTensor | None = None) -> torch.Tensor:
         """`[batch, seq_len, hidden]` → `[batch, seq_len, hidden]`; frames past `frame_lengths` are padding.
@@ -527,6 +534,11 @@ class MambaOCRMixer(nn.Module):
             y_reverse = y[batch:].reshape(batch * seq_len, -1).index_select(0, rows[batch * seq_len :])
             y = (y[:batch] + y_reverse.view(batch, seq_len, -1)) * 0.5
         return self.out_proj(y.to(hidden_states.dtype))
+
+
+def _weight(module: nn.Module) -> torch.Tensor:
+    """The weight of a linear layer, also when PEFT wraps it (LoRA keeps the original as `base_layer`)."""
+    return module.weight if hasattr(module, "weight") else module.base_layer.weight
 
 
 def _bidirectional_rows(frame_lengths: torch.LongTensor, seq_len: int) -> torch.LongTensor:

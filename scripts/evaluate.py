@@ -5,6 +5,7 @@ with beam search, a reliability table of the word score, or on generated long te
 python scripts/evaluate.py --model runs/demo_cpu --dataset /data/my_crops --max_samples 2000 --bf16
 python scripts/evaluate.py --model runs/demo_cpu --dataset synthetic --split validation --max_samples 2000 --reliability
 python scripts/evaluate.py --model runs/demo_cpu --long_lines 50 --min_chars 200   # 200+ characters in 32x2048 px
+python scripts/evaluate.py --model runs/demo_cpu --dataset synthetic --split validation --compare_bf16
 """
 
 from __future__ import annotations
@@ -39,6 +40,12 @@ def main() -> None:
     parser.add_argument("--batch_size", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast (CPU with AVX-512 BF16/AMX, or CUDA)")
+    parser.add_argument(
+        "--compare_bf16",
+        action="store_true",
+        help="also run every batch in bf16 autocast: report how often its decoded text differs from float32's, and "
+        "both CERs",
+    )
     parser.add_argument("--beam_width", type=int, default=1, help="1: greedy; more: CTC prefix beam search")
     parser.add_argument("--reliability", action="store_true", help="print accuracy against the word score")
     parser.add_argument("--long_lines", type=int, default=0, help="evaluate on this many generated long lines")
@@ -80,20 +87,25 @@ def main() -> None:
         if args.max_samples:
             dataset = dataset.take(args.max_samples)
         total, source = args.max_samples, args.dataset + (f" [{args.split}]" if args.split else "")
-    predictions, references, scores, widths, batch = [], [], [], [], []
+    predictions, references, scores, widths, batch, bf16_predictions = [], [], [], [], [], []
     model_seconds = 0.0
     start = time.perf_counter()
+
+    def recognise(inputs: dict, bf16: bool):
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            outputs = model(**inputs)
+        return processor.batch_decode(
+            outputs.logits, outputs.frame_lengths, output_char_details=True, beam_width=args.beam_width
+        )
 
     def flush() -> None:
         nonlocal model_seconds
         inputs = processor(images=[row["image"] for row in batch], return_tensors="pt")
         began = time.perf_counter()
-        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
-            outputs = model(**inputs)
+        decoded = recognise(inputs, args.bf16)
         model_seconds += time.perf_counter() - began
-        decoded = processor.batch_decode(
-            outputs.logits, outputs.frame_lengths, output_char_details=True, beam_width=args.beam_width
-        )
+        if args.compare_bf16:
+            bf16_predictions.extend(recognise(inputs, True).text)
         predictions.extend(decoded.text)
         scores.extend(decoded.scores)
         widths.extend(inputs["pixel_mask"].sum(-1).tolist())
@@ -113,6 +125,19 @@ def main() -> None:
     metrics["mean_width_px"] = sum(widths) / max(len(widths), 1)
     print(f"{args.model} on {source}" + (f", beam {args.beam_width}" if args.beam_width > 1 else ""))
     print(format_metrics_table(metrics))
+    if args.compare_bf16:
+        bf16_metrics = compute_ocr_metrics(bf16_predictions, references)
+        same = sum(a == b for a, b in zip(predictions, bf16_predictions)) / max(len(predictions), 1)
+        metrics["bf16_comparison"] = {
+            "same_text": same,
+            "cer": bf16_metrics["cer"],
+            "cer_delta": bf16_metrics["cer"] - metrics["cer"],
+        }
+        print(
+            f"\nbf16 autocast against {'bf16' if args.bf16 else 'float32'}: identical text on {same:.2%} of "
+            f"{len(predictions)} images; CER {bf16_metrics['cer']:.4f} against {metrics['cer']:.4f} "
+            f"(difference {bf16_metrics['cer'] - metrics['cer']:+.4f})"
+        )
     if args.reliability:
         rows = score_reliability(predictions, references, scores)
         print("\nWord accuracy against the word score (reject reads below a threshold to trade coverage for accuracy)")

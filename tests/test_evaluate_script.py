@@ -30,7 +30,7 @@ def test_evaluate_script_reports_metrics(tmp_path):
     output = tmp_path / "metrics.json"
     result = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "evaluate.py"), "--model", str(tmp_path / "model"), "--dataset",
-         str(data), "--batch_size", "2", "--output", str(output)],
+         str(data), "--batch_size", "2", "--output", str(output), "--compare_bf16"],
         env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True,
         timeout=300,
     )  # fmt: skip
@@ -38,6 +38,10 @@ def test_evaluate_script_reports_metrics(tmp_path):
     metrics = json.loads(output.read_text())
     assert metrics["num_samples"] == 3 and 0.0 <= metrics["cer"] and "word_accuracy_ci_alnum" in metrics
     assert "cer" in result.stdout
+    comparison = metrics["bf16_comparison"]  # the same images through bf16 autocast
+    assert 0.0 <= comparison["same_text"] <= 1.0
+    assert abs(comparison["cer_delta"] - (comparison["cer"] - metrics["cer"])) < 1e-9
+    assert "identical text on" in result.stdout
 
 
 def test_evaluate_long_lines_with_beam_search_and_reliability(tmp_path):
