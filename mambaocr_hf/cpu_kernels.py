@@ -24,6 +24,7 @@ model uses the eager PyTorch scan, with one warning. `MAMBAOCR_DISABLE_COMPILE=1
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import math
 import os
@@ -337,8 +338,6 @@ static void scan_forward_block16(const float* u, const float* proj, const float*
     }
 }
 #define HAVE_BLOCK16 1
-#else
-#define HAVE_BLOCK16 0
 #endif
 
 void mambaocr_scan_forward(const float* u, const float* proj, const float* delta_in, const float* WdtT,
@@ -351,14 +350,14 @@ void mambaocr_scan_forward(const float* u, const float* proj, const float* delta
     for (int64_t task = 0; task < B * blocks; task++) {
         int64_t b = task / blocks, c0 = (task % blocks) * CB;
         int64_t len = clamp_len(lengths[b], L);
-        if (I - c0 >= CB && HAVE_BLOCK16)
-#if HAVE_BLOCK16
-            scan_forward_block16(u, proj, delta_in, WdtT, AT, D, dbias, z, z_sb, z_st, len, y, states, b, c0, dirs, B, L, I,
-                                 N, R, P);
-#else
-            ;
+#ifdef HAVE_BLOCK16
+        if (I - c0 >= CB) {
+            scan_forward_block16(u, proj, delta_in, WdtT, AT, D, dbias, z, z_sb, z_st, len, y, states, b, c0, dirs, B,
+                                 L, I, N, R, P);
+            continue;
+        }
 #endif
-        else if (I - c0 >= CB)
+        if (I - c0 >= CB)
             scan_forward_task(u, proj, delta_in, WdtT, AT, D, dbias, z, z_sb, z_st, len, y, states, b, c0, CB, dirs, B, L, I,
                               N, R, P);
         else
@@ -785,16 +784,17 @@ class _ScanFunction(torch.autograd.Function):
         )  # fmt: skip
 
 
-def _check_onednn_linear() -> bool:
+@functools.cache
+def _onednn_linear_works() -> bool:
+    """Whether this torch build has oneDNN's linear op and it computes `F.linear` (probed once, on first use)."""
     try:
-        x, weight, bias = torch.randn(3, 8), torch.randn(5, 8), torch.randn(5)
+        # fixed values: the probe must not draw from the global random generator
+        x, weight = torch.linspace(-1, 1, 24).view(3, 8), torch.linspace(-2, 1, 40).view(5, 8)
+        bias = torch.linspace(0, 1, 5)
         out = torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
         return torch.allclose(out, F.linear(x, weight, bias), atol=1e-5)
     except (AttributeError, RuntimeError):  # a torch build without oneDNN, or without this op
         return False
-
-
-_ONEDNN_LINEAR = _check_onednn_linear()
 
 
 def linear(hidden_states: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
@@ -806,8 +806,7 @@ def linear(hidden_states: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
     kernel. Everything else (autograd, autocast, other dtypes and devices, tracing) goes through `F.linear`.
     """
     if (
-        _ONEDNN_LINEAR
-        and hidden_states.device.type == "cpu"
+        hidden_states.device.type == "cpu"
         and hidden_states.dtype == torch.float32
         and weight.dtype == torch.float32
         and not (torch.is_grad_enabled() and (hidden_states.requires_grad or weight.requires_grad))
@@ -815,6 +814,7 @@ def linear(hidden_states: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
         and not torch.jit.is_tracing()
         and not torch.compiler.is_compiling()
         and not is_exporting()
+        and _onednn_linear_works()
     ):
         out = torch.ops.mkldnn._linear_pointwise(
             hidden_states.reshape(-1, hidden_states.shape[-1]), weight, bias, "none", [], ""
