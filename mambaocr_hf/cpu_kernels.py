@@ -791,8 +791,9 @@ def _onednn_linear_works() -> bool:
         # fixed values: the probe must not draw from the global random generator
         x, weight = torch.linspace(-1, 1, 24).view(3, 8), torch.linspace(-2, 1, 40).view(5, 8)
         bias = torch.linspace(0, 1, 5)
-        out = torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
-        return torch.allclose(out, F.linear(x, weight, bias), atol=1e-5)
+        with torch.autocast("cpu", enabled=False), torch.no_grad():
+            out = torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+            return torch.allclose(out, F.linear(x, weight, bias), atol=1e-5)
     except (AttributeError, RuntimeError):  # a torch build without oneDNN, or without this op
         return False
 
@@ -821,6 +822,62 @@ def linear(hidden_states: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
         )
         return out.view(*hidden_states.shape[:-1], out.shape[-1])
     return F.linear(hidden_states, weight, bias)
+
+
+@functools.cache
+def _onednn_conv_works() -> bool:
+    """Whether this torch build has oneDNN's fused convolution ops and they compute conv + add + ReLU (probed once, in
+    float32 whatever autocast the first caller runs under)."""
+    try:
+        x = torch.linspace(-1, 1, 2 * 3 * 4 * 5).view(2, 3, 4, 5)
+        weight, bias = torch.linspace(-1, 1, 4 * 3 * 9).view(4, 3, 3, 3), torch.linspace(-1, 1, 4)
+        other = torch.linspace(1, -1, 2 * 4 * 4 * 5).view(2, 4, 4, 5)
+        with torch.autocast("cpu", enabled=False), torch.no_grad():
+            out = torch.ops.mkldnn._convolution_pointwise.binary(
+                x, other, weight, bias, [1, 1], [1, 1], [1, 1], 1, "add", 1.0, "relu", [], ""
+            )
+            return torch.allclose(out, F.relu(F.conv2d(x, weight, bias, padding=1) + other), atol=1e-4)
+    except (AttributeError, RuntimeError):  # a torch build without oneDNN, or without these ops
+        return False
+
+
+def fused_conv_available() -> bool:
+    """Whether [`fused_conv`] can run here (oneDNN's pointwise-fused convolutions work in this torch build)."""
+    return _onednn_conv_works()
+
+
+def fused_conv(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    conv: nn.Conv2d,
+    relu: bool = False,
+    residual: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """`relu?(conv(x) + bias + residual?)` as one oneDNN primitive (inference only): the convolution's output is
+    written once, with the bias, the residual add and the ReLU applied in its epilogue. `weight`/`bias` replace
+    `conv`'s own (e.g. with a BatchNorm folded in); `conv` gives the geometry."""
+    padding, stride, dilation = list(conv.padding), list(conv.stride), list(conv.dilation)
+    ops = torch.ops.mkldnn
+    if residual is not None:
+        return ops._convolution_pointwise.binary(
+            x, residual, weight, bias, padding, stride, dilation, conv.groups, "add", 1.0, "relu" if relu else None,
+            [], "",
+        )  # fmt: skip
+    return ops._convolution_pointwise(
+        x, weight, bias, padding, stride, dilation, conv.groups, "relu" if relu else "none", [], ""
+    )
+
+
+def fold_batch_norm(conv: nn.Conv2d, norm: nn.BatchNorm2d, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """`conv` followed by `norm` in eval mode, as one convolution's weight (channels-last) and bias, in `dtype`.
+    Folded in float32, rounded to `dtype` once."""
+    scale = norm.weight.float() * torch.rsqrt(norm.running_var.float() + norm.eps)
+    bias = norm.bias.float() - norm.running_mean.float() * scale
+    if conv.bias is not None:
+        bias = bias + conv.bias.float() * scale
+    weight = conv.weight.float() * scale[:, None, None, None]
+    return weight.contiguous(memory_format=torch.channels_last).to(dtype), bias.to(dtype)
 
 
 def dense(module: nn.Module, hidden_states: torch.Tensor) -> torch.Tensor:

@@ -199,3 +199,102 @@ def test_given_delta_matches_the_fused_projection():
     grads_given = torch.autograd.grad((given * target).sum(), [proj, weight])
     for grad, grad_ref in zip(grads_given, grads_fused):
         assert torch.allclose(grad, grad_ref, atol=1e-4, rtol=1e-4)
+
+
+def _backbone_with_statistics(**overrides):
+    """A tiny model whose BatchNorms and adapters are not at their initial values, so that folding them matters."""
+    model = MambaOCRForCTC(MambaOCRConfig(**tiny_config_kwargs(**overrides)))
+    with torch.no_grad():
+        for module in model.backbone.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.normal_(0, 0.2)
+                module.running_var.uniform_(0.5, 2.0)
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.normal_(0, 0.2)
+            elif isinstance(module, MambaOCRAdapter):
+                module.up.weight.normal_(0, 0.05)
+    return model.eval()
+
+
+def _unfused_logits(model, *args, **kwargs):
+    """The model's logits with the backbone's fused inference path switched off (its modules run one by one)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(type(model.backbone), "_fused_dtype", lambda self, pixel_values: None)
+        return model(*args, **kwargs).logits
+
+
+@pytest.mark.parametrize("backbone", ["resnet10t", "resnet18", "resnet26"])  # deep stem / basic / bottleneck blocks
+def test_fused_backbone_inference_matches_the_modules(backbone):
+    torch.manual_seed(0)
+    model = _backbone_with_statistics(backbone=backbone)
+    pixel_values = torch.randn(3, 3, 32, 72)
+    pixel_mask = torch.ones(3, 72, dtype=torch.long)
+    pixel_mask[1, 40:] = 0
+    pixel_mask[2, 12:] = 0
+    with torch.no_grad():
+        fused = model(pixel_values, pixel_mask=pixel_mask).logits
+        assert model.backbone._fused_plan["plan"] is not None, "the fused path did not run"
+        expected = _unfused_logits(model, pixel_values, pixel_mask=pixel_mask)
+        torch.testing.assert_close(fused, expected, atol=2e-5, rtol=1e-4)
+        # a padded image reads as it does alone (the padding masks hold on the fused path too)
+        alone = model(pixel_values[2:, :, :, :12]).logits
+        torch.testing.assert_close(fused[2, :3], alone[0], atol=2e-5, rtol=1e-4)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            fused_bf16 = model(pixel_values, pixel_mask=pixel_mask).logits.float()
+            expected_bf16 = _unfused_logits(model, pixel_values, pixel_mask=pixel_mask).float()
+    valid = expected > -1e3  # padding frames hold a large negative constant
+    # bf16 rounds differently with and without folding: both stay as close to float32
+    fused_error = (fused_bf16 - expected)[valid].abs().max()
+    unfused_error = (expected_bf16 - expected)[valid].abs().max()
+    assert fused_error < 2 * unfused_error + 1e-3
+
+
+def test_fused_backbone_follows_weight_changes_and_training():
+    torch.manual_seed(0)
+    model = _backbone_with_statistics()
+    pixel_values = torch.randn(2, 3, 32, 48)
+    with torch.no_grad():
+        before = model(pixel_values).logits
+        model.backbone.body.layer1[0].bn1.running_mean.add_(1.0)  # in place, as a training step or load would
+        after = model(pixel_values).logits
+        assert not torch.allclose(after, before)
+        torch.testing.assert_close(after, _unfused_logits(model, pixel_values), atol=2e-5, rtol=1e-4)
+    model.train()
+    assert model.backbone._fused_plan is None  # the folded copies are dropped while training
+    model(pixel_values, labels=torch.tensor([[1, 2], [3, -100]])).loss.backward()  # training runs the modules
+    assert model.backbone.body.layer1[0].conv1.weight.grad is not None
+
+
+def test_fused_backbone_respects_hooks_and_peft_wrapped_convolutions():
+    torch.manual_seed(0)
+    model = _backbone_with_statistics()
+    pixel_values = torch.randn(2, 3, 32, 48)
+    seen = []
+    handle = model.backbone.body.layer2[0].register_forward_hook(lambda module, args, output: seen.append(output))
+    with torch.no_grad():
+        model(pixel_values)
+    assert seen and model.backbone._fused_plan["plan"] is None  # a user's hook still runs: no fusion
+    handle.remove()
+    with torch.no_grad():
+        model(pixel_values)
+    assert model.backbone._fused_plan["plan"] is not None
+
+    peft = pytest.importorskip("peft")
+    lora = peft.get_peft_model(
+        copy.deepcopy(model), peft.LoraConfig(r=2, target_modules=["layer4.0.conv1"], init_lora_weights=False)
+    ).eval()
+    with torch.no_grad():
+        logits = lora(pixel_values=pixel_values).logits
+        assert lora.base_model.model.backbone._fused_plan["plan"] is None
+        with lora.disable_adapter():
+            torch.testing.assert_close(lora(pixel_values=pixel_values).logits, model(pixel_values).logits)
+    assert not torch.allclose(logits, model(pixel_values).logits)
+
+
+def test_fused_backbone_runs_when_first_used_under_bf16_autocast():
+    # the oneDNN probe runs on first use: under autocast it must still probe in float32
+    cpu_kernels._onednn_conv_works.cache_clear()
+    model = _backbone_with_statistics()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        model(torch.randn(1, 3, 32, 32))
+    assert model.backbone._fused_plan["plan"] is not None

@@ -43,7 +43,8 @@ def test_output_shapes(tester):
     assert out.logits.shape == (3, 16, 37)  # width / 4 frames
     assert out.frame_lengths.tolist() == [16, 10, 3]
     assert len(out.hidden_states) == 3  # projection + 2 layers
-    tuple_out = model(pixel_values, pixel_mask=pixel_mask, return_dict=False)
+    with torch.no_grad():
+        tuple_out = model(pixel_values, pixel_mask=pixel_mask, return_dict=False)
     assert torch.allclose(tuple_out[0], out.logits) and tuple_out[1].tolist() == [16, 10, 3]
 
 
