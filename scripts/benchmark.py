@@ -206,12 +206,27 @@ def _format_table(rows: dict[str, dict], threads: int) -> str:
     return "\n".join(lines)
 
 
+def _median_over_rounds(results: list[dict]) -> dict:
+    """Per figure, the median over the rounds that produced it (a round that failed is an error only if all did)."""
+    good = [result for result in results if "error" not in result]
+    if not good:
+        return results[0]
+    return {key: statistics.median(result[key] for result in good if key in result) for key in good[0]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads for every model")
     parser.add_argument("--iters", type=int, default=5, help="timed iterations (median reported), at least 5")
     parser.add_argument("--warmup", type=int, default=2, help="untimed iterations first")
     parser.add_argument("--models", nargs="+", default=DEFAULT_MODELS, choices=list(MODELS))
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run every model this many times, interleaved (round r starts at model r), and report each figure's "
+        "median over rounds: a shared machine drifts over minutes, which skews one-after-the-other ratios",
+    )
     parser.add_argument("--output", default=None, help="also write the results as JSON here")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--export_onnx", default=None, help=argparse.SUPPRESS)
@@ -231,18 +246,27 @@ def main() -> None:
         print(json.dumps(_worker(args.worker, args.iters, args.warmup)))
         return
 
+    if args.rounds < 1:
+        parser.error(f"--rounds must be at least 1, got {args.rounds}.")
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
-    rows: dict[str, dict] = {}
-    for name in args.models:
-        print(f"benchmarking {name} ...", file=sys.stderr, flush=True)
-        command = [sys.executable, __file__, "--worker", name, "--threads", str(args.threads)]
-        command += ["--iters", str(max(5, args.iters)), "--warmup", str(args.warmup)]
-        result = subprocess.run(command, capture_output=True, text=True, env=env)
-        if result.returncode != 0:
-            rows[name] = {"error": result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "failed"}
-        else:
-            rows[name] = json.loads(result.stdout.strip().splitlines()[-1])
+    runs: dict[str, list[dict]] = {name: [] for name in args.models}
+    for round_index in range(args.rounds):
+        order = args.models[round_index % len(args.models) :] + args.models[: round_index % len(args.models)]
+        for name in order:
+            print(f"benchmarking {name} (round {round_index + 1}/{args.rounds}) ...", file=sys.stderr, flush=True)
+            command = [sys.executable, __file__, "--worker", name, "--threads", str(args.threads)]
+            command += ["--iters", str(max(5, args.iters)), "--warmup", str(args.warmup)]
+            result = subprocess.run(command, capture_output=True, text=True, env=env)
+            if result.returncode != 0:
+                runs[name].append(
+                    {"error": result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "failed"}
+                )
+            else:
+                runs[name].append(json.loads(result.stdout.strip().splitlines()[-1]))
+    rows = {name: _median_over_rounds(results) for name, results in runs.items()}
     table = _format_table(rows, args.threads)
+    if args.rounds > 1:
+        table += f"\n\nEach figure: median over {args.rounds} interleaved rounds."
     print(table)
     if args.output:
         with open(args.output, "w", encoding="utf-8") as handle:
