@@ -41,6 +41,10 @@ class MambaOCRConfig(PretrainedConfig):
         backbone_weights_path (`str`, *optional*):
             Local `.safetensors`, `.pth` or `.bin` file with a timm state dict for `backbone`, for machines without
             network access.
+        backbone_kwargs (`dict`, *optional*):
+            Extra keyword arguments for `timm.create_model` (e.g. `{"zero_init_last": False}`: timm starts every
+            residual branch at zero, which suits ImageNet training but keeps a randomly initialised OCR backbone's
+            receptive field at the stem's for the first few hundred steps).
         frame_stride (`int`, *optional*, defaults to 4):
             How many input pixel columns make one output frame: 2, 4 or 8. The stride patch always reduces the height
             by 32 (to 1 for 32-pixel images) and keeps the width at `width / frame_stride`.
@@ -118,6 +122,7 @@ class MambaOCRConfig(PretrainedConfig):
         backbone: str = "resnet34",
         use_pretrained_backbone: bool = False,
         backbone_weights_path: str | None = None,
+        backbone_kwargs: dict | None = None,
         frame_stride: int = 4,
         adapter_size: int = 64,
         adapter_stages: list[str] | tuple[str, ...] = ADAPTER_STAGES,
@@ -151,6 +156,7 @@ class MambaOCRConfig(PretrainedConfig):
         self.backbone = backbone
         self.use_pretrained_backbone = use_pretrained_backbone
         self.backbone_weights_path = backbone_weights_path
+        self.backbone_kwargs = {} if backbone_kwargs is None else backbone_kwargs
         self.frame_stride = frame_stride
         self.adapter_size = adapter_size
         self.adapter_stages = list(adapter_stages)
@@ -207,6 +213,16 @@ class MambaOCRConfig(PretrainedConfig):
         if not isinstance(self.backbone, str) or not self.backbone.startswith(("resnet", "resnext", "seresnet")):
             raise ValueError(
                 f"`backbone` must name a timm ResNet (e.g. 'resnet34', 'resnet18', 'resnet50d'), got {self.backbone!r}."
+            )
+        if not isinstance(self.backbone_kwargs, dict):
+            raise ValueError(
+                f"`backbone_kwargs` must be a dict of timm.create_model arguments, got {self.backbone_kwargs!r}."
+            )
+        reserved = sorted(set(self.backbone_kwargs) & {"pretrained", "num_classes", "global_pool", "features_only"})
+        if reserved:
+            raise ValueError(
+                f"`backbone_kwargs` may not set {reserved}: MambaOCR sets them (use `use_pretrained_backbone` for "
+                "ImageNet weights)."
             )
         if self.frame_stride not in (2, 4, 8):
             raise ValueError(f"`frame_stride` must be 2, 4 or 8 (pixels per output frame), got {self.frame_stride!r}.")

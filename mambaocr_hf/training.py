@@ -164,9 +164,24 @@ def parse_args_with_preset(parser, args: list[str]) -> tuple:
 
 def parse_config_overrides(text: str | None) -> dict:
     """`"hidden_size=192,sequence_model=bilstm"` → `{"hidden_size": 192, "sequence_model": "bilstm"}` (JSON values
-    where they parse, strings otherwise)."""
+    where they parse, strings otherwise). Commas inside a JSON list, object or string do not split:
+    `'backbone_kwargs={"channels":[64,128,256,256]}'` is one item."""
+    items, current, depth, quoted = [], [], 0, False
+    for index, char in enumerate(text or ""):
+        if char == '"' and (index == 0 or text[index - 1] != "\\"):
+            quoted = not quoted
+        elif not quoted and char in "[{":
+            depth += 1
+        elif not quoted and char in "]}":
+            depth -= 1
+        if char == "," and depth == 0 and not quoted:
+            items.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    items.append("".join(current))
     overrides = {}
-    for item in (text or "").split(","):
+    for item in items:
         if not item.strip():
             continue
         key, _, value = item.partition("=")

@@ -23,7 +23,13 @@ def test_derived_values():
 
 
 def test_round_trip(tmp_path):
-    config = MambaOCRConfig(hidden_size=64, sequence_model="bilstm", adapter_stages=["layer4"], vocab_size=95)
+    config = MambaOCRConfig(
+        hidden_size=64,
+        sequence_model="bilstm",
+        adapter_stages=["layer4"],
+        vocab_size=95,
+        backbone_kwargs={"zero_init_last": False},
+    )
     config.save_pretrained(tmp_path)
     loaded = MambaOCRConfig.from_pretrained(tmp_path)
     assert loaded.to_dict() == config.to_dict()
@@ -45,6 +51,8 @@ def test_round_trip(tmp_path):
         (dict(state_size=2.5), "state_size"),
         (dict(time_step_min=0.5, time_step_max=0.1), "time_step_min"),
         (dict(max_width=2), "max_width"),
+        (dict(backbone_kwargs="zero_init_last=False"), "backbone_kwargs"),
+        (dict(backbone_kwargs={"pretrained": True}), "use_pretrained_backbone"),
     ],
 )
 def test_validation_errors(kwargs, message):

@@ -333,6 +333,17 @@ def test_backbones_the_stride_patch_cannot_handle_are_refused():
         MambaOCRForCTC(MambaOCRConfig(backbone="resnetblur18", hidden_size=32))
 
 
+def test_backbone_kwargs_reach_timm(tester):
+    def last_norm_weights(model):
+        return torch.cat([block.bn2.weight for block in model.backbone.body.layer1])
+
+    assert torch.count_nonzero(last_norm_weights(MambaOCRForCTC(tester.get_config()))) == 0  # timm's default
+    unzeroed = MambaOCRForCTC(tester.get_config(backbone_kwargs={"zero_init_last": False}))
+    assert torch.all(last_norm_weights(unzeroed) == 1)
+    with pytest.raises(ValueError, match="does not accept `backbone_kwargs`"):
+        MambaOCRForCTC(tester.get_config(backbone_kwargs={"zero_init_lats": False}))
+
+
 def test_from_pretrained_with_loading_info_and_attention_mask_error(tester, tmp_path):
     model = MambaOCRForCTC(tester.get_config())
     model.save_pretrained(tmp_path)
