@@ -179,6 +179,12 @@ def main() -> None:
         eval_dataset = eval_dataset.take(data_args.max_eval_samples)
     # each rank reads its own shards; with batches dispatched from rank 0 the split would not be needed
     train_dataset = split_for_rank(train_dataset, training_args.process_index, training_args.world_size)
+    if training_args.world_size > 1 and training_args.process_index == 0:
+        print(
+            f"Data-parallel: {training_args.world_size} processes ({training_args.ddp_backend or 'default'} backend), "
+            f"each reading its own shards; {training_args.world_size * training_args.per_device_train_batch_size} "
+            "images per step in all."
+        )
     trainer = make_ocr_trainer(
         model, processor, training_args, train_dataset, eval_dataset, group_by_width=data_args.group_by_width
     )

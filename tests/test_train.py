@@ -58,6 +58,12 @@ def test_parse_preset_with_overrides(monkeypatch):
         "sequence_model": "bilstm",
         "bidirectional": False,
     }
+    # commas inside JSON values do not split items (the demo preset narrows the ResNet this way)
+    assert train._parse_overrides('backbone_kwargs={"channels":[64,128,256,256]},name="a,b",hidden_dropout=0') == {
+        "backbone_kwargs": {"channels": [64, 128, 256, 256]},
+        "name": "a,b",
+        "hidden_dropout": 0,
+    }
     for name in ("demo_cpu", "synthetic_cpu_long", "mjsynth", "finetune_folder"):
         monkeypatch.setattr(sys, "argv", ["train.py", str(ROOT / "scripts" / "configs" / f"{name}.json")])
         train._parse_args()  # every preset parses
@@ -91,15 +97,25 @@ def test_train_evaluate_save_and_resume(tmp_path):
     assert state["global_step"] == 5
 
 
-def test_data_parallel_on_cpu_with_gloo(tmp_path):
+LAUNCHERS = {
+    "torchrun": ["-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533"],
+    # accelerate's multi-process launcher is torchrun underneath; on a machine without GPUs the ranks run on CPU
+    "accelerate": ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+                   "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29534"],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("launcher", sorted(LAUNCHERS))
+def test_data_parallel_on_cpu_with_gloo(tmp_path, launcher):
     output = tmp_path / "ddp"
-    _run(
+    log = _run(
         ["--output_dir", str(output), "--max_steps", "2", "--eval_steps", "2", "--save_steps", "2", *TINY_ARGS,
          "--ddp_backend", "gloo"],
         tmp_path,
         extra_env={"OMP_NUM_THREADS": "1"},
-        launcher=[sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533"],
+        launcher=[sys.executable, *LAUNCHERS[launcher]],
     )  # fmt: skip
+    assert "Data-parallel: 2 processes (gloo backend)" in log and "8 images per step in all" in log
     assert (output / "model.safetensors").is_file() and (output / "checkpoint-2").is_dir()
     state = json.loads((output / "checkpoint-2" / "trainer_state.json").read_text())
     assert state["global_step"] == 2
