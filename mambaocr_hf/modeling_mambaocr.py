@@ -31,6 +31,7 @@ from .cpu_kernels import (
     fused_conv_available,
     kernels_available,
     linear,
+    pack_conv_weight,
 )
 from .selective_scan import (
     causal_depthwise_conv1d,
@@ -313,6 +314,11 @@ class MambaOCRBackbone(nn.Module):
         self._fused_plan = None  # folded inference weights go stale (and would only take memory) while training
         return super().train(mode)
 
+    def __getstate__(self) -> dict:
+        # copies and pickles leave the folded weights behind (oneDNN's packed tensors cannot be copied); the copy
+        # builds its own on first use
+        return {**super().__getstate__(), "_fused_plan": None}
+
     def _fused_dtype(self, pixel_values: torch.Tensor) -> torch.dtype | None:
         """The dtype the fused inference path would run in, or `None` where it does not apply."""
         if (
@@ -357,7 +363,8 @@ class MambaOCRBackbone(nn.Module):
                 if type(module) is not nn.Conv2d or type(norm) is not nn.BatchNorm2d or norm.training:
                     return None
                 relu = index + 2 < len(modules) and type(modules[index + 2]) is nn.ReLU
-                out.append(("conv", module, *fold_batch_norm(module, norm, dtype), relu))
+                # a list: `_forward_fused` swaps the weight for its packed form on first use
+                out.append(["conv", module, *fold_batch_norm(module, norm, dtype), relu, False])
                 index += 3 if relu else 2
             return out
 
@@ -367,8 +374,9 @@ class MambaOCRBackbone(nn.Module):
         # the stem reads the raw pixels, whose rounding to bf16 alone changed ~1 in 250 reads of the demo
         # checkpoint; in float32 it costs ~2% of the bf16 model's time
         stem_dtype = torch.float32
-        stem = steps([*children(body.conv1), body.bn1, body.act1, body.maxpool], stem_dtype)
-        if stem is None:
+        stem = steps([*children(body.conv1), body.bn1, body.act1], stem_dtype)
+        pool = steps([body.maxpool])  # after the cast: rounding commutes with max, and bf16 halves its traffic
+        if stem is None or pool is None:
             return None
         blocks = []
         for stage in ("layer1", "layer2", "layer3", "layer4"):
@@ -391,7 +399,7 @@ class MambaOCRBackbone(nn.Module):
                 ):  # fmt: skip
                     return None
                 blocks.append((branch, shortcut, adapters[index] if adapters is not None else None))
-        return {"stem": stem, "stem_dtype": stem_dtype, "blocks": blocks}
+        return {"stem": stem, "stem_dtype": stem_dtype, "pool": pool, "blocks": blocks}
 
     def _fusion_key(self, dtype: torch.dtype) -> tuple:
         """Changes whenever a backbone weight or statistic changes (in place, or by replacing the tensor) and whenever
@@ -416,15 +424,18 @@ class MambaOCRBackbone(nn.Module):
         if plan is None:
             return None
 
-        def run(hidden_states: torch.Tensor, steps: list[tuple], residual: torch.Tensor | None = None) -> torch.Tensor:
-            for position, (kind, module, *weights) in enumerate(steps):
+        def run(hidden_states: torch.Tensor, steps: list, residual: torch.Tensor | None = None) -> torch.Tensor:
+            for position, step in enumerate(steps):
+                kind, module = step[0], step[1]
                 kernel = module.kernel_size
                 if self._valid_pixels is not None and (kernel[-1] if isinstance(kernel, tuple) else kernel) > 1:
                     hidden_states = self._mask_padding_columns(module, (hidden_states,))[0]
                 if kind == "module":
                     hidden_states = module.forward(hidden_states)  # masked above: skip its padding-mask hook
                     continue
-                weight, bias, relu = weights
+                if not step[5]:
+                    step[2], step[5] = pack_conv_weight(step[2], module, hidden_states.shape), True
+                weight, bias, relu = step[2:5]
                 if residual is not None and position == len(steps) - 1:  # the block's last convolution
                     hidden_states = fused_conv(hidden_states, weight, bias, module, relu=True, residual=residual)
                 else:
@@ -433,7 +444,7 @@ class MambaOCRBackbone(nn.Module):
 
         hidden_states = pixel_values.to(plan["stem_dtype"]).contiguous(memory_format=torch.channels_last)
         hidden_states = run(hidden_states, plan["stem"])
-        hidden_states = hidden_states.to(dtype)
+        hidden_states = run(hidden_states.to(dtype), plan["pool"])
         for branch, shortcut, adapter in plan["blocks"]:
             hidden_states = run(hidden_states, branch, residual=run(hidden_states, shortcut))
             if adapter is not None:

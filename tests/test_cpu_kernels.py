@@ -259,6 +259,9 @@ def test_fused_backbone_follows_weight_changes_and_training():
         after = model(pixel_values).logits
         assert not torch.allclose(after, before)
         torch.testing.assert_close(after, _unfused_logits(model, pixel_values), atol=2e-5, rtol=1e-4)
+        copied = copy.deepcopy(model)  # the folded (oneDNN-packed) weights stay behind; the copy builds its own
+        assert copied.backbone._fused_plan is None
+        torch.testing.assert_close(copied(pixel_values).logits, after)
     model.train()
     assert model.backbone._fused_plan is None  # the folded copies are dropped while training
     model(pixel_values, labels=torch.tensor([[1, 2], [3, -100]])).loss.backward()  # training runs the modules
