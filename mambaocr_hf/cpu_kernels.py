@@ -825,9 +825,9 @@ def linear(hidden_states: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
 
 
 @functools.cache
-def _onednn_conv_works() -> bool:
-    """Whether this torch build has oneDNN's fused convolution ops and they compute conv + add + ReLU (probed once, in
-    float32 whatever autocast the first caller runs under)."""
+def fused_conv_available() -> bool:
+    """Whether [`fused_conv`] can run here: this torch build has oneDNN's fused convolution ops and they compute
+    conv + add + ReLU (probed once, in float32 whatever autocast the first caller runs under)."""
     try:
         x = torch.linspace(-1, 1, 2 * 3 * 4 * 5).view(2, 3, 4, 5)
         weight, bias = torch.linspace(-1, 1, 4 * 3 * 9).view(4, 3, 3, 3), torch.linspace(-1, 1, 4)
@@ -839,11 +839,6 @@ def _onednn_conv_works() -> bool:
             return torch.allclose(out, F.relu(F.conv2d(x, weight, bias, padding=1) + other), atol=1e-4)
     except (AttributeError, RuntimeError):  # a torch build without oneDNN, or without these ops
         return False
-
-
-def fused_conv_available() -> bool:
-    """Whether [`fused_conv`] can run here (oneDNN's pointwise-fused convolutions work in this torch build)."""
-    return _onednn_conv_works()
 
 
 def fused_conv(

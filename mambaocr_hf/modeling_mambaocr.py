@@ -133,6 +133,12 @@ def _patch_stride(module: nn.Module, width_stride: int) -> None:
             sub.stride = (2, width_stride)
 
 
+def _kernel_width(module: nn.Module) -> int:
+    """How many columns a conv / pool reads per output column (1 for layers that never mix columns)."""
+    kernel = getattr(module, "kernel_size", 1)
+    return kernel[-1] if isinstance(kernel, tuple) else kernel
+
+
 class _PaddingMaskHook:
     """Forward pre-hook of a column-mixing backbone layer: zeroes its input's padding columns (see
     `MambaOCRBackbone`). An object rather than a bound method, so that a deep copy of one block (PEFT's
@@ -223,11 +229,9 @@ class MambaOCRBackbone(nn.Module):
         layers added after construction (PEFT LoRA's `lora_A` convolutions, which read the block's input beside the
         masked base layer) get their mask too."""
         for module in self.body.modules():
-            kernel = getattr(module, "kernel_size", 1)
-            kernel_width = kernel[-1] if isinstance(kernel, tuple) else kernel
             if (
                 isinstance(module, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d))
-                and kernel_width > 1
+                and _kernel_width(module) > 1
                 and not any(isinstance(hook, _PaddingMaskHook) for hook in module._forward_pre_hooks.values())
             ):
                 module.register_forward_pre_hook(_PaddingMaskHook(self))
@@ -338,8 +342,9 @@ class MambaOCRBackbone(nn.Module):
         return dtype if dtype in (torch.float32, torch.bfloat16) else None
 
     def _build_fused_plan(self, dtype: torch.dtype) -> dict | None:
-        """The ResNet as lists of steps for [`_forward_fused`]: `("conv", conv, weight, bias, relu)` with the following
-        BatchNorm folded in (in `dtype`), or `("module", pool)`. `None` if some part is not a plain timm ResNet
+        """The ResNet as lists of steps for [`_forward_fused`]: `["conv", conv, weight, bias, relu, packed]` with the
+        following BatchNorm folded in (in `dtype`; `packed` turns true once the weight is in oneDNN's layout), or
+        `("module", pool)`. `None` if some part is not a plain timm ResNet
         (PEFT-wrapped convolutions, squeeze-excitation, drop paths, hooks a user registered...)."""
         body = self.body
 
@@ -427,8 +432,7 @@ class MambaOCRBackbone(nn.Module):
         def run(hidden_states: torch.Tensor, steps: list, residual: torch.Tensor | None = None) -> torch.Tensor:
             for position, step in enumerate(steps):
                 kind, module = step[0], step[1]
-                kernel = module.kernel_size
-                if self._valid_pixels is not None and (kernel[-1] if isinstance(kernel, tuple) else kernel) > 1:
+                if self._valid_pixels is not None and _kernel_width(module) > 1:  # as `_install_padding_masks` hooks
                     hidden_states = self._mask_padding_columns(module, (hidden_states,))[0]
                 if kind == "module":
                     hidden_states = module.forward(hidden_states)  # masked above: skip its padding-mask hook

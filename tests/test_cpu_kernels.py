@@ -296,7 +296,7 @@ def test_fused_backbone_respects_hooks_and_peft_wrapped_convolutions():
 
 def test_fused_backbone_runs_when_first_used_under_bf16_autocast():
     # the oneDNN probe runs on first use: under autocast it must still probe in float32
-    cpu_kernels._onednn_conv_works.cache_clear()
+    cpu_kernels.fused_conv_available.cache_clear()
     model = _backbone_with_statistics()
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         model(torch.randn(1, 3, 32, 32))
