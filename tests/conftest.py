@@ -7,8 +7,10 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # The CPU scan kernels (built by the system C compiler on first use, ~1 s, then cached) run in every test, as they
 # do for users.
 
+import importlib.util  # noqa: E402
 import shutil  # noqa: E402
 import textwrap  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
@@ -31,6 +33,17 @@ def tiny_config_kwargs(**overrides):
     )
     kwargs.update(overrides)
     return kwargs
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def load_script(name: str):
+    """`scripts/<name>.py` imported as a module (the scripts are not a package)."""
+    spec = importlib.util.spec_from_file_location(f"{name}_script", ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(autouse=True)

@@ -1,22 +1,13 @@
 """scripts/benchmark.py's bookkeeping (the timings themselves are not tested: they belong to benchmark runs)."""
 
-import importlib.util
 import subprocess
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def _load_benchmark():
-    spec = importlib.util.spec_from_file_location("benchmark_script", ROOT / "scripts" / "benchmark.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from .conftest import ROOT, load_script
 
 
 def test_rounds_report_each_figures_median():
-    benchmark = _load_benchmark()
+    benchmark = load_script("benchmark")
     rounds = [{"throughput": 10.0, "enc32_ms": 5.0}, {"error": "killed"}, {"throughput": 30.0, "enc32_ms": 3.0},
               {"throughput": 20.0, "enc32_ms": 4.0}]  # fmt: skip
     assert benchmark._median_over_rounds(rounds) == {"throughput": 20.0, "enc32_ms": 4.0}

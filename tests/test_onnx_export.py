@@ -25,19 +25,12 @@ from mambaocr_hf.onnx_export import (  # noqa: E402
 )
 from mambaocr_hf.selective_scan import selective_scan_export, selective_scan_reference  # noqa: E402
 
-from .conftest import tiny_config_kwargs  # noqa: E402
+from .conftest import load_script, tiny_config_kwargs  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _load_script():
-    spec = importlib.util.spec_from_file_location("export_onnx_script", ROOT / "scripts" / "export_onnx.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-export_script = _load_script()
+export_script = load_script("export_onnx")
 
 
 @pytest.fixture(scope="module")
