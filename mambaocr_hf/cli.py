@@ -100,7 +100,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", required=True, help="checkpoint folder, PEFT adapter folder or Hub repo id")
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps ... (default: cpu)")
-    parser.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"])
+    parser.add_argument(
+        "--dtype", default=None, choices=["float32", "bfloat16", "float16"], help="cast the weights to this dtype"
+    )
+    parser.add_argument(
+        "--bf16",
+        action="store_true",
+        help="bf16 autocast with float32 weights (CPUs with AVX-512 BF16/AMX, or CUDA); images whose read hangs on a "
+        "near-tie run again in float32, so the text stays float32's",
+    )
+    parser.add_argument(
+        "--fp32_margin", type=float, default=0.02, help="with --bf16: logit gap that counts as a near-tie (0: none)"
+    )
     parser.add_argument("--beam_width", type=int, default=1, help="1: greedy; more: CTC prefix beam search")
     parser.add_argument("--lexicon", default=None, help="text file, one word per line: the output must be one of them")
     parser.add_argument("--allowed_chars", default=None, help="only these characters may be output")
@@ -123,6 +134,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise SystemExit("--batch_size must be at least 1.")
     if args.beam_width < 1:
         raise SystemExit("--beam_width must be at least 1.")
+    if not args.fp32_margin >= 0:
+        raise SystemExit("--fp32_margin must be >= 0 (0: never re-run in float32).")
+    if args.bf16 and args.dtype not in (None, "float32"):
+        raise SystemExit("--bf16 autocasts float32 weights: leave out --dtype (or give --dtype float32).")
     if args.char_details and args.output_format != "jsonl":
         raise SystemExit("--char_details needs --format jsonl (tables and TSV have one row per image).")
     if args.output and not os.path.isdir(os.path.dirname(os.path.abspath(args.output))):
@@ -159,6 +174,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"folder or a Hub repo id (offline, it must be in the local Hub cache).\n{error}"
         ) from error
     options = {"beam_width": args.beam_width, "output_char_details": args.char_details}
+    if args.bf16:
+        options.update(bf16=True, fp32_margin=args.fp32_margin)
     try:  # bad options end the run with their message, before any work
         if args.lexicon:
             options["lexicon"] = reader.processor.build_lexicon(args.lexicon)

@@ -824,6 +824,15 @@ def linear(hidden_states: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
     return F.linear(hidden_states, weight, bias)
 
 
+def cpu_supports_bf16() -> bool:
+    """Whether this CPU runs bfloat16 matrix products natively (AVX-512 BF16 or AMX); elsewhere bf16 autocast is
+    emulated and slower than float32."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 @functools.cache
 def fused_conv_available() -> bool:
     """Whether [`fused_conv`] can run here: this torch build has oneDNN's fused convolution ops and they compute

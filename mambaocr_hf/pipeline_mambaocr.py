@@ -20,9 +20,13 @@ from torch.utils.data import DataLoader
 from transformers.image_utils import load_image
 from transformers.pipelines.base import Pipeline, no_collate_fn
 from transformers.pipelines.pt_utils import PipelineDataset, PipelineIterator
+from transformers.utils import logging
 
+from .cpu_kernels import cpu_supports_bf16
 from .decoding import CTCLexicon, character_mask
 from .image_processing_mambaocr import to_pil_image
+
+logger = logging.get_logger(__name__)
 
 PIPELINE_TASK = "scene-text-recognition"
 # Written into saved checkpoints' config.json (`custom_pipelines`). Only "image-to-text": a custom entry takes
@@ -65,6 +69,10 @@ class MambaOCRPipeline(Pipeline):
         allowed_chars / blocked_chars (`str`): characters the output may / must not contain.
         output_char_details (`bool`): add per-character `chars`: character, confidence, frame span and x-range in
             the input image's pixels.
+        bf16 (`bool`, defaults to False): run the model under bf16 autocast (CPUs with AVX-512 BF16 or AMX, and
+            CUDA), re-running in float32 the images whose read hangs on a near-tie, so the text stays float32's (see
+            [`MambaOCRForCTC.forward_bf16`]). Unlike `dtype=torch.bfloat16`, the weights stay float32.
+        fp32_margin (`float`, defaults to 0.02): the logit gap below which `bf16` re-runs an image; 0 never does.
         timeout (`float`): for URLs.
 
     Returns per image `{"generated_text": str, "score": float}` (plus `"chars"` on request). `score` is in [0, 1]: the
@@ -120,11 +128,25 @@ class MambaOCRPipeline(Pipeline):
         output_char_details: bool | None = None,
         token_min_logp: float | None = None,
         timeout: float | None = None,
+        bf16: bool | None = None,
+        fp32_margin: float | None = None,
         **kwargs,
     ):
         if kwargs:
             raise TypeError(f"MambaOCRPipeline got unexpected arguments {sorted(kwargs)}.")
         preprocess_params = {} if timeout is None else {"timeout": timeout}
+        forward_params: dict[str, Any] = {}
+        if bf16 is not None:
+            forward_params["bf16"] = bool(bf16)
+            if bf16 and self.device.type == "cpu" and not cpu_supports_bf16():
+                logger.warning_once(
+                    "bf16=True on a CPU without native bfloat16 (AVX-512 BF16 / AMX): it is emulated and slower than "
+                    "float32 here."
+                )
+        if fp32_margin is not None:
+            if not fp32_margin >= 0:
+                raise ValueError(f"`fp32_margin` must be >= 0 (0: never re-run in float32), got {fp32_margin}.")
+            forward_params["fp32_margin"] = float(fp32_margin)
         postprocess_params: dict[str, Any] = {}
         if beam_width is not None:
             if int(beam_width) < 1:
@@ -141,7 +163,7 @@ class MambaOCRPipeline(Pipeline):
             postprocess_params["output_char_details"] = bool(output_char_details)
         if token_min_logp is not None:
             postprocess_params["token_min_logp"] = token_min_logp
-        return preprocess_params, {}, postprocess_params
+        return preprocess_params, forward_params, postprocess_params
 
     def __call__(self, images, **kwargs):
         """Recognise the text of one image (returns a dict) or of a list of images (returns a list of dicts)."""
@@ -175,10 +197,19 @@ class MambaOCRPipeline(Pipeline):
         inputs["original_width"] = torch.tensor([pil.width])
         return inputs
 
-    def _forward(self, model_inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def _forward(
+        self, model_inputs: dict[str, torch.Tensor], bf16: bool = False, fp32_margin: float = 0.02
+    ) -> dict[str, torch.Tensor]:
         pixel_mask = model_inputs["pixel_mask"]
         pixel_values = model_inputs["pixel_values"].to(self.dtype or torch.float32)
-        outputs = self.model(pixel_values=pixel_values, pixel_mask=pixel_mask)
+        forward_bf16 = getattr(self.model, "forward_bf16", None)
+        if bf16 and forward_bf16 is not None:
+            outputs = forward_bf16(pixel_values=pixel_values, pixel_mask=pixel_mask, fp32_margin=fp32_margin)
+        else:
+            if bf16:  # a checkpoint whose own code predates `forward_bf16`
+                logger.warning_once("This checkpoint's model code has no `forward_bf16`: plain bf16 autocast.")
+            with torch.autocast(pixel_values.device.type, dtype=torch.bfloat16, enabled=bf16):
+                outputs = self.model(pixel_values=pixel_values, pixel_mask=pixel_mask)
         return {
             "logits": outputs.logits,
             "frame_lengths": outputs.frame_lengths,

@@ -13,16 +13,9 @@ import torch
 from transformers import EvalPrediction, Trainer, TrainingArguments, set_seed
 from transformers.utils import logging
 
+from .cpu_kernels import cpu_supports_bf16
+
 logger = logging.get_logger(__name__)
-
-
-def cpu_supports_bf16() -> bool:
-    """Whether this CPU runs bfloat16 matrix products natively (AVX-512 BF16 or AMX); elsewhere bf16 autocast is
-    emulated and slower than float32."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
 
 
 def setup_training_run(training_args: TrainingArguments, script_logger: std_logging.Logger) -> None:

@@ -39,7 +39,17 @@ def main() -> None:
     parser.add_argument("--max_samples", type=int, default=None)
     parser.add_argument("--batch_size", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast (CPU with AVX-512 BF16/AMX, or CUDA)")
+    parser.add_argument(
+        "--bf16",
+        action="store_true",
+        help="bfloat16 autocast (CPU with AVX-512 BF16/AMX, or CUDA), near-ties re-run in float32 (see --fp32_margin)",
+    )
+    parser.add_argument(
+        "--fp32_margin",
+        type=float,
+        default=0.02,
+        help="bf16: images with a frame whose two best logits are closer than this run again in float32 (0: never)",
+    )
     parser.add_argument(
         "--compare_bf16",
         action="store_true",
@@ -62,6 +72,10 @@ def main() -> None:
     args = parser.parse_args()
     if (args.dataset is None) == (args.long_lines == 0):
         parser.error("give either --dataset or --long_lines")
+    if args.compare_bf16 and args.bf16:
+        parser.error("--compare_bf16 runs float32 and bf16 side by side: leave out --bf16")
+    if not args.fp32_margin >= 0:
+        parser.error("--fp32_margin must be >= 0 (0: never re-run in float32)")
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(args.threads)
 
@@ -91,21 +105,30 @@ def main() -> None:
     model_seconds = 0.0
     start = time.perf_counter()
 
+    bf16_seconds, reruns = 0.0, 0
+
     def recognise(inputs: dict, bf16: bool):
-        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            outputs = model(**inputs)
+        nonlocal reruns
+        with torch.no_grad():
+            if bf16:
+                outputs = model.forward_bf16(**inputs, fp32_margin=args.fp32_margin)
+                reruns += int(outputs.fp32_rerun.sum())
+            else:
+                outputs = model(**inputs)
         return processor.batch_decode(
             outputs.logits, outputs.frame_lengths, output_char_details=True, beam_width=args.beam_width
         )
 
     def flush() -> None:
-        nonlocal model_seconds
+        nonlocal model_seconds, bf16_seconds
         inputs = processor(images=[row["image"] for row in batch], return_tensors="pt")
         began = time.perf_counter()
         decoded = recognise(inputs, args.bf16)
         model_seconds += time.perf_counter() - began
         if args.compare_bf16:
+            began = time.perf_counter()
             bf16_predictions.extend(recognise(inputs, True).text)
+            bf16_seconds += time.perf_counter() - began
         predictions.extend(decoded.text)
         scores.extend(decoded.scores)
         widths.extend(inputs["pixel_mask"].sum(-1).tolist())
@@ -121,6 +144,8 @@ def main() -> None:
     metrics = compute_ocr_metrics(predictions, references)
     metrics["images_per_second"] = len(predictions) / (time.perf_counter() - start)
     metrics["model_ms_per_image"] = 1000 * model_seconds / max(len(predictions), 1)
+    if args.bf16:
+        metrics["fp32_reruns"] = reruns
     metrics["mean_label_length"] = sum(len(r) for r in references) / max(len(references), 1)
     metrics["mean_width_px"] = sum(widths) / max(len(widths), 1)
     print(f"{args.model} on {source}" + (f", beam {args.beam_width}" if args.beam_width > 1 else ""))
@@ -128,15 +153,21 @@ def main() -> None:
     if args.compare_bf16:
         bf16_metrics = compute_ocr_metrics(bf16_predictions, references)
         same = sum(a == b for a, b in zip(predictions, bf16_predictions)) / max(len(predictions), 1)
+        bf16_ms = 1000 * bf16_seconds / max(len(predictions), 1)
         metrics["bf16_comparison"] = {
             "same_text": same,
             "cer": bf16_metrics["cer"],
             "cer_delta": bf16_metrics["cer"] - metrics["cer"],
+            "fp32_margin": args.fp32_margin,
+            "fp32_reruns": reruns,
+            "model_ms_per_image": bf16_ms,
         }
         print(
-            f"\nbf16 autocast against {'bf16' if args.bf16 else 'float32'}: identical text on {same:.2%} of "
-            f"{len(predictions)} images; CER {bf16_metrics['cer']:.4f} against {metrics['cer']:.4f} "
-            f"(difference {bf16_metrics['cer'] - metrics['cer']:+.4f})"
+            f"\nbf16 autocast (near-ties re-run in float32 at margin {args.fp32_margin}: {reruns} of "
+            f"{len(predictions)} images) against float32: identical text on {same:.2%}; CER "
+            f"{bf16_metrics['cer']:.4f} against {metrics['cer']:.4f} (difference "
+            f"{bf16_metrics['cer'] - metrics['cer']:+.4f}); model time {bf16_ms:.2f} against "
+            f"{metrics['model_ms_per_image']:.2f} ms per image"
         )
     if args.reliability:
         rows = score_reliability(predictions, references, scores)

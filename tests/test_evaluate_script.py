@@ -38,8 +38,10 @@ def test_evaluate_script_reports_metrics(tmp_path):
     metrics = json.loads(output.read_text())
     assert metrics["num_samples"] == 3 and 0.0 <= metrics["cer"] and "word_accuracy_ci_alnum" in metrics
     assert "cer" in result.stdout
-    comparison = metrics["bf16_comparison"]  # the same images through bf16 autocast
+    comparison = metrics["bf16_comparison"]  # the same images through bf16 autocast, near-ties re-run in float32
     assert 0.0 <= comparison["same_text"] <= 1.0
+    assert comparison["fp32_margin"] == 0.02 and 0 <= comparison["fp32_reruns"] <= 3
+    assert comparison["model_ms_per_image"] > 0
     assert abs(comparison["cer_delta"] - (comparison["cer"] - metrics["cer"])) < 1e-9
     assert "identical text on" in result.stdout
 
