@@ -824,6 +824,7 @@ def linear(hidden_states: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
     return F.linear(hidden_states, weight, bias)
 
 
+@functools.cache
 def cpu_supports_bf16() -> bool:
     """Whether this CPU runs bfloat16 matrix products natively (AVX-512 BF16 or AMX); elsewhere bf16 autocast is
     emulated and slower than float32."""

@@ -25,6 +25,7 @@ from .cpu_kernels import (
     MAX_STATE,
     bidirectional_conv,
     bidirectional_scan,
+    cpu_supports_bf16,
     dense,
     fold_batch_norm,
     fused_conv,
@@ -342,6 +343,8 @@ class MambaOCRBackbone(nn.Module):
             dtype = torch.get_autocast_dtype("cpu")
         else:
             dtype = self.body.bn1.weight.dtype
+        if dtype == torch.bfloat16 and not cpu_supports_bf16():
+            return None  # oneDNN's bf16 convolutions need AVX-512 BF16 / AMX; the modules run (emulated) elsewhere
         return dtype if dtype in (torch.float32, torch.bfloat16) else None
 
     def _build_fused_plan(self, dtype: torch.dtype) -> dict | None:

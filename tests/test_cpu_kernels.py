@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from mambaocr_hf import MambaOCRConfig, MambaOCRForCTC, cpu_kernels
+from mambaocr_hf import MambaOCRConfig, MambaOCRForCTC, cpu_kernels, modeling_mambaocr
 from mambaocr_hf.modeling_mambaocr import MambaOCRAdapter, MambaOCRMixer
 
 from .conftest import tiny_config_kwargs
@@ -300,4 +300,24 @@ def test_fused_backbone_runs_when_first_used_under_bf16_autocast():
     model = _backbone_with_statistics()
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         model(torch.randn(1, 3, 32, 32))
-    assert model.backbone._fused_plan["plan"] is not None
+    assert cpu_kernels.fused_conv_available.cache_info().misses == 1 and cpu_kernels.fused_conv_available()
+    if cpu_kernels.cpu_supports_bf16():
+        assert model.backbone._fused_plan["plan"] is not None
+    else:  # oneDNN has no bf16 convolutions on this CPU: the modules ran
+        assert model.backbone._fused_plan is None
+
+
+def test_bf16_autocast_runs_the_modules_where_onednn_has_no_bf16(monkeypatch):
+    # CPUs without AVX-512 BF16 / AMX (e.g. AVX2-only ones): oneDNN refuses bf16 convolutions, so bf16 autocast
+    # must not take the fused path there; float32 still does
+    monkeypatch.setattr(modeling_mambaocr, "cpu_supports_bf16", lambda: False)
+    model = _backbone_with_statistics()
+    pixel_values = torch.randn(2, 3, 32, 48)
+    with torch.no_grad():
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            logits = model(pixel_values).logits
+            assert model.backbone._fused_plan is None
+            expected = _unfused_logits(model, pixel_values)
+        torch.testing.assert_close(logits, expected)
+        model(pixel_values)
+        assert model.backbone._fused_plan["plan"] is not None
