@@ -875,9 +875,10 @@ def fused_conv(
 
 
 def pack_conv_weight(weight: torch.Tensor, conv: nn.Conv2d, input_shape: torch.Size) -> torch.Tensor:
-    """`weight` reordered once into oneDNN's blocked layout for inputs like `input_shape` (inputs of other shapes
-    still work). Otherwise oneDNN reorders it on every call: ~23% of a 512-channel bf16 convolution's time at batch
-    32 × 32 frames here. The plain `weight` where this torch build cannot pack."""
+    """`weight` reordered once into oneDNN's blocked layout for inputs of `input_shape`. Otherwise oneDNN reorders it
+    on every call: ~23% of a 512-channel bf16 convolution's time at batch 32 × 32 frames on AVX-512. Inputs of other
+    shapes still work but run slower than with the plain weight (oneDNN picks another layout for them and reorders
+    the packed one). The plain `weight` where this torch build cannot pack."""
     try:
         return torch.ops.mkldnn._reorder_convolution_weight(
             weight, list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups, list(input_shape)

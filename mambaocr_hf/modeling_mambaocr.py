@@ -174,6 +174,8 @@ class MambaOCRBackbone(nn.Module):
       BatchNorm's batch statistics also see the (zeroed) padding columns.
     """
 
+    _PACKED_SHAPES = 2  # input shapes the fused inference path keeps oneDNN-packed weights for (a copy each)
+
     def __init__(self, config: MambaOCRConfig):
         super().__init__()
         self.config = config
@@ -348,9 +350,9 @@ class MambaOCRBackbone(nn.Module):
         return dtype if dtype in (torch.float32, torch.bfloat16) else None
 
     def _build_fused_plan(self, dtype: torch.dtype) -> dict | None:
-        """The ResNet as lists of steps for [`_forward_fused`]: `["conv", conv, weight, bias, relu, packed]` with the
-        following BatchNorm folded in (in `dtype`; `packed` turns true once the weight is in oneDNN's layout), or
-        `("module", pool)`. `None` if some part is not a plain timm ResNet
+        """The ResNet as lists of steps for [`_forward_fused`]: `("conv", conv, weight, bias, relu, packed)` with the
+        following BatchNorm folded in (in `dtype`; `packed` maps an input shape to the weight in oneDNN's layout for
+        it), or `("module", pool)`. `None` if some part is not a plain timm ResNet
         (PEFT-wrapped convolutions, squeeze-excitation, drop paths, hooks a user registered...)."""
         body = self.body
 
@@ -374,8 +376,7 @@ class MambaOCRBackbone(nn.Module):
                 if type(module) is not nn.Conv2d or type(norm) is not nn.BatchNorm2d or norm.training:
                     return None
                 relu = index + 2 < len(modules) and type(modules[index + 2]) is nn.ReLU
-                # a list: `_forward_fused` swaps the weight for its packed form on first use
-                out.append(["conv", module, *fold_batch_norm(module, norm, dtype), relu, False])
+                out.append(("conv", module, *fold_batch_norm(module, norm, dtype), relu, {}))
                 index += 3 if relu else 2
             return out
 
@@ -427,13 +428,24 @@ class MambaOCRBackbone(nn.Module):
         """The ResNet for inference on CPU with every BatchNorm folded into its convolution and the bias, residual
         add and ReLU computed inside oneDNN's convolution: one pass over each activation instead of four. The folded
         weights are kept (in the compute dtype, so bf16 autocast does not re-cast every weight on every call) until a
-        weight changes. `None` where a block is not plain (the caller then runs the modules)."""
+        weight changes. `None` where a block is not plain (the caller then runs the modules).
+
+        oneDNN runs fastest with weights reordered for one input shape, and 2-3.5x slower than with plain weights on
+        inputs of any other shape (measured on AVX2), while reordering them all costs about as much as one batch of
+        32. So the weights are packed for an input shape once it comes a second time, for the last
+        `_PACKED_SHAPES` such shapes; other shapes run with the plain folded weights."""
         key = self._fusion_key(dtype)
         if self._fused_plan is None or self._fused_plan["key"] != key:  # also remembers "cannot fuse" for this key
-            self._fused_plan = {"key": key, "plan": self._build_fused_plan(dtype)}
+            self._fused_plan = {"key": key, "plan": self._build_fused_plan(dtype), "uses": {}}
         plan = self._fused_plan["plan"]
         if plan is None:
             return None
+        shape, uses = tuple(pixel_values.shape), self._fused_plan["uses"]
+        uses[shape] = uses.pop(shape, 0) + 1  # the most recent shape last
+        if len(uses) > 64:
+            del uses[next(iter(uses))]
+        pack = uses[shape] > 1
+        packed_shapes = [seen for seen, count in uses.items() if count > 1][-self._PACKED_SHAPES :]
 
         def run(hidden_states: torch.Tensor, steps: list, residual: torch.Tensor | None = None) -> torch.Tensor:
             for position, step in enumerate(steps):
@@ -443,9 +455,13 @@ class MambaOCRBackbone(nn.Module):
                 if kind == "module":
                     hidden_states = module.forward(hidden_states)  # masked above: skip its padding-mask hook
                     continue
-                if not step[5]:
-                    step[2], step[5] = pack_conv_weight(step[2], module, hidden_states.shape), True
-                weight, bias, relu = step[2:5]
+                weight, bias, relu, packed = step[2:]
+                if pack:
+                    if shape not in packed:
+                        for stale in [seen for seen in packed if seen not in packed_shapes]:
+                            del packed[stale]
+                        packed[shape] = pack_conv_weight(weight, module, hidden_states.shape)
+                    weight = packed[shape]
                 if residual is not None and position == len(steps) - 1:  # the block's last convolution
                     hidden_states = fused_conv(hidden_states, weight, bias, module, relu=True, residual=residual)
                 else:

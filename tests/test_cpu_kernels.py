@@ -249,6 +249,36 @@ def test_fused_backbone_inference_matches_the_modules(backbone):
     assert fused_error < 2 * unfused_error + 1e-3
 
 
+def test_fused_backbone_packs_weights_for_repeated_shapes_only():
+    # weights packed for one input shape run other shapes 2-3.5x slower than plain ones: a shape seen once runs with
+    # the plain folded weights, a repeated one gets its own packed copy, and only the last two such shapes keep theirs
+    torch.manual_seed(0)
+    model = _backbone_with_statistics()
+    backbone = model.backbone
+    inputs = {(batch, width): torch.randn(batch, 3, 32, width) for batch, width in [(1, 40), (3, 24), (2, 64)]}
+
+    def packed_shapes():
+        convs = [step for step in backbone._fused_plan["plan"]["stem"] if step[0] == "conv"]
+        return sorted((shape[0], shape[-1]) for shape in convs[0][5])
+
+    with torch.no_grad():
+        expected = {shape: _unfused_logits(model, x) for shape, x in inputs.items()}
+        for order, (shape, after) in enumerate(
+            [
+                ((1, 40), []),
+                ((3, 24), []),
+                ((1, 40), [(1, 40)]),
+                ((3, 24), [(1, 40), (3, 24)]),
+                ((2, 64), [(1, 40), (3, 24)]),
+                ((2, 64), [(2, 64), (3, 24)]),
+                ((1, 40), [(1, 40), (2, 64)]),
+            ]  # fmt: skip
+        ):
+            logits = model(inputs[shape]).logits
+            torch.testing.assert_close(logits, expected[shape], atol=2e-5, rtol=1e-4, msg=f"call {order}")
+            assert packed_shapes() == sorted(after), f"call {order}"
+
+
 def test_fused_backbone_follows_weight_changes_and_training():
     torch.manual_seed(0)
     model = _backbone_with_statistics()
