@@ -35,12 +35,17 @@ def setup_training_run(training_args: TrainingArguments, script_logger: std_logg
     transformers.utils.logging.set_verbosity(log_level)
     std_logging.getLogger("mambaocr_hf").setLevel(log_level)
     set_seed(training_args.seed)
-    if training_args.bf16 and not torch.cuda.is_available() and not cpu_supports_bf16():
+    # `--bf16`, or `accelerate launch --mixed_precision bf16` (which TrainingArguments reads when it is built)
+    wants_bf16 = training_args.bf16 or getattr(training_args, "mixed_precision", "no") == "bf16"
+    if wants_bf16 and not torch.cuda.is_available() and not cpu_supports_bf16():
         logger.warning(
             "--bf16 was asked for, but this CPU has no native bfloat16 (AVX-512 BF16 / AMX): bf16 would be emulated "
-            "and slower than float32, so this run trains in float32. Pass --bf16 False to silence this."
+            "and ~7x slower than float32, so this run trains in float32. Pass --bf16 False to silence this."
         )
         training_args.bf16 = False
+        # TrainingArguments resolved its mixed precision when it was built, and the Trainer's accelerator (and so
+        # its autocast) follows that, not `bf16`
+        training_args.mixed_precision = "no"
     if "tensorboard" in training_args.report_to:
         from transformers.integrations import is_tensorboard_available
 
