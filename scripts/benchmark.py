@@ -8,6 +8,10 @@ median of `--iters` timed iterations after `--warmup` untimed ones. Weights are 
     python scripts/benchmark.py --models mambaocr bilstm    # a subset
     python scripts/benchmark.py --models mambaocr mambaocr-onnx   # PyTorch against ONNX Runtime
 
+The table's first line names the CPU, the kernels torch dispatches to (AVX2, AVX512, ...) and whether it has native
+bf16 (AVX-512 BF16 / AMX). Without it the bf16 rows would time an emulation slower than float32, so they are left out
+unless named with `--models`.
+
 `mambaocr-onnx` is the default model exported by `mambaocr_hf.onnx_export` (in a child process, so neither its time
 nor its memory counts) and run by ONNX Runtime with `intra_op_num_threads` = `--threads`; it needs the `onnx` extra.
 """
@@ -44,6 +48,30 @@ MODELS = {
 }
 # the ONNX row needs the `onnx` extra
 DEFAULT_MODELS = [name for name in MODELS if name != "mambaocr-onnx" or importlib.util.find_spec("onnxruntime")]
+
+
+def _default_models(native_bf16: bool) -> list[str]:
+    """Every row that runs here, the bf16 ones only where the CPU has native bf16."""
+    return [name for name in DEFAULT_MODELS if native_bf16 or not MODELS[name][3]]
+
+
+def _cpu() -> tuple[str, bool]:
+    """A line naming this CPU and the kernels torch runs on it, and whether it has native bf16."""
+    import platform
+
+    import torch
+
+    from mambaocr_hf.cpu_kernels import cpu_supports_bf16
+
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            name = next(line.split(":", 1)[1].strip() for line in handle if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    native_bf16 = cpu_supports_bf16()
+    capability = torch.backends.cpu.get_cpu_capability()
+    return f"CPU: {name}, {os.cpu_count()} cores, torch kernels {capability}, native bf16: {native_bf16}", native_bf16
 
 
 def _median_ms(fn: Callable[[], object], iters: int, warmup: int) -> float:
@@ -163,7 +191,7 @@ def _worker(name: str, iters: int, warmup: int) -> dict:
     return results
 
 
-def _format_table(rows: dict[str, dict], threads: int) -> str:
+def _format_table(rows: dict[str, dict], threads: int, cpu: str = "") -> str:
     reference = rows.get("bilstm", {}).get("throughput")
     header = (
         ["model", "img/s b32 32x128", "x bilstm", "latency b1 ms"]
@@ -173,6 +201,7 @@ def _format_table(rows: dict[str, dict], threads: int) -> str:
         + ["peak RSS MB"]
     )
     lines = [
+        *([cpu] if cpu else []),
         f"torch.set_num_threads({threads}); batch {BATCH}; median of timed iterations after warm-up; random weights",
         "",
         "| " + " | ".join(header) + " |",
@@ -219,7 +248,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads for every model")
     parser.add_argument("--iters", type=int, default=5, help="timed iterations (median reported), at least 5")
     parser.add_argument("--warmup", type=int, default=2, help="untimed iterations first")
-    parser.add_argument("--models", nargs="+", default=DEFAULT_MODELS, choices=list(MODELS))
+    parser.add_argument(
+        "--models", nargs="+", default=None, choices=list(MODELS), help="default: all (bf16 rows: with native bf16)"
+    )
     parser.add_argument(
         "--rounds",
         type=int,
@@ -248,6 +279,15 @@ def main() -> None:
 
     if args.rounds < 1:
         parser.error(f"--rounds must be at least 1, got {args.rounds}.")
+    cpu, native_bf16 = _cpu()
+    print(cpu, file=sys.stderr)
+    if args.models is None:
+        args.models = _default_models(native_bf16)
+        if not native_bf16:
+            print(
+                "no native bf16 on this CPU: the bf16 rows are left out (name them to time the emulation)",
+                file=sys.stderr,
+            )
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     runs: dict[str, list[dict]] = {name: [] for name in args.models}
     for round_index in range(args.rounds):
@@ -264,7 +304,7 @@ def main() -> None:
             else:
                 runs[name].append(json.loads(result.stdout.strip().splitlines()[-1]))
     rows = {name: _median_over_rounds(results) for name, results in runs.items()}
-    table = _format_table(rows, args.threads)
+    table = _format_table(rows, args.threads, cpu)
     if args.rounds > 1:
         table += f"\n\nEach figure: median over {args.rounds} interleaved rounds."
     print(table)

@@ -19,3 +19,13 @@ def test_rounds_must_be_positive():
         [sys.executable, str(ROOT / "scripts" / "benchmark.py"), "--rounds", "0"], capture_output=True, text=True
     )
     assert result.returncode == 2 and "--rounds must be at least 1" in result.stderr
+
+
+def test_table_names_the_cpu_and_bf16_rows_need_native_bf16():
+    benchmark = load_script("benchmark")
+    cpu, native = benchmark._cpu()
+    assert cpu.startswith("CPU: ") and f"native bf16: {native}" in cpu
+    assert benchmark._format_table({"bilstm": {"throughput": 10.0}}, 2, cpu).splitlines()[0] == cpu
+    emulated = benchmark._default_models(native_bf16=False)
+    assert "mambaocr" in emulated and not any(name.endswith("-bf16") for name in emulated)
+    assert {"mambaocr-bf16", "small-bf16"} <= set(benchmark._default_models(native_bf16=True))
