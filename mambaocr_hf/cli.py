@@ -110,7 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
         "near-tie run again in float32, so the text stays float32's",
     )
     parser.add_argument(
-        "--fp32_margin", type=float, default=0.02, help="with --bf16: logit gap that counts as a near-tie (0: none)"
+        "--fp32_margin",
+        type=float,
+        default=None,
+        help="with --bf16: logit gap that counts as a near-tie (0: none; default: the model's, 0.05)",
     )
     parser.add_argument("--beam_width", type=int, default=1, help="1: greedy; more: CTC prefix beam search")
     parser.add_argument("--lexicon", default=None, help="text file, one word per line: the output must be one of them")
@@ -134,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise SystemExit("--batch_size must be at least 1.")
     if args.beam_width < 1:
         raise SystemExit("--beam_width must be at least 1.")
-    if not args.fp32_margin >= 0:
+    if args.fp32_margin is not None and not args.fp32_margin >= 0:
         raise SystemExit("--fp32_margin must be >= 0 (0: never re-run in float32).")
     if args.bf16 and args.dtype not in (None, "float32"):
         raise SystemExit("--bf16 autocasts float32 weights: leave out --dtype (or give --dtype float32).")
@@ -175,7 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ) from error
     options = {"beam_width": args.beam_width, "output_char_details": args.char_details}
     if args.bf16:
-        options.update(bf16=True, fp32_margin=args.fp32_margin)
+        options.update(bf16=True, fp32_margin=args.fp32_margin)  # None: the pipeline's default
     try:  # bad options end the run with their message, before any work
         if args.lexicon:
             options["lexicon"] = reader.processor.build_lexicon(args.lexicon)

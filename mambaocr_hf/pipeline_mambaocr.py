@@ -25,6 +25,7 @@ from transformers.utils import logging
 from .cpu_kernels import cpu_supports_bf16
 from .decoding import CTCLexicon, character_mask
 from .image_processing_mambaocr import to_pil_image
+from .modeling_mambaocr import FP32_MARGIN
 
 logger = logging.get_logger(__name__)
 
@@ -72,7 +73,7 @@ class MambaOCRPipeline(Pipeline):
         bf16 (`bool`, defaults to False): run the model under bf16 autocast (CPUs with AVX-512 BF16 or AMX, and
             CUDA), re-running in float32 the images whose read hangs on a near-tie, so the text stays float32's (see
             [`MambaOCRForCTC.forward_bf16`]). Unlike `dtype=torch.bfloat16`, the weights stay float32.
-        fp32_margin (`float`, defaults to 0.02): the logit gap below which `bf16` re-runs an image; 0 never does.
+        fp32_margin (`float`, defaults to 0.05): the logit gap below which `bf16` re-runs an image; 0 never does.
         timeout (`float`): for URLs.
 
     Returns per image `{"generated_text": str, "score": float}` (plus `"chars"` on request). `score` is in [0, 1]: the
@@ -198,7 +199,7 @@ class MambaOCRPipeline(Pipeline):
         return inputs
 
     def _forward(
-        self, model_inputs: dict[str, torch.Tensor], bf16: bool = False, fp32_margin: float = 0.02
+        self, model_inputs: dict[str, torch.Tensor], bf16: bool = False, fp32_margin: float = FP32_MARGIN
     ) -> dict[str, torch.Tensor]:
         pixel_mask = model_inputs["pixel_mask"]
         pixel_values = model_inputs["pixel_values"].to(self.dtype or torch.float32)

@@ -29,6 +29,7 @@ from mambaocr_hf.metrics import (
     format_reliability_table,
     score_reliability,
 )
+from mambaocr_hf.modeling_mambaocr import FP32_MARGIN
 
 
 def main() -> None:
@@ -47,7 +48,7 @@ def main() -> None:
     parser.add_argument(
         "--fp32_margin",
         type=float,
-        default=0.02,
+        default=FP32_MARGIN,
         help="bf16: images with a frame whose two best logits are closer than this run again in float32 (0: never)",
     )
     parser.add_argument(

@@ -125,6 +125,8 @@ def test_cli_bf16(checkpoint, tmp_path, capsys):
     float32 = capsys.readouterr().out
     assert main(args + ["--bf16", "--fp32_margin", "1e9"]) == 0
     assert capsys.readouterr().out == float32
+    assert main(args + ["--bf16"]) == 0  # the model's default margin
+    assert capsys.readouterr().out.splitlines()[1].startswith(str(tmp_path / "a.png") + "\t")
     with pytest.raises(SystemExit, match="--dtype"):
         main(args + ["--bf16", "--dtype", "bfloat16"])
     with pytest.raises(SystemExit, match="--fp32_margin"):
