@@ -21,6 +21,7 @@ from mambaocr_hf.data import (
     split_for_rank,
 )
 from mambaocr_hf.data.filters import LabelNormalizer
+from mambaocr_hf.data.synthetic import encode_image
 from mambaocr_hf.data.text_sampler import TextSampler, load_words
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -133,6 +134,8 @@ def test_synthetic_dataset_rows_match_the_generator(generator):
     assert [_digest(row["image"].convert("RGB")) for row in rows] == [
         _digest(generator.render(i)[0]) for i in range(12)
     ]
+    # a stream's images travel uncompressed (decoded at once, never stored): lossless, as the digests show
+    assert {row["image"].format for row in rows} == {"BMP"}
     unbounded = load_ocr_dataset("synthetic", processor=processor, seed=3, num_shards=100)
     # an unbounded stream reads its first shard without end: indices 0, 100, 200, ...
     assert [row["text"] for row in unbounded.take(3)] == [generator.render(i)[1] for i in (0, 100, 200)]
@@ -146,6 +149,12 @@ def test_synthetic_non_streaming(tmp_path):
     table = load_ocr_dataset("synthetic", streaming=False, num_samples=5, seed=1, cache_dir=str(tmp_path))
     assert isinstance(table, datasets.Dataset) and table.num_rows == 5
     assert table[4]["text"] == SyntheticTextGenerator(seed=1)[4]["text"]
+    # the cached table keeps the smaller PNG bytes, with the generator's pixels
+    stored = table.cast_column("image", datasets.Image(decode=False))[4]["image"]["bytes"]
+    assert stored.startswith(b"\x89PNG")
+    assert _digest(table[4]["image"].convert("RGB")) == _digest(SyntheticTextGenerator(seed=1).render(4)[0])
+    with pytest.raises(ValueError, match="'png', 'jpg' or 'bmp'"):
+        encode_image(SyntheticTextGenerator(seed=1).render(4)[0], "webp")
 
 
 def _identity(rows):

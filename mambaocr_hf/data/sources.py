@@ -163,6 +163,9 @@ def _load_synthetic(
         "num_samples": num_samples,
         "generator": generator,
         "sample_filter": geometry_only,
+        # a stream's bytes are decoded straight away: uncompressed BMP saves the PNG round trip (~0.5 ms of ~3.5 ms
+        # per sample on one core, which the training step shares); a cached dataset keeps the smaller PNG
+        "image_format": "bmp" if streaming else "png",
     }
     return _from_generator(synthetic_examples, gen_kwargs, streaming, split, cache_dir, generator.describe())
 
