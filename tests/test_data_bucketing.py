@@ -29,3 +29,26 @@ def test_processor_widths_drive_the_order():
     processor = MambaOCRImageProcessor()
     width_of = model_width_of(processor)
     assert width_of(Image.new("L", (100, 64))) == processor.target_width(100, 64) == 52
+
+
+def test_batches_come_as_steadily_as_rows():
+    """Once the pool is full, every `batch_size` rows read release one batch: a DataLoader worker never goes quiet
+    refilling a whole buffer while the training step waits."""
+    widths = [random.Random(i).randint(16, 256) for i in range(200)]
+    read = []
+
+    def stream():
+        for row in _rows(widths):
+            read.append(row)
+            yield row
+
+    dataset = WidthBucketedDataset(stream(), batch_size=8, width_of=lambda image: image.width, buffer_batches=4)
+    out = []
+    for row in dataset:
+        out.append((row, len(read)))
+    # the k-th batch (k >= 0) leaves when 8 * (4 + k) rows have been read, until the stream ends
+    for k in range((200 - 32) // 8 + 1):
+        assert out[8 * k][1] == 32 + 8 * k
+    assert sorted(row["text"] for row, _ in out) == sorted(str(i) for i in range(200))
+    batches = [[row["image"].width for row, _ in out[start : start + 8]] for start in range(0, 200, 8)]
+    assert all(len(batch) == 8 for batch in batches)  # the tail is drained in whole batches too

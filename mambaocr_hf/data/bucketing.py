@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import bisect
 import random
 from collections.abc import Callable, Iterable, Iterator
 
@@ -12,18 +13,23 @@ import torch
 class WidthBucketedDataset(torch.utils.data.IterableDataset):
     """Reorders a stream of `{"image", "text"}` rows so that consecutive `batch_size` rows have similar widths.
 
-    Rows are read into a buffer of `batch_size * buffer_batches`, sorted by the width the model will see, cut into
-    batches, and the batches are yielded in random order. Every row is still used once; the DataLoader's batches then
-    pad to a width close to their own (text crops vary from a few to hundreds of pixels wide, so padding to the
-    widest of a random batch can double the work of a training step).
+    Rows go into a pool of `batch_size * buffer_batches`, kept sorted by the width the model will see. Once the pool
+    is full, every `batch_size` rows read release one batch: the `batch_size` pooled rows of the widths nearest to a
+    randomly drawn pooled row. Every row is still used once; the DataLoader's batches then pad to a width close to
+    their own (text crops vary from a few to hundreds of pixels wide, so padding to the widest of a random batch can
+    double the work of a training step).
+
+    The output is as steady as the input: one batch per `batch_size` rows read. Sorting a whole buffer and then
+    emitting all of its batches at once would make a DataLoader worker go quiet while it refills the buffer, and
+    the training step wait on it (with one worker on 2 cores: two of every 16 steps took ~1 s instead of 0.4 s).
 
     Args:
         dataset: the stream (a `datasets.IterableDataset` or any iterable of rows). Worker and rank sharding stay
             the stream's own.
         batch_size: the per-device batch size of the DataLoader that reads this dataset.
         width_of: maps a row's image to the width the model sees (e.g. from `MambaOCRImageProcessor.target_width`).
-        buffer_batches: how many batches are sorted together (more: tighter widths, less randomness).
-        seed: order of the batches within a buffer (each DataLoader worker adds its id).
+        buffer_batches: how many batches' rows the pool holds (more: tighter widths, less randomness).
+        seed: which batches are drawn (each DataLoader worker adds its id).
     """
 
     def __init__(
@@ -43,25 +49,27 @@ class WidthBucketedDataset(torch.utils.data.IterableDataset):
         self.buffer_batches = buffer_batches
         self.seed = seed
 
-    def _flush(self, buffer: list[dict], rng: random.Random) -> Iterator[dict]:
-        buffer.sort(key=lambda row: self.width_of(row["image"]))
-        batches = [buffer[i : i + self.batch_size] for i in range(0, len(buffer), self.batch_size)]
-        rng.shuffle(batches)
-        for batch in batches:
-            yield from batch
+    def _release(self, pool: list[tuple[int, int, dict]], rng: random.Random) -> Iterator[dict]:
+        """Removes from the sorted `pool` the batch of widths nearest to a random pooled row, and yields its rows."""
+        size = min(self.batch_size, len(pool))
+        centre = rng.randrange(len(pool))
+        start = min(max(centre - size // 2, 0), len(pool) - size)
+        batch = pool[start : start + size]
+        del pool[start : start + size]
+        for _, _, row in batch:
+            yield row
 
     def __iter__(self) -> Iterator[dict]:
         worker = torch.utils.data.get_worker_info()
         rng = random.Random(self.seed + (worker.id if worker is not None else 0))
-        buffer: list[dict] = []
+        pool: list[tuple[int, int, dict]] = []  # (width, arrival, row), sorted; arrival breaks width ties
         capacity = self.batch_size * self.buffer_batches
-        for row in self.dataset:
-            buffer.append(row)
-            if len(buffer) == capacity:
-                yield from self._flush(buffer, rng)
-                buffer = []
-        if buffer:
-            yield from self._flush(buffer, rng)
+        for arrival, row in enumerate(self.dataset):
+            bisect.insort(pool, (self.width_of(row["image"]), arrival, row))
+            if len(pool) == capacity:
+                yield from self._release(pool, rng)
+        while pool:
+            yield from self._release(pool, rng)
 
     def set_epoch(self, epoch: int) -> None:
         """Forwarded to the stream (its shuffling) and used for the batch order, as `Trainer` calls it per epoch."""
