@@ -142,6 +142,39 @@ def test_split_folders_and_non_streaming(tmp_path, processor):
     assert table[1]["text"] == WORDS[4] and table[1]["image"].size == (64, 32)
 
 
+def test_training_split_never_reads_held_out_folders(tmp_path, processor, caplog):
+    """A root with val/ but no train/ folder: the training split reads the rest of the root, never val/ (its rows
+    would leak into training); clovaai's LMDB release names its splits training/validation/evaluation."""
+    for folder, words in (("shop_signs", WORDS[:2]), ("receipts", WORDS[2:4]), ("val", WORDS[4:6])):
+        for index in range(len(words)):
+            _write(str(tmp_path / folder / f"{index}.png"), _encoded())
+        (tmp_path / folder / "labels.tsv").write_text("".join(f"{i}.png\t{w}\n" for i, w in enumerate(words)))
+    assert sorted(_texts(load_ocr_dataset(str(tmp_path), split="train", processor=processor))) == sorted(WORDS[:4])
+    assert "val" in caplog.text and "no train/ folder" in caplog.text
+    assert _texts(load_ocr_dataset(str(tmp_path), split="val", processor=processor)) == WORDS[4:6]
+    assert len(_texts(load_ocr_dataset(str(tmp_path), processor=processor))) == 6  # no split: everything
+    release = tmp_path / "release"
+    for folder, words in (("training/MJ", WORDS[:3]), ("validation", WORDS[3:5]), ("evaluation/IIIT", WORDS[5:6])):
+        rows = [{"image": _encoded(), "text": word} for word in words]
+        write_lmdb(rows, release / folder, show_progress=False)
+    assert _texts(load_ocr_dataset(str(release), split="train", processor=processor)) == WORDS[:3]
+    assert _texts(load_ocr_dataset(str(release), split="validation", processor=processor)) == WORDS[3:5]
+    assert _texts(load_ocr_dataset(str(release), split="test", processor=processor)) == WORDS[5:6]
+
+
+def test_empty_labels_file_and_error_policy_name_the_place(tmp_path, processor):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "labels.tsv").write_text("")
+    with pytest.raises(ValueError, match="hold no lines"):
+        load_ocr_dataset(str(tmp_path / "empty"), processor=processor)
+    _write(str(tmp_path / "crops" / "0.png"), _encoded())
+    _write(str(tmp_path / "crops" / "1.png"), _encoded())
+    (tmp_path / "crops" / "labels.tsv").write_text("0.png\tfine\n1.png\tnaïve\n", encoding="utf-8")
+    rows = load_ocr_dataset(str(tmp_path / "crops"), processor=processor, unknown_char_policy="error")
+    with pytest.raises(ValueError, match=r"labels\.tsv:byte 11 \(1\.png\): Label 'naïve' has characters outside"):
+        list(rows)
+
+
 # LMDB
 
 

@@ -328,7 +328,10 @@ class SampleFilter:
         if not text:
             raise SkipSample("empty_label", where)
         if self.normalizer is not None:
-            label = self.normalizer(text)
+            try:
+                label = self.normalizer(text)
+            except ValueError as error:  # the "error" policy: say which sample, or a large file cannot be fixed
+                raise ValueError(f"{where}: {error}") from None
             if label is None:
                 unknown = self.normalizer.unknown_characters(text)
                 raise SkipSample("unknown_characters", f"{where} (label {text!r}, characters {unknown})")

@@ -37,12 +37,20 @@ SYNTHETIC_OPTIONS = (
     "config",
 )
 _HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
-_SPLIT_ALIASES = {"validation": ("validation", "val", "valid"), "val": ("val", "validation", "valid")}
+_SPLIT_ALIASES = {
+    "train": ("train", "training"),
+    "validation": ("validation", "val", "valid"),
+    "val": ("val", "validation", "valid"),
+    "test": ("test", "evaluation"),
+}
+# sub-folders that hold a held-out split: the training split never reads them (clovaai's LMDB release names its
+# splits training/validation/evaluation)
+_HELD_OUT_FOLDERS = {"val", "validation", "valid", "test", "evaluation"}
 
 
 def _split_folder(path: str, split: str | None) -> str:
-    """`path/<split>` when it exists (`val` and `validation` stand for each other), else `path` for the training
-    split; any other split must have its folder."""
+    """`path/<split>` when it exists (`val` and `validation` stand for each other, as do `train` and `training`),
+    else `path` for the training split; any other split must have its folder."""
     if split is None:
         return path
     for name in _SPLIT_ALIASES.get(split, (split,)):
@@ -51,6 +59,22 @@ def _split_folder(path: str, split: str | None) -> str:
     if split == "train":
         return path
     raise FileNotFoundError(f"{path} has no folder for the split {split!r}.")
+
+
+def _without_held_out(found: list[str], path: str, split: str | None) -> list[str]:
+    """`found` (files or folders at or under `path`) without those in a held-out split's sub-folder of `path`, when
+    the training split reads `path` itself for want of a `train/` folder: else the held-out rows would leak into
+    training."""
+    if split != "train" or os.path.isfile(path) or _split_folder(path, split) != path:
+        return found
+    kept = [item for item in found if os.path.relpath(item, path).split(os.sep)[0].lower() not in _HELD_OUT_FOLDERS]
+    if len(kept) < len(found):
+        left_out = sorted(set(found) - set(kept))
+        logger.warning(
+            f"{path} has no train/ folder: its training split reads the whole folder except the held-out split "
+            f"folders ({', '.join(left_out)}). Put the training data in {os.path.join(path, 'train')} to be explicit."
+        )
+    return kept
 
 
 def detect_layout(source: str) -> str:
@@ -179,7 +203,7 @@ def _load_lmdb(
     cache_dir: str | None,
     verify_images: bool,
 ) -> Dataset | IterableDataset:
-    roots = find_lmdb_roots(_split_folder(path, split))
+    roots = _without_held_out(find_lmdb_roots(_split_folder(path, split)), path, split)
     if not roots:
         raise FileNotFoundError(f"No LMDB (data.mdb) under {path!r} for the split {split!r}.")
     sizes = {root: lmdb_num_samples(root) for root in roots}
@@ -226,9 +250,14 @@ def _load_folder(
     verify_images: bool,
 ) -> Dataset | IterableDataset:
     files = find_label_files(path if os.path.isfile(path) else _split_folder(path, split))
+    files = _without_held_out(files, path, split)
     if not files:
         raise FileNotFoundError(f"No labels.tsv under {path!r} for the split {split!r}.")
     shards = _line_shards(files, num_shards)
+    if not shards:
+        raise ValueError(
+            f"{', '.join(files)} hold no lines: write one `image path<TAB>label` line per image into labels.tsv."
+        )
     gen_kwargs = {"shards": shards, "sample_filter": sample_filter, "verify_images": verify_images}
     return _from_generator(folder_examples, gen_kwargs, streaming, split, cache_dir, [_stat(file) for file in files])
 
