@@ -48,6 +48,7 @@ class WidthBucketedDataset(torch.utils.data.IterableDataset):
         self.width_of = width_of
         self.buffer_batches = buffer_batches
         self.seed = seed
+        self.epoch = 0
 
     def _release(self, pool: list[tuple[int, int, dict]], rng: random.Random) -> Iterator[dict]:
         """Removes from the sorted `pool` the batch of widths nearest to a random pooled row, and yields its rows."""
@@ -61,7 +62,8 @@ class WidthBucketedDataset(torch.utils.data.IterableDataset):
 
     def __iter__(self) -> Iterator[dict]:
         worker = torch.utils.data.get_worker_info()
-        rng = random.Random(self.seed + (worker.id if worker is not None else 0))
+        # a function of (seed, epoch, worker) alone, so a resumed run draws the batches the killed one would have
+        rng = random.Random(f"{self.seed}-{self.epoch}-{worker.id if worker is not None else 0}")
         pool: list[tuple[int, int, dict]] = []  # (width, arrival, row), sorted; arrival breaks width ties
         capacity = self.batch_size * self.buffer_batches
         for arrival, row in enumerate(self.dataset):
@@ -73,7 +75,7 @@ class WidthBucketedDataset(torch.utils.data.IterableDataset):
 
     def set_epoch(self, epoch: int) -> None:
         """Forwarded to the stream (its shuffling) and used for the batch order, as `Trainer` calls it per epoch."""
-        self.seed += epoch
+        self.epoch = epoch
         if hasattr(self.dataset, "set_epoch"):
             self.dataset.set_epoch(epoch)
 
