@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import difflib
+
 from transformers import PretrainedConfig
 from transformers.utils import logging
 
@@ -195,7 +197,23 @@ class MambaOCRConfig(PretrainedConfig):
         """A config from a named size (`"base"`, `"small"`), with any argument overridden."""
         if name not in PRESETS:
             raise ValueError(f"Unknown preset {name!r}; choose one of {list(PRESETS)}.")
+        cls.check_field_names(overrides)
         return cls(**{**PRESETS[name], **overrides})
+
+    @classmethod
+    def check_field_names(cls, values: dict) -> None:
+        """Raise a `ValueError` naming the keys of `values` that are no config field (with the nearest field): a
+        misspelt override would otherwise be stored as an attribute and the default size trained."""
+        known = set(cls().to_dict())
+        unknown = sorted(set(values) - known)
+        if unknown:
+            hints = [
+                f"{key!r} (did you mean {close[0]!r}?)"
+                if (close := difflib.get_close_matches(key, known, 1))
+                else repr(key)
+                for key in unknown
+            ]
+            raise ValueError(f"Unknown MambaOCRConfig fields: {', '.join(hints)}.")
 
     def _validate(self) -> None:
         def positive(name: str) -> None:

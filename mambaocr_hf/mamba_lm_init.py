@@ -83,6 +83,7 @@ def config_from_mamba_lm(lm, num_layers: int | None = None, **overrides) -> Mamb
     clashing = {key for key in overrides if key in from_lm and key != "num_hidden_layers"}
     if clashing:
         raise ValueError(f"{sorted(clashing)} are set by the language model and cannot be overridden.")
+    MambaOCRConfig.check_field_names(overrides)
     return MambaOCRConfig(**{**from_lm, **overrides})
 
 

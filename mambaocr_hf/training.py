@@ -182,7 +182,11 @@ def parse_config_overrides(text: str | None) -> dict:
     for item in items:
         if not item.strip():
             continue
-        key, _, value = item.partition("=")
+        key, equals, value = item.partition("=")
+        if not equals or not key.strip():
+            raise ValueError(
+                f"Config override {item.strip()!r} is not `key=value`: write e.g. 'hidden_size=192,sequence_model=bilstm'."
+            )
         try:
             overrides[key.strip()] = json.loads(value)
         except json.JSONDecodeError:

@@ -66,3 +66,6 @@ def test_presets():
     assert MambaOCRConfig.from_preset("base").to_dict() == MambaOCRConfig().to_dict()
     with pytest.raises(ValueError, match="Unknown preset"):
         MambaOCRConfig.from_preset("huge")
+    # a misspelt override is refused, not stored as an attribute beside the default size
+    with pytest.raises(ValueError, match="'hiden_size' \\(did you mean 'hidden_size'\\?\\)"):
+        MambaOCRConfig.from_preset("small", hiden_size=64)
