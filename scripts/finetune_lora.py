@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from transformers import AutoModel, AutoProcessor, HfArgumentParser, TrainingArguments
 
 from mambaocr_hf import MambaOCRForCTC, MambaOCRProcessor, save_checkpoint
-from mambaocr_hf.data import load_ocr_dataset, skip_counts
+from mambaocr_hf.data import interleave_sources, load_ocr_dataset, skip_counts
 from mambaocr_hf.image_processing_mambaocr import MambaOCRImageProcessor
 from mambaocr_hf.metrics import format_metrics_table
 from mambaocr_hf.peft_utils import (
@@ -158,7 +158,8 @@ def load_data(data_args: DataArguments, processor, seed: int):
     if not data_args.dataset:
         raise ValueError("Pass --dataset: your crops (a folder with labels.tsv, an LMDB, parquet, a Hub dataset...).")
     if data_args.eval_dataset:
-        train = load_ocr_dataset(data_args.dataset, split="train", processor=processor, seed=data_args.dataset_seed)
+        # the seed reaches synthetic sources only (a folder, LMDB or Hub source takes none)
+        train = interleave_sources(data_args.dataset, split="train", processor=processor, seed=data_args.dataset_seed)
         evaluation = load_ocr_dataset(data_args.eval_dataset, split=data_args.eval_split, processor=processor)
         return train, evaluation.take(data_args.max_eval_samples)
     if data_args.validation_size <= 0:

@@ -128,10 +128,22 @@ _parse_overrides = parse_config_overrides
 INFERENCE_MAX_WIDTH = 2048
 
 
+NEW_MODEL_ARGUMENTS = ("preset", "config_overrides", "charset", "use_pretrained_backbone", "backbone_weights_path")
+
+
 def build_model_and_processor(args: ModelArguments) -> tuple[MambaOCRForCTC, MambaOCRProcessor]:
     if args.model_name_or_path:
         model = AutoModel.from_pretrained(args.model_name_or_path)
         processor = AutoProcessor.from_pretrained(args.model_name_or_path)
+        defaults = ModelArguments()
+        ignored = [name for name in NEW_MODEL_ARGUMENTS if getattr(args, name) != getattr(defaults, name)]
+        if ignored:
+            logger.warning(
+                f"{', '.join('--' + name for name in ignored)} describe a new model and are ignored: the model, its "
+                f"size and charset come from {args.model_name_or_path}."
+            )
+        # a saved processor reads lines up to INFERENCE_MAX_WIDTH px; training squeezes crops to --max_width
+        processor.image_processor.max_width = args.max_width
         return model, processor
     tokenizer = MambaOCRTokenizer(charset=args.charset, unknown_char_policy=args.unknown_char_policy)
     overrides = {"max_width": args.max_width, **_parse_overrides(args.config_overrides)}
@@ -165,16 +177,17 @@ def main() -> None:
     if data_args.synthetic_config:
         synthetic["config"] = SyntheticConfig(**json.loads(data_args.synthetic_config))
     with training_args.main_process_first(desc="dataset preparation"):
-        train_dataset = interleave_sources(
-            data_args.dataset, split="train", processor=processor, seed=data_args.dataset_seed, **synthetic
-        )
-        eval_options = synthetic if data_args.eval_dataset == "synthetic" else {}
-        eval_dataset = load_ocr_dataset(
-            data_args.eval_dataset,
-            split=data_args.eval_split,
-            processor=processor,
-            seed=data_args.dataset_seed,
-            **eval_options,
+        # the seed and synthetic options reach the synthetic sources only; the label policy applies to all
+        train_dataset, eval_dataset = (
+            interleave_sources(
+                spec,
+                split=split,
+                processor=processor,
+                seed=data_args.dataset_seed,
+                unknown_char_policy=model_args.unknown_char_policy,
+                **synthetic,
+            )
+            for spec, split in ((data_args.dataset, "train"), (data_args.eval_dataset, data_args.eval_split))
         )
         eval_dataset = eval_dataset.take(data_args.max_eval_samples)
     # each rank reads its own shards; with batches dispatched from rank 0 the split would not be needed
@@ -190,6 +203,9 @@ def main() -> None:
     )
 
     checkpoint = training_args.resume_from_checkpoint
+    if isinstance(checkpoint, str) and checkpoint.lower() in ("true", "false"):
+        # `--resume_from_checkpoint True`: the last checkpoint in output_dir (Trainer's meaning of True), not a path
+        checkpoint = True if checkpoint.lower() == "true" else None
     if checkpoint is None and os.path.isdir(training_args.output_dir) and not data_args.overwrite_output_dir:
         checkpoint = get_last_checkpoint(training_args.output_dir)
         if checkpoint is not None and training_args.process_index == 0:

@@ -64,6 +64,8 @@ def test_parse_preset_with_overrides(monkeypatch):
         "name": "a,b",
         "hidden_dropout": 0,
     }
+    with pytest.raises(ValueError, match="'hidden_size:64' is not `key=value`"):
+        train._parse_overrides("hidden_size:64,sequence_model=bilstm")
     for name in ("demo_cpu", "synthetic_cpu_long", "mjsynth", "finetune_folder"):
         monkeypatch.setattr(sys, "argv", ["train.py", str(ROOT / "scripts" / "configs" / f"{name}.json")])
         train._parse_args()  # every preset parses
@@ -95,6 +97,48 @@ def test_train_evaluate_save_and_resume(tmp_path):
     assert "Resuming from" in log and "checkpoint-3" in log
     state = json.loads((output / "checkpoint-5" / "trainer_state.json").read_text())
     assert state["global_step"] == 5
+
+
+def test_finetune_folder_preset_from_a_checkpoint(tmp_path):
+    """The README's fine-tuning command: a checkpoint, a folder of crops with train/ and val/, flags of a new model
+    ignored with a warning, `--max_width` applied to the loaded processor, and `--resume_from_checkpoint True`."""
+    from PIL import Image, ImageDraw
+
+    from mambaocr_hf import save_checkpoint
+
+    from .conftest import tiny_config_kwargs
+
+    torch.manual_seed(0)
+    base = tmp_path / "base"
+    save_checkpoint(MambaOCRForCTC(MambaOCRConfig(**tiny_config_kwargs())), MambaOCRProcessor.from_defaults(), base)
+    # the last training crop is 640×32: too wide for --max_width 128 (squeezed 5×), fine for the checkpoint's 2048
+    words = {"train": ["abc", "hello", "42", "mamba", "ocr", "x" * 60], "val": ["test", "crop"]}
+    for split, split_words in words.items():
+        (tmp_path / "crops" / split).mkdir(parents=True)
+        for index, word in enumerate(split_words):
+            image = Image.new("RGB", (640 if len(word) == 60 else 16 * len(word) + 8, 32), "white")
+            ImageDraw.Draw(image).text((4, 8), word, fill="black")
+            image.save(tmp_path / "crops" / split / f"{index}.png")
+        (tmp_path / "crops" / split / "labels.tsv").write_text(
+            "".join(f"{i}.png\t{w}\n" for i, w in enumerate(split_words))
+        )
+    common = [
+        str(ROOT / "scripts" / "configs" / "finetune_folder.json"), "--model_name_or_path", str(base),
+        "--dataset", str(tmp_path / "crops"), "--eval_dataset", str(tmp_path / "crops"), "--output_dir",
+        str(tmp_path / "out"), "--max_width", "128", "--per_device_train_batch_size", "2",
+        "--per_device_eval_batch_size", "2", "--num_demo_images", "0", "--bf16", "False",
+        "--dataloader_num_workers", "0", "--report_to", "none", "--logging_steps", "1",
+    ]  # fmt: skip
+    log = _run([*common, "--max_steps", "2", "--eval_steps", "2", "--save_steps", "2", "--config_overrides",
+                "hidden_size=64"], tmp_path)  # fmt: skip
+    assert "--config_overrides describe a new model and are ignored" in log
+    assert "Freeze strategy: adapters_layer4" in log and "Held-out evaluation" in log
+    assert "(640x32, ratio 20 outside" in log  # trained at --max_width 128, not at the checkpoint's 2048
+    assert json.loads((tmp_path / "out" / "processor_config.json").read_text())["image_processor"]["max_width"] == 2048
+    log = _run([*common, "--max_steps", "3", "--eval_steps", "3", "--save_steps", "3", "--resume_from_checkpoint",
+                "True"], tmp_path)  # fmt: skip
+    state = json.loads((tmp_path / "out" / "checkpoint-3" / "trainer_state.json").read_text())
+    assert state["global_step"] == 3 and state["log_history"][0]["step"] == 1  # the history of steps 1-2 kept
 
 
 LAUNCHERS = {
