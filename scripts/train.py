@@ -176,20 +176,21 @@ def main() -> None:
     synthetic = {}
     if data_args.synthetic_config:
         synthetic["config"] = SyntheticConfig(**json.loads(data_args.synthetic_config))
-    with training_args.main_process_first(desc="dataset preparation"):
+
+    def load(spec: str, split: str):
         # the seed and synthetic options reach the synthetic sources only; the label policy applies to all
-        train_dataset, eval_dataset = (
-            interleave_sources(
-                spec,
-                split=split,
-                processor=processor,
-                seed=data_args.dataset_seed,
-                unknown_char_policy=model_args.unknown_char_policy,
-                **synthetic,
-            )
-            for spec, split in ((data_args.dataset, "train"), (data_args.eval_dataset, data_args.eval_split))
+        return interleave_sources(
+            spec,
+            split=split,
+            processor=processor,
+            seed=data_args.dataset_seed,
+            unknown_char_policy=model_args.unknown_char_policy,
+            **synthetic,
         )
-        eval_dataset = eval_dataset.take(data_args.max_eval_samples)
+
+    with training_args.main_process_first(desc="dataset preparation"):
+        train_dataset = load(data_args.dataset, "train")
+        eval_dataset = load(data_args.eval_dataset, data_args.eval_split).take(data_args.max_eval_samples)
     # each rank reads its own shards; with batches dispatched from rank 0 the split would not be needed
     train_dataset = split_for_rank(train_dataset, training_args.process_index, training_args.world_size)
     if training_args.world_size > 1 and training_args.process_index == 0:
@@ -204,14 +205,15 @@ def main() -> None:
 
     checkpoint = training_args.resume_from_checkpoint
     if isinstance(checkpoint, str) and checkpoint.lower() in ("true", "false"):
-        # `--resume_from_checkpoint True`: the last checkpoint in output_dir (Trainer's meaning of True), not a path
-        checkpoint = True if checkpoint.lower() == "true" else None
+        # `--resume_from_checkpoint True`: the last checkpoint in output_dir (Trainer's meaning of True), not a path;
+        # False: start afresh
+        checkpoint = checkpoint.lower() == "true"
     if checkpoint is None and os.path.isdir(training_args.output_dir) and not data_args.overwrite_output_dir:
         checkpoint = get_last_checkpoint(training_args.output_dir)
         if checkpoint is not None and training_args.process_index == 0:
             print(f"Resuming from {checkpoint} (pass --overwrite_output_dir True to start afresh).")
     start = time.perf_counter()
-    train_result = trainer.train(resume_from_checkpoint=checkpoint)
+    train_result = trainer.train(resume_from_checkpoint=checkpoint or None)
     minutes = (time.perf_counter() - start) / 60
     metrics = dict(train_result.metrics, train_minutes=minutes, nonfinite_steps=trainer.nonfinite_steps)
     trainer.log_metrics("train", metrics)

@@ -61,11 +61,15 @@ def _split_folder(path: str, split: str | None) -> str:
     raise FileNotFoundError(f"{path} has no folder for the split {split!r}.")
 
 
-def _without_held_out(found: list[str], path: str, split: str | None) -> list[str]:
-    """`found` (files or folders at or under `path`) without those in a held-out split's sub-folder of `path`, when
-    the training split reads `path` itself for want of a `train/` folder: else the held-out rows would leak into
-    training."""
-    if split != "train" or os.path.isfile(path) or _split_folder(path, split) != path:
+def _find_in_split(path: str, split: str | None, find: Callable[[str], list[str]]) -> list[str]:
+    """What `find` (a finder of label files or LMDB roots) finds in the folder of `split` under `path`. When the
+    training split reads `path` itself for want of a `train/` folder, held-out split sub-folders are left out: else
+    their rows would leak into training."""
+    if os.path.isfile(path):
+        return find(path)
+    folder = _split_folder(path, split)
+    found = find(folder)
+    if split != "train" or folder != path:
         return found
     kept = [item for item in found if os.path.relpath(item, path).split(os.sep)[0].lower() not in _HELD_OUT_FOLDERS]
     if len(kept) < len(found):
@@ -203,7 +207,7 @@ def _load_lmdb(
     cache_dir: str | None,
     verify_images: bool,
 ) -> Dataset | IterableDataset:
-    roots = _without_held_out(find_lmdb_roots(_split_folder(path, split)), path, split)
+    roots = _find_in_split(path, split, find_lmdb_roots)
     if not roots:
         raise FileNotFoundError(f"No LMDB (data.mdb) under {path!r} for the split {split!r}.")
     sizes = {root: lmdb_num_samples(root) for root in roots}
@@ -249,8 +253,7 @@ def _load_folder(
     cache_dir: str | None,
     verify_images: bool,
 ) -> Dataset | IterableDataset:
-    files = find_label_files(path if os.path.isfile(path) else _split_folder(path, split))
-    files = _without_held_out(files, path, split)
+    files = _find_in_split(path, split, find_label_files)
     if not files:
         raise FileNotFoundError(f"No labels.tsv under {path!r} for the split {split!r}.")
     shards = _line_shards(files, num_shards)
