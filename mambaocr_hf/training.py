@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import json
 import logging as std_logging
+import os
 import sys
+import time
 from collections.abc import Callable
 
 import numpy as np
 import torch
-from transformers import EvalPrediction, Trainer, TrainingArguments, set_seed
+from transformers import EvalPrediction, Trainer, TrainerCallback, TrainingArguments, set_seed
+from transformers.trainer import TRAINER_STATE_NAME
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 from transformers.utils import logging
 
 from .cpu_kernels import cpu_supports_bf16
@@ -83,17 +87,54 @@ def make_ocr_trainer(
     )
 
 
+RUN_TOTALS_NAME = "mambaocr_run_totals.json"
+
+
 class OCRTrainer(Trainer):
-    """`Trainer` that never lets a non-finite loss or gradient reach the weights.
+    """`Trainer` that never lets a non-finite loss or gradient reach the weights, and keeps the run's totals across
+    resumes.
 
     CTC already zeroes infinite losses (`ctc_zero_infinity`); this also catches NaN from anywhere else (a bad image,
     an overflow in fp16): the step's gradients are dropped (the optimizer then skips those parameters), the event is
     counted in `nonfinite_steps` and logged.
+
+    Each checkpoint also holds `mambaocr_run_totals.json` (training seconds and non-finite steps so far), so a
+    resumed run reports `train_seconds` and `nonfinite_steps` of the whole run, not of its last part only.
+    `resumed_from_step` is the step it resumed at (None for a fresh run).
     """
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.nonfinite_steps = 0
+        self.resumed_from_step: int | None = None
+        self._seconds_before = 0.0  # training time of the run before the checkpoint it resumed from
+        self._started: float | None = None
+        self._stopped: float | None = None
+        self.add_callback(_RunTotalsCallback(self))
+
+    @property
+    def train_seconds(self) -> float:
+        """Seconds spent in `train()` over the whole run (evaluations and saving included), resumes added up."""
+        if self._started is None:
+            return self._seconds_before
+        return self._seconds_before + ((self._stopped or time.perf_counter()) - self._started)
+
+    def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs):
+        checkpoint = resume_from_checkpoint
+        if checkpoint is True:  # Trainer's meaning: the last checkpoint in output_dir
+            checkpoint = get_last_checkpoint(self.args.output_dir)
+        totals, self.resumed_from_step = {}, None
+        if isinstance(checkpoint, str):
+            # a checkpoint of another trainer (or of an older MambaOCR) has no totals: its time is unknown
+            totals = _read_json(os.path.join(checkpoint, RUN_TOTALS_NAME))
+            self.resumed_from_step = _read_json(os.path.join(checkpoint, TRAINER_STATE_NAME)).get("global_step")
+        self._seconds_before = float(totals.get("train_seconds", 0.0))
+        self.nonfinite_steps = int(totals.get("nonfinite_steps", 0))
+        self._started, self._stopped = time.perf_counter(), None
+        try:
+            return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+        finally:
+            self._stopped = time.perf_counter()
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, inputs, num_items_in_batch)
@@ -110,6 +151,73 @@ class OCRTrainer(Trainer):
             )
             return torch.zeros_like(loss)
         return loss
+
+
+def _read_json(path: str) -> dict:
+    if not os.path.isfile(path):
+        return {}
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+class _RunTotalsCallback(TrainerCallback):
+    """Writes the trainer's run totals into each checkpoint it saves (rank 0), for `OCRTrainer.train` to resume."""
+
+    def __init__(self, trainer: OCRTrainer):
+        self.trainer = trainer
+
+    def on_save(self, args, state, control, **kwargs):
+        folder = os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
+        if state.is_world_process_zero and os.path.isdir(folder):
+            totals = {
+                "train_seconds": self.trainer.train_seconds,
+                "nonfinite_steps": self.trainer.nonfinite_steps,
+            }
+            with open(os.path.join(folder, RUN_TOTALS_NAME), "w", encoding="utf-8") as handle:
+                json.dump(totals, handle, indent=2)
+
+
+def resolve_resume_checkpoint(value: str | bool | None, output_dir: str, auto_resume: bool = False) -> str | None:
+    """What `--resume_from_checkpoint` means for our scripts: a path; "True" (or True) for the last checkpoint in
+    `output_dir`; "False" to start afresh. Unset, with `auto_resume`, a run whose `output_dir` holds checkpoints
+    continues from the last one (a killed run restarted with the same command). A missing checkpoint is an error."""
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        value = value.lower() == "true"
+    if value is False:
+        return None
+    if value is None:
+        if not auto_resume or not os.path.isdir(output_dir):
+            return None
+        checkpoint = get_last_checkpoint(output_dir)
+        if checkpoint is not None:
+            logger.warning(f"Resuming from {checkpoint} (pass --overwrite_output_dir True to start afresh).")
+        return checkpoint
+    if value is True:
+        checkpoint = get_last_checkpoint(output_dir) if os.path.isdir(output_dir) else None
+        if checkpoint is None:
+            raise ValueError(
+                f"--resume_from_checkpoint True: {output_dir} holds no checkpoint-N folder to resume from. Pass a "
+                "checkpoint path, or drop the flag to start afresh."
+            )
+        return checkpoint
+    if not os.path.isdir(value):
+        raise ValueError(f"--resume_from_checkpoint {value}: no such checkpoint folder.")
+    return value
+
+
+def train_and_report(trainer: OCRTrainer, checkpoint: str | None = None) -> dict:
+    """`trainer.train()` from `checkpoint` (or afresh), then log and save (`train_results.json`) its metrics with the
+    whole run's `train_minutes` and `nonfinite_steps`, resumes added up (`train_runtime` covers this part only), and
+    `resumed_from_step` where it resumed. Returns the metrics."""
+    train_result = trainer.train(resume_from_checkpoint=checkpoint)
+    metrics = dict(
+        train_result.metrics, train_minutes=trainer.train_seconds / 60, nonfinite_steps=trainer.nonfinite_steps
+    )
+    if trainer.resumed_from_step is not None:
+        metrics["resumed_from_step"] = trainer.resumed_from_step
+    trainer.log_metrics("train", metrics)
+    trainer.save_metrics("train", metrics)
+    return metrics
 
 
 def preprocess_logits_for_metrics(logits, labels) -> torch.Tensor:
@@ -215,4 +323,6 @@ __all__ = [
     "parse_args_with_preset",
     "parse_config_overrides",
     "preprocess_logits_for_metrics",
+    "resolve_resume_checkpoint",
+    "train_and_report",
 ]

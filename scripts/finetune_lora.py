@@ -8,6 +8,7 @@
     python scripts/finetune_lora.py ... --merge_and_save runs/merged    # also write a merged plain checkpoint
     python scripts/finetune_lora.py ... --use_peft False                # full fine-tuning, same data and budget
     python scripts/finetune_lora.py ... --evaluate_only True            # the base alone on the held-out data
+    python scripts/finetune_lora.py ... --max_width 512                 # squeeze wider training crops to 512 px
     # "Mamba (with LoRA)": encoder from a Mamba LM, LoRA on its projections, adapters/layer4/projection/head fully
     python scripts/finetune_lora.py ... --model_name_or_path "" --init_from_mamba_lm state-spaces/mamba-130m-hf \\
         --mamba_lm_layers 4 --backbone_lora_stages "" --full_stages layer4
@@ -22,7 +23,6 @@ import json
 import logging
 import os
 import sys
-import time
 from dataclasses import dataclass, field
 
 from transformers import AutoModel, AutoProcessor, HfArgumentParser, TrainingArguments
@@ -49,7 +49,9 @@ from mambaocr_hf.training import (
     parameter_table,
     parse_args_with_preset,
     parse_config_overrides,
+    resolve_resume_checkpoint,
     setup_training_run,
+    train_and_report,
 )
 
 logger = logging.getLogger(__name__)
@@ -127,6 +129,13 @@ class DataArguments:
         default=0, metadata={"help": "Hold out this many rows of --dataset (a seeded, deterministic split)."}
     )
     max_eval_samples: int = field(default=2000, metadata={"help": "Evaluate on at most this many samples."})
+    max_width: int | None = field(
+        default=None,
+        metadata={
+            "help": "Widest training and held-out image in pixels (wider crops are squeezed); default: the starting "
+            "checkpoint's. What is saved keeps the checkpoint's width for inference."
+        },
+    )
     dataset_seed: int = field(default=0, metadata={"help": "Seed of the hold-out split and of the shuffling."})
     group_by_width: bool = field(default=True, metadata={"help": "Batch images of similar widths together."})
 
@@ -205,6 +214,9 @@ def main() -> None:
         extend_charset(model, processor, new_chars)
         print(f"Charset extended by {new_chars!r}: the CTC head now has {model.config.vocab_size} classes.")
 
+    inference_width = processor.image_processor.max_width
+    if data_args.max_width:
+        processor.image_processor.max_width = data_args.max_width
     train_dataset, eval_dataset = load_data(data_args, processor, training_args.seed)
     if peft_args.use_peft and not peft_args.evaluate_only:
         model = get_peft_model(model, **lora_options)
@@ -222,12 +234,8 @@ def main() -> None:
     )
     minutes = 0.0
     if not peft_args.evaluate_only:
-        start = time.perf_counter()
-        train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-        minutes = (time.perf_counter() - start) / 60
-        metrics = dict(train_result.metrics, train_minutes=minutes, nonfinite_steps=trainer.nonfinite_steps)
-        trainer.log_metrics("train", metrics)
-        trainer.save_metrics("train", metrics)
+        checkpoint = resolve_resume_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
+        minutes = train_and_report(trainer, checkpoint)["train_minutes"]
 
     eval_metrics = trainer.evaluate()
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad) if not peft_args.evaluate_only else 0
@@ -236,6 +244,7 @@ def main() -> None:
     trainer.save_metrics("eval", eval_metrics)
     if training_args.process_index != 0:
         return
+    processor.image_processor.max_width = inference_width  # what is saved reads lines as wide as the checkpoint did
     ocr_metrics = {
         k[len("eval_") :]: v
         for k, v in eval_metrics.items()

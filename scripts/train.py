@@ -14,14 +14,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
-import time
 from dataclasses import dataclass, field
 
 import torch
 from transformers import AutoModel, AutoProcessor, HfArgumentParser, TrainingArguments
-from transformers.trainer_utils import get_last_checkpoint
 
 from mambaocr_hf import MambaOCRConfig, MambaOCRForCTC, MambaOCRProcessor, save_checkpoint
 from mambaocr_hf.data import (
@@ -40,7 +37,9 @@ from mambaocr_hf.training import (
     parameter_table,
     parse_args_with_preset,
     parse_config_overrides,
+    resolve_resume_checkpoint,
     setup_training_run,
+    train_and_report,
 )
 
 logger = logging.getLogger(__name__)
@@ -203,21 +202,11 @@ def main() -> None:
         model, processor, training_args, train_dataset, eval_dataset, group_by_width=data_args.group_by_width
     )
 
-    checkpoint = training_args.resume_from_checkpoint
-    if isinstance(checkpoint, str) and checkpoint.lower() in ("true", "false"):
-        # `--resume_from_checkpoint True`: the last checkpoint in output_dir (Trainer's meaning of True), not a path;
-        # False: start afresh
-        checkpoint = checkpoint.lower() == "true"
-    if checkpoint is None and os.path.isdir(training_args.output_dir) and not data_args.overwrite_output_dir:
-        checkpoint = get_last_checkpoint(training_args.output_dir)
-        if checkpoint is not None and training_args.process_index == 0:
-            print(f"Resuming from {checkpoint} (pass --overwrite_output_dir True to start afresh).")
-    start = time.perf_counter()
-    train_result = trainer.train(resume_from_checkpoint=checkpoint or None)
-    minutes = (time.perf_counter() - start) / 60
-    metrics = dict(train_result.metrics, train_minutes=minutes, nonfinite_steps=trainer.nonfinite_steps)
-    trainer.log_metrics("train", metrics)
-    trainer.save_metrics("train", metrics)
+    # unset: a killed run restarted with the same command continues from its last checkpoint
+    checkpoint = resolve_resume_checkpoint(
+        training_args.resume_from_checkpoint, training_args.output_dir, auto_resume=not data_args.overwrite_output_dir
+    )
+    minutes = train_and_report(trainer, checkpoint)["train_minutes"]
 
     eval_metrics = trainer.evaluate()
     trainer.log_metrics("eval", eval_metrics)

@@ -334,7 +334,8 @@ def test_finetune_script_end_to_end(base_dir, tmp_path):
     data = tmp_path / "crops"
     data.mkdir()
     rows = []
-    for index, word in enumerate(["abc", "hello!", "42", "mamba", "ocr!", "test"]):
+    # the last crop (200×32) fits the base's 128 px processor (ratio ≤ 8) but not --max_width 64 (ratio ≤ 4)
+    for index, word in enumerate(["abc", "hello!", "42", "mamba", "ocr!", "test", "x" * 12]):
         image = Image.new("RGB", (16 * len(word) + 8, 32), "white")
         ImageDraw.Draw(image).text((4, 8), word, fill="black")
         image.save(data / f"{index}.png")
@@ -347,13 +348,17 @@ def test_finetune_script_end_to_end(base_dir, tmp_path):
          "--validation_size", "2", "--max_eval_samples", "2", "--max_steps", "2", "--per_device_train_batch_size",
          "2", "--per_device_eval_batch_size", "2", "--bf16", "False", "--dataloader_num_workers", "0",
          "--report_to", "none", "--extend_charset", "auto", "--output_dir", str(out), "--merge_and_save",
-         str(merged)],
+         str(merged), "--max_width", "64"],
         env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True,
         timeout=600,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     log = result.stdout + result.stderr
     assert "trainable params" in log  # PEFT's print_trainable_parameters()
+    assert "(200x32, ratio 6.25 outside" in log  # trained at --max_width 64
+    # what is saved reads lines as wide as the base did
+    assert json.loads((out / "processor_config.json").read_text())["image_processor"]["max_width"] == 128
+    assert json.loads((out / "train_results.json").read_text())["nonfinite_steps"] == 0
     files = set(os.listdir(out))
     assert {"adapter_config.json", "adapter_model.safetensors", "README.md", "vocab.json"} <= files
     assert "!" in json.loads((out / "vocab.json").read_text())  # the charset grew

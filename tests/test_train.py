@@ -12,7 +12,13 @@ from transformers import TrainingArguments
 
 from mambaocr_hf import MambaOCRConfig, MambaOCRForCTC, MambaOCRProcessor
 from mambaocr_hf.data import OCRDataCollator, load_ocr_dataset
-from mambaocr_hf.training import OCRTrainer, cpu_supports_bf16, parameter_table
+from mambaocr_hf.training import (
+    RUN_TOTALS_NAME,
+    OCRTrainer,
+    cpu_supports_bf16,
+    parameter_table,
+    resolve_resume_checkpoint,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = "backbone=resnet10t,hidden_size=32,state_size=4,adapter_size=8,hidden_dropout=0.0"
@@ -97,6 +103,10 @@ def test_train_evaluate_save_and_resume(tmp_path):
     assert "Resuming from" in log and "checkpoint-3" in log
     state = json.loads((output / "checkpoint-5" / "trainer_state.json").read_text())
     assert state["global_step"] == 5
+    # the reported time is the whole run's: the 3 steps before the resume are in it
+    before = json.loads((output / "checkpoint-3" / RUN_TOTALS_NAME).read_text())["train_seconds"]
+    results = json.loads((output / "train_results.json").read_text())
+    assert results["resumed_from_step"] == 3 and results["train_minutes"] * 60 > before + results["train_runtime"] - 1
 
 
 def test_finetune_folder_preset_from_a_checkpoint(tmp_path):
@@ -175,14 +185,37 @@ def test_nonfinite_loss_never_reaches_the_weights(tmp_path):
     before = {name: param.detach().clone() for name, param in model.named_parameters()}
     args = TrainingArguments(
         output_dir=str(tmp_path), max_steps=2, per_device_train_batch_size=2, report_to="none", use_cpu=True,
-        remove_unused_columns=False, save_strategy="no", logging_steps=1,
+        remove_unused_columns=False, save_strategy="steps", save_steps=2, logging_steps=1,
     )  # fmt: skip
     dataset = load_ocr_dataset("synthetic", processor=processor, num_samples=8, seed=0)
     trainer = OCRTrainer(model=model, args=args, train_dataset=dataset, data_collator=OCRDataCollator(processor))
     trainer.train()
-    assert trainer.nonfinite_steps == 2
+    assert trainer.nonfinite_steps == 2 and trainer.resumed_from_step is None
     for name, param in model.named_parameters():
         assert torch.equal(param, before[name]), name
+    # a resumed run counts the steps and the time before its checkpoint too
+    totals = json.loads((tmp_path / "checkpoint-2" / RUN_TOTALS_NAME).read_text())
+    assert totals["nonfinite_steps"] == 2 and 0 < totals["train_seconds"] <= trainer.train_seconds
+    args.max_steps = 3
+    trainer = OCRTrainer(model=model, args=args, train_dataset=dataset, data_collator=OCRDataCollator(processor))
+    trainer.train(resume_from_checkpoint=True)
+    assert trainer.nonfinite_steps == 3 and trainer.resumed_from_step == 2
+    assert trainer.train_seconds > totals["train_seconds"]
+
+
+def test_resume_checkpoint_flag(tmp_path):
+    (tmp_path / "checkpoint-2").mkdir()
+    (tmp_path / "checkpoint-10").mkdir()
+    last = str(tmp_path / "checkpoint-10")
+    assert resolve_resume_checkpoint("True", str(tmp_path)) == last == resolve_resume_checkpoint(True, str(tmp_path))
+    assert resolve_resume_checkpoint(None, str(tmp_path), auto_resume=True) == last
+    assert resolve_resume_checkpoint(None, str(tmp_path)) is None  # finetune_lora: no resume unless asked
+    assert resolve_resume_checkpoint("false", str(tmp_path), auto_resume=True) is None
+    assert resolve_resume_checkpoint(str(tmp_path / "checkpoint-2"), str(tmp_path)) == str(tmp_path / "checkpoint-2")
+    with pytest.raises(ValueError, match="holds no checkpoint-N folder"):
+        resolve_resume_checkpoint("True", str(tmp_path / "empty"))
+    with pytest.raises(ValueError, match="no such checkpoint folder"):
+        resolve_resume_checkpoint(str(tmp_path / "checkpoint-7"), str(tmp_path))
 
 
 def test_parameter_table_and_bf16_probe():
