@@ -7,6 +7,12 @@ median of `--iters` timed iterations after `--warmup` untimed ones. Weights are 
     python scripts/benchmark.py --threads 2                 # the README's table
     python scripts/benchmark.py --models mambaocr bilstm    # a subset
     python scripts/benchmark.py --models mambaocr mambaocr-onnx   # PyTorch against ONNX Runtime
+    python scripts/benchmark.py --paired mambaocr bilstm backbone  # ratios from alternating iterations
+
+`--paired` answers "is A faster than B" on a machine that drifts: the named MambaOCR variants are built in one process
+and timed iteration by iteration in turn (the order rotating), so each ratio to the reference (`bilstm` if named,
+else the first) is the median of ratios of neighbouring iterations, with its interquartile range, at batch 32 × 32x128
+and for the encoders alone at 32 / 128 / 512 frames. No RSS there (the models share a process).
 
 The table's first line names the CPU, the kernels torch dispatches to (AVX2, AVX512, ...) and whether it has native
 bf16 (AVX-512 BF16 / AMX). Without it the bf16 rows would time an emulation slower than float32, so they are left out
@@ -130,6 +136,86 @@ def _onnx_worker(iters: int, warmup: int, threads: int) -> dict:
     return results
 
 
+def _build_mambaocr(name: str):
+    from mambaocr_hf import MambaOCRConfig, MambaOCRForCTC
+
+    kwargs = dict(MODELS[name][2])
+    preset = kwargs.pop("preset", "base")
+    return MambaOCRForCTC(MambaOCRConfig.from_preset(preset, **kwargs)).eval()
+
+
+def _paired_ratios(times: dict[str, list[float]], reference: str) -> dict[str, tuple[float, float, float]]:
+    """Per model: the median and quartiles over iterations of (reference time / its time), i.e. its speed relative
+    to the reference measured in the same moment."""
+    ratios = {}
+    for name, series in times.items():
+        quartiles = statistics.quantiles([ref / own for ref, own in zip(times[reference], series)], n=4)
+        ratios[name] = (quartiles[1], quartiles[0], quartiles[2])
+    return ratios
+
+
+def _paired_worker(names: list[str], iters: int, warmup: int) -> dict:
+    """Time the named MambaOCR variants in turn, iteration by iteration (see the module docstring)."""
+    import torch
+
+    models = {name: _build_mambaocr(name) for name in names}
+    pixel_values = torch.randn(BATCH, 3, 32, 128)
+    whole = f"b{BATCH} 32x128"
+    jobs: dict[str, dict[str, Callable[[], object]]] = {whole: {}}
+    for name, model in models.items():
+        jobs[whole][name] = lambda m=model: m(pixel_values)
+        if model.config.sequence_model == "none":
+            continue
+        for frames in FRAMES:
+            hidden = torch.randn(BATCH, frames, model.config.hidden_size)
+            lengths = torch.full((BATCH,), frames)
+            jobs.setdefault(f"encoder {frames} frames", {})[name] = lambda m=model, h=hidden, n=lengths: m.encoder(
+                h, n
+            )
+    results = {}
+    for job, fns in jobs.items():
+        if len(fns) < 2:
+            continue
+        reference = "bilstm" if "bilstm" in fns else next(iter(fns))
+        times: dict[str, list[float]] = {name: [] for name in fns}
+        order = list(fns)
+        with torch.no_grad():
+            for index in range(warmup + iters):
+                for name in order[index % len(order) :] + order[: index % len(order)]:
+                    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=MODELS[name][3]):
+                        start = time.perf_counter()
+                        fns[name]()
+                        if index >= warmup:
+                            times[name].append(time.perf_counter() - start)
+        ratios = _paired_ratios(times, reference)
+        results[job] = {
+            "reference": reference,
+            "rows": {
+                name: {"ms": statistics.median(times[name]) * 1000, "ratio": ratio[0], "q1": ratio[1], "q3": ratio[2]}
+                for name, ratio in ratios.items()
+            },
+        }
+    return results
+
+
+def _format_paired(results: dict, threads: int, iters: int, cpu: str = "") -> str:
+    lines = [
+        *([cpu] if cpu else []),
+        f"torch.set_num_threads({threads}); one process, models timed in turn; {iters} paired iterations after "
+        "warm-up; random weights",
+        "",
+        "| job | model | median ms | speed vs reference (median of paired ratios) | interquartile range |",
+        "|---|---|---|---|---|",
+    ]
+    for job, result in results.items():
+        for name, row in result["rows"].items():
+            reference = " (reference)" if name == result["reference"] else ""
+            lines.append(
+                f"| {job} | {name}{reference} | {row['ms']:.1f} | {row['ratio']:.3f} | {row['q1']:.3f}-{row['q3']:.3f} |"
+            )
+    return "\n".join(lines)
+
+
 def _worker(name: str, iters: int, warmup: int) -> dict:
     import torch
 
@@ -137,11 +223,7 @@ def _worker(name: str, iters: int, warmup: int) -> dict:
     results: dict[str, float] = {}
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
     if kind == "mambaocr":
-        from mambaocr_hf import MambaOCRConfig, MambaOCRForCTC
-
-        kwargs = dict(kwargs)
-        preset = kwargs.pop("preset", "base")
-        model = MambaOCRForCTC(MambaOCRConfig.from_preset(preset, **kwargs)).eval()
+        model = _build_mambaocr(name)
 
         def run(batch: int, width: int) -> Callable[[], object]:
             pixel_values = torch.randn(batch, 3, 32, width)
@@ -258,6 +340,14 @@ def main() -> None:
         help="run every model this many times, interleaved (round r starts at model r), and report each figure's "
         "median over rounds: a shared machine drifts over minutes, which skews one-after-the-other ratios",
     )
+    parser.add_argument(
+        "--paired",
+        nargs="+",
+        default=None,
+        choices=[name for name, spec in MODELS.items() if spec[0] == "mambaocr"],
+        help="instead of the table: these MambaOCR variants in one process, timed in turn, ratios to bilstm (or the "
+        "first) from paired iterations (use --iters 30 or more)",
+    )
     parser.add_argument("--output", default=None, help="also write the results as JSON here")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--export_onnx", default=None, help=argparse.SUPPRESS)
@@ -281,6 +371,19 @@ def main() -> None:
         parser.error(f"--rounds must be at least 1, got {args.rounds}.")
     cpu, native_bf16 = _cpu()
     print(cpu, file=sys.stderr)
+    if args.paired:
+        if len(set(args.paired)) < 2:
+            parser.error("--paired needs at least two different models.")
+        import torch
+
+        torch.set_num_threads(args.threads)
+        torch.manual_seed(0)
+        results = _paired_worker(list(dict.fromkeys(args.paired)), max(5, args.iters), args.warmup)
+        print(_format_paired(results, args.threads, max(5, args.iters), cpu))
+        if args.output:
+            with open(args.output, "w", encoding="utf-8") as handle:
+                json.dump({"threads": args.threads, "paired": results}, handle, indent=2)
+        return
     if args.models is None:
         args.models = _default_models(native_bf16)
         if not native_bf16:

@@ -29,3 +29,40 @@ def test_table_names_the_cpu_and_bf16_rows_need_native_bf16():
     emulated = benchmark._default_models(native_bf16=False)
     assert "mambaocr" in emulated and not any(name.endswith("-bf16") for name in emulated)
     assert {"mambaocr-bf16", "small-bf16"} <= set(benchmark._default_models(native_bf16=True))
+
+
+def test_paired_ratios_compare_neighbouring_iterations():
+    benchmark = load_script("benchmark")
+    # the machine slows down 3x half-way: per-iteration ratios still say "b is twice as fast as the reference"
+    times = {"ref": [2.0, 2.0, 6.0, 6.0, 6.0], "b": [1.0, 1.0, 3.0, 3.0, 3.0]}
+    ratios = benchmark._paired_ratios(times, "ref")
+    assert ratios["ref"] == (1.0, 1.0, 1.0) and ratios["b"] == (2.0, 2.0, 2.0)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "benchmark.py"), "--paired", "bilstm", "bilstm"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2 and "--paired needs at least two different models" in result.stderr
+
+
+def test_paired_mode_times_each_variant_and_encoder(monkeypatch):
+    benchmark = load_script("benchmark")
+    tiny = {"backbone": "resnet10t", "hidden_size": 32, "state_size": 4, "adapter_size": 8}
+    monkeypatch.setitem(benchmark.MODELS, "mambaocr", ("mambaocr", "tiny mamba", tiny, False))
+    monkeypatch.setitem(
+        benchmark.MODELS, "bilstm", ("mambaocr", "tiny bilstm", {**tiny, "sequence_model": "bilstm"}, False)
+    )
+    monkeypatch.setitem(
+        benchmark.MODELS, "backbone", ("mambaocr", "tiny none", {**tiny, "sequence_model": "none"}, False)
+    )
+    monkeypatch.setattr(benchmark, "BATCH", 2)
+    results = benchmark._paired_worker(["mambaocr", "bilstm", "backbone"], iters=5, warmup=1)
+    assert list(results) == ["b2 32x128", "encoder 32 frames", "encoder 128 frames", "encoder 512 frames"]
+    assert set(results["b2 32x128"]["rows"]) == {"mambaocr", "bilstm", "backbone"}
+    assert set(results["encoder 32 frames"]["rows"]) == {"mambaocr", "bilstm"}  # no encoder in the backbone alone
+    for result in results.values():
+        assert result["reference"] == "bilstm" and result["rows"]["bilstm"]["ratio"] == 1.0
+        for row in result["rows"].values():
+            assert row["ms"] > 0 and row["q1"] <= row["ratio"] <= row["q3"]
+    table = benchmark._format_paired(results, 2, 5)
+    assert "| encoder 128 frames | bilstm (reference) |" in table
