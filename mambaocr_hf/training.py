@@ -14,7 +14,8 @@ import numpy as np
 import torch
 from transformers import EvalPrediction, Trainer, TrainerCallback, TrainingArguments, set_seed
 from transformers.trainer import TRAINER_STATE_NAME
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
+from transformers.trainer_callback import ExportableState
+from transformers.trainer_utils import get_last_checkpoint
 from transformers.utils import logging
 
 from .cpu_kernels import cpu_supports_bf16
@@ -87,7 +88,42 @@ def make_ocr_trainer(
     )
 
 
-RUN_TOTALS_NAME = "mambaocr_run_totals.json"
+class RunTotalsCallback(TrainerCallback, ExportableState):
+    """The run's training time and non-finite steps. As an `ExportableState` it is saved in every checkpoint's
+    `trainer_state.json` (`stateful_callbacks`), with the Trainer's own state, so a resumed run adds to the totals of
+    the run it continues (`OCRTrainer.train` reads them back)."""
+
+    def __init__(self, train_seconds: float = 0.0, nonfinite_steps: int = 0):
+        self.seconds_before = float(train_seconds)  # of the run before the checkpoint it resumed from
+        self.nonfinite_steps = int(nonfinite_steps)
+        self._started: float | None = None
+        self._stopped: float | None = None
+
+    def start(self) -> None:
+        self._started, self._stopped = time.perf_counter(), None
+
+    def stop(self) -> None:
+        if self._started is not None and self._stopped is None:
+            self._stopped = time.perf_counter()
+
+    @property
+    def train_seconds(self) -> float:
+        if self._started is None:
+            return self.seconds_before
+        return self.seconds_before + ((self._stopped or time.perf_counter()) - self._started)
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        if self._started is None:  # re-created by Trainer (`restore_callback_states_from_checkpoint`) after start
+            self.start()
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.stop()
+
+    def state(self) -> dict:
+        return {
+            "args": {"train_seconds": self.train_seconds, "nonfinite_steps": self.nonfinite_steps},
+            "attributes": {},
+        }
 
 
 class OCRTrainer(Trainer):
@@ -98,43 +134,48 @@ class OCRTrainer(Trainer):
     an overflow in fp16): the step's gradients are dropped (the optimizer then skips those parameters), the event is
     counted in `nonfinite_steps` and logged.
 
-    Each checkpoint also holds `mambaocr_run_totals.json` (training seconds and non-finite steps so far), so a
-    resumed run reports `train_seconds` and `nonfinite_steps` of the whole run, not of its last part only.
-    `resumed_from_step` is the step it resumed at (None for a fresh run).
+    `train_seconds` and `nonfinite_steps` cover the whole run: each checkpoint carries them (`RunTotalsCallback`), and
+    a run resumed from it starts from them. `resumed_from_step` is the step it resumed at (None for a fresh run).
     """
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.nonfinite_steps = 0
+        self.add_callback(RunTotalsCallback())
         self.resumed_from_step: int | None = None
-        self._seconds_before = 0.0  # training time of the run before the checkpoint it resumed from
-        self._started: float | None = None
-        self._stopped: float | None = None
-        self.add_callback(_RunTotalsCallback(self))
+
+    @property
+    def run_totals(self) -> RunTotalsCallback:
+        # looked up each time: Trainer may replace the instance when it restores callback states
+        return next(cb for cb in self.callback_handler.callbacks if isinstance(cb, RunTotalsCallback))
+
+    @property
+    def nonfinite_steps(self) -> int:
+        return self.run_totals.nonfinite_steps
 
     @property
     def train_seconds(self) -> float:
         """Seconds spent in `train()` over the whole run (evaluations and saving included), resumes added up."""
-        if self._started is None:
-            return self._seconds_before
-        return self._seconds_before + ((self._stopped or time.perf_counter()) - self._started)
+        return self.run_totals.train_seconds
 
-    def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs):
+    def train(self, resume_from_checkpoint: str | os.PathLike | bool | None = None, **kwargs):
         checkpoint = resume_from_checkpoint
-        if checkpoint is True:  # Trainer's meaning: the last checkpoint in output_dir
+        if checkpoint is True and os.path.isdir(self.args.output_dir):  # Trainer's meaning: the last checkpoint
             checkpoint = get_last_checkpoint(self.args.output_dir)
-        totals, self.resumed_from_step = {}, None
-        if isinstance(checkpoint, str):
+        saved, self.resumed_from_step = {}, None
+        if isinstance(checkpoint, (str, os.PathLike)):
             # a checkpoint of another trainer (or of an older MambaOCR) has no totals: its time is unknown
-            totals = _read_json(os.path.join(checkpoint, RUN_TOTALS_NAME))
-            self.resumed_from_step = _read_json(os.path.join(checkpoint, TRAINER_STATE_NAME)).get("global_step")
-        self._seconds_before = float(totals.get("train_seconds", 0.0))
-        self.nonfinite_steps = int(totals.get("nonfinite_steps", 0))
-        self._started, self._stopped = time.perf_counter(), None
+            state = _read_json(os.path.join(checkpoint, TRAINER_STATE_NAME))
+            self.resumed_from_step = state.get("global_step")
+            saved = state.get("stateful_callbacks", {}).get(RunTotalsCallback.__name__, {})
+            saved = (saved[0] if isinstance(saved, list) and saved else saved or {}).get("args", {})
+        self.callback_handler.remove_callback(RunTotalsCallback)
+        totals = RunTotalsCallback(**saved)
+        self.add_callback(totals)
+        totals.start()
         try:
             return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
         finally:
-            self._stopped = time.perf_counter()
+            self.run_totals.stop()
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, inputs, num_items_in_batch)
@@ -143,7 +184,7 @@ class OCRTrainer(Trainer):
             not grads or bool(torch.isfinite(torch.nn.utils.get_total_norm(grads)))
         )
         if not finite:
-            self.nonfinite_steps += 1
+            self.run_totals.nonfinite_steps += 1
             model.zero_grad(set_to_none=True)
             logger.warning(
                 f"Non-finite loss or gradient at step {self.state.global_step}: this step's gradients were dropped "
@@ -158,23 +199,6 @@ def _read_json(path: str) -> dict:
         return {}
     with open(path, encoding="utf-8") as handle:
         return json.load(handle)
-
-
-class _RunTotalsCallback(TrainerCallback):
-    """Writes the trainer's run totals into each checkpoint it saves (rank 0), for `OCRTrainer.train` to resume."""
-
-    def __init__(self, trainer: OCRTrainer):
-        self.trainer = trainer
-
-    def on_save(self, args, state, control, **kwargs):
-        folder = os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
-        if state.is_world_process_zero and os.path.isdir(folder):
-            totals = {
-                "train_seconds": self.trainer.train_seconds,
-                "nonfinite_steps": self.trainer.nonfinite_steps,
-            }
-            with open(os.path.join(folder, RUN_TOTALS_NAME), "w", encoding="utf-8") as handle:
-                json.dump(totals, handle, indent=2)
 
 
 def resolve_resume_checkpoint(value: str | bool | None, output_dir: str, auto_resume: bool = False) -> str | None:
@@ -317,6 +341,7 @@ def parameter_table(model) -> str:
 
 __all__ = [
     "OCRTrainer",
+    "RunTotalsCallback",
     "cpu_supports_bf16",
     "make_compute_metrics",
     "parameter_table",

@@ -374,6 +374,8 @@ def main() -> None:
     if args.paired:
         if len(set(args.paired)) < 2:
             parser.error("--paired needs at least two different models.")
+        if not native_bf16 and any(MODELS[name][3] for name in args.paired):
+            print("no native bf16 on this CPU: the bf16 variants time an emulation", file=sys.stderr)
         import torch
 
         torch.set_num_threads(args.threads)

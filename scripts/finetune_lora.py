@@ -132,8 +132,9 @@ class DataArguments:
     max_width: int | None = field(
         default=None,
         metadata={
-            "help": "Widest training and held-out image in pixels (wider crops are squeezed); default: the starting "
-            "checkpoint's. What is saved keeps the checkpoint's width for inference."
+            "help": "Widest training and held-out image in pixels (wider crops are squeezed, and those over twice "
+            "as wide are left out, as in train.py); default: the starting checkpoint's. The adapter or checkpoint "
+            "saved at the end keeps the checkpoint's width for inference."
         },
     )
     dataset_seed: int = field(default=0, metadata={"help": "Seed of the hold-out split and of the shuffling."})

@@ -23,19 +23,23 @@ def test_every_cpu_path_matches_the_reference(tmp_path, capsys):
     assert {row["path"] for row in result["checks"]} == set(paths)
     assert all(row["ok"] and row["error"] <= 1e-3 for row in result["checks"])
     assert {f"scan, length {n}" for n in check.SCAN_LENGTHS} < {row["check"] for row in result["checks"]}
-    assert [(row["path"], row["dtype"]) for row in result["timings"]][: len(paths)] == [(p, "float32") for p in paths]
+    assert [row["path"] for row in result["timings"] if row["dtype"] == "float32"] == paths
     assert "| model logits and gradients | chunked |" in capsys.readouterr().out
 
 
-def test_a_wrong_scan_path_fails_the_check(monkeypatch):
+def test_a_wrong_scan_path_fails_the_check(monkeypatch, tmp_path):
     check = load_script("check_device")
     wrong = lambda *args, **kwargs: check.selective_scan_reference(*args, **kwargs) * 1.01  # noqa: E731
     monkeypatch.setattr(check, "selective_scan_chunked", wrong)
     rows = check.check_scans(["chunked"], torch.device("cpu"), 1e-3)
     assert not any(row["ok"] for row in rows) and all(0.005 < row["error"] < 0.05 for row in rows)
-    # the model check reads the scan the model runs
+    monkeypatch.undo()
+    # the model check reads the scan the model runs: the scans alone pass, the model fails
     monkeypatch.setitem(modeling_mambaocr._SCANS, "chunked", wrong)
-    assert check.main([*ARGS, "--iters", "0"]) == 1
+    assert check.main([*ARGS, "--iters", "0", "--output", str(tmp_path / "check.json")]) == 1
+    rows = json.loads((tmp_path / "check.json").read_text())["checks"]
+    failed = [(row["check"], row["path"]) for row in rows if not row["ok"]]
+    assert failed == [("model logits and gradients", "chunked")]
 
 
 def test_cuda_without_a_gpu_is_a_clear_error(capsys):
