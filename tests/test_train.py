@@ -211,6 +211,12 @@ def test_nonfinite_loss_never_reaches_the_weights(tmp_path):
     trainer.train(resume_from_checkpoint=True)
     assert trainer.nonfinite_steps == 3 and trainer.resumed_from_step == 2
     assert trainer.train_seconds > totals["train_seconds"]
+    # the same when Trainer itself restores the callback states (it re-creates the callback from what was saved)
+    args.max_steps, args.save_steps, args.restore_callback_states_from_checkpoint = 4, 1, True
+    trainer = OCRTrainer(model=model, args=args, train_dataset=dataset, data_collator=OCRDataCollator(processor))
+    trainer.train(resume_from_checkpoint=True)
+    assert trainer.nonfinite_steps == 4 and trainer.resumed_from_step == 3
+    assert trainer.train_seconds > _saved_totals(tmp_path / "checkpoint-3")["train_seconds"] > totals["train_seconds"]
 
 
 def test_resume_checkpoint_flag(tmp_path):
