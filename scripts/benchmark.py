@@ -144,6 +144,20 @@ def _build_mambaocr(name: str):
     return MambaOCRForCTC(MambaOCRConfig.from_preset(preset, **kwargs)).eval()
 
 
+def _encoder_jobs(model) -> dict[int, Callable[[], object]]:
+    """The encoder alone on a full batch of `frames` frames, for each of FRAMES (none for a model without one)."""
+    import torch
+
+    if model.config.sequence_model == "none":
+        return {}
+    jobs = {}
+    for frames in FRAMES:
+        hidden = torch.randn(BATCH, frames, model.config.hidden_size)
+        lengths = torch.full((BATCH,), frames)
+        jobs[frames] = lambda h=hidden, n=lengths: model.encoder(h, n)
+    return jobs
+
+
 def _paired_ratios(times: dict[str, list[float]], reference: str) -> dict[str, tuple[float, float, float]]:
     """Per model: the median and quartiles over iterations of (reference time / its time), i.e. its speed relative
     to the reference measured in the same moment."""
@@ -164,14 +178,8 @@ def _paired_worker(names: list[str], iters: int, warmup: int) -> dict:
     jobs: dict[str, dict[str, Callable[[], object]]] = {whole: {}}
     for name, model in models.items():
         jobs[whole][name] = lambda m=model: m(pixel_values)
-        if model.config.sequence_model == "none":
-            continue
-        for frames in FRAMES:
-            hidden = torch.randn(BATCH, frames, model.config.hidden_size)
-            lengths = torch.full((BATCH,), frames)
-            jobs.setdefault(f"encoder {frames} frames", {})[name] = lambda m=model, h=hidden, n=lengths: m.encoder(
-                h, n
-            )
+        for frames, encode in _encoder_jobs(model).items():
+            jobs.setdefault(f"encoder {frames} frames", {})[name] = encode
     results = {}
     for job, fns in jobs.items():
         if len(fns) < 2:
@@ -234,12 +242,8 @@ def _worker(name: str, iters: int, warmup: int) -> dict:
             results["latency_ms"] = _median_ms(run(1, 128), iters, warmup)
             for width in WIDTHS:
                 results[f"w{width}_ms"] = _median_ms(run(8, width), iters, warmup)
-            if model.config.sequence_model != "none":
-                for frames in FRAMES:
-                    hidden = torch.randn(BATCH, frames, model.config.hidden_size)
-                    lengths = torch.full((BATCH,), frames)
-                    encode = lambda h=hidden, n=lengths: model.encoder(h, n)  # noqa: E731
-                    results[f"enc{frames}_ms"] = _median_ms(encode, iters, warmup)
+            for frames, encode in _encoder_jobs(model).items():
+                results[f"enc{frames}_ms"] = _median_ms(encode, iters, warmup)
     elif kind == "mgp-str":
         from transformers import MgpstrConfig, MgpstrForSceneTextRecognition
 
