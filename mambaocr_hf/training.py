@@ -58,24 +58,49 @@ def setup_training_run(training_args: TrainingArguments, script_logger: std_logg
             logger.info("TensorBoard is not installed (`pip install tensorboard`): no TensorBoard logs this run.")
             training_args.report_to = [name for name in training_args.report_to if name != "tensorboard"]
     training_args.remove_unused_columns = False  # the collator needs the raw "image" and "text" columns
-    # each rank reads its own shards of the stream (`split_for_rank`), so batches are not dispatched from rank 0
+    # each rank reads its own shards of the stream (`make_ocr_trainer`), so batches are not dispatched from rank 0
     training_args.accelerator_config.dispatch_batches = False
 
 
 def make_ocr_trainer(
-    model, processor, training_args: TrainingArguments, train_dataset, eval_dataset=None, group_by_width: bool = True
+    model,
+    processor,
+    training_args: TrainingArguments,
+    train_dataset,
+    eval_dataset=None,
+    group_by_width: bool = True,
+    shuffle_buffer_size: int = 1000,
 ) -> OCRTrainer:
     """The `OCRTrainer` both training scripts use: the OCR collator (pads images and labels), CER/WER/word-accuracy
-    metrics and, with `group_by_width`, batches of crops of similar width (less padding to compute)."""
-    from .data import OCRDataCollator, WidthBucketedDataset, model_width_of
+    metrics and, with `group_by_width`, batches of crops of similar width (less padding to compute).
 
-    if group_by_width:
-        train_dataset = WidthBucketedDataset(
-            train_dataset,
-            training_args.per_device_train_batch_size,
-            model_width_of(processor.image_processor),
-            seed=training_args.seed,
-        )
+    A streaming `train_dataset` (a map-style one too, with `group_by_width`) is shuffled: the order of its shards and
+    a buffer of `shuffle_buffer_size` rows (0: keep the stream's order), reshuffled each epoch; folders and LMDBs are
+    often written sorted by label or width. Under data-parallel training it is split once between the processes
+    (`split_for_rank`: each reads its own shards) and accelerate is kept from splitting it again.
+    """
+    import datasets
+
+    from .data import OCRDataCollator, WidthBucketedDataset, model_width_of, split_for_rank
+
+    if group_by_width and isinstance(train_dataset, datasets.Dataset):
+        train_dataset = train_dataset.to_iterable_dataset(num_shards=max(1, min(64, len(train_dataset))))
+    if isinstance(train_dataset, datasets.IterableDataset) or group_by_width:
+        if shuffle_buffer_size > 0 and isinstance(train_dataset, datasets.IterableDataset):
+            # the same seed on every rank: they agree on the shard order before each takes its own
+            seed = training_args.data_seed if training_args.data_seed is not None else training_args.seed
+            train_dataset = train_dataset.shuffle(seed=seed, buffer_size=shuffle_buffer_size)
+        train_dataset = split_for_rank(train_dataset, training_args.process_index, training_args.world_size)
+        if group_by_width:
+            train_dataset = WidthBucketedDataset(
+                train_dataset,
+                training_args.per_device_train_batch_size,
+                model_width_of(processor.image_processor),
+                seed=training_args.seed,
+            )
+        if training_args.world_size > 1:
+            train_dataset = RankLocalStream(train_dataset)
+            training_args.accelerator_config.dispatch_batches = False  # rank 0 holds only its own part to dispatch
     return OCRTrainer(
         model=model,
         args=training_args,
@@ -86,6 +111,23 @@ def make_ocr_trainer(
         compute_metrics=make_compute_metrics(processor.tokenizer),
         preprocess_logits_for_metrics=preprocess_logits_for_metrics,
     )
+
+
+class RankLocalStream(torch.utils.data.IterableDataset):
+    """A training stream that is already this process's part (`split_for_rank`). `OCRTrainer` keeps accelerate from
+    sharding it again: by default accelerate shards every iterable dataset between the processes itself, so a
+    pre-split stream would give each of N processes 1/N² of the data."""
+
+    def __init__(self, dataset):
+        super().__init__()
+        self.dataset = dataset
+
+    def __iter__(self):
+        return iter(self.dataset)
+
+    def set_epoch(self, epoch: int) -> None:
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
 
 
 class RunTotalsCallback(TrainerCallback, ExportableState):
@@ -176,6 +218,23 @@ class OCRTrainer(Trainer):
             return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
         finally:
             self.run_totals.stop()
+
+    def get_train_dataloader(self):
+        dataloader = super().get_train_dataloader()
+        if isinstance(self.train_dataset, RankLocalStream):
+            # as Trainer does for its rank-aware `BatchRebalanceSampler`: make accelerate's shard a passthrough
+            from accelerate.data_loader import IterableDatasetShard
+
+            shard = getattr(dataloader, "dataset", None)
+            if not isinstance(shard, IterableDatasetShard):
+                raise RuntimeError(
+                    "The training stream is already split between the processes, but accelerate prepared it as "
+                    f"{type(shard).__name__}, not IterableDatasetShard (`dispatch_batches` on, or another accelerate "
+                    "version): data would be lost. Set `accelerator_config.dispatch_batches=False`, or report it "
+                    "with `pip show accelerate`."
+                )
+            shard.num_processes, shard.process_index = 1, 0
+        return dataloader
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, inputs, num_items_in_batch)

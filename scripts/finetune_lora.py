@@ -137,8 +137,16 @@ class DataArguments:
             "saved at the end keeps the checkpoint's width for inference."
         },
     )
-    dataset_seed: int = field(default=0, metadata={"help": "Seed of the hold-out split and of the shuffling."})
+    dataset_seed: int = field(
+        default=0, metadata={"help": "Seed of the hold-out split (the shuffling follows --data_seed, else --seed)."}
+    )
     group_by_width: bool = field(default=True, metadata={"help": "Batch images of similar widths together."})
+    shuffle_buffer_size: int = field(
+        default=1000,
+        metadata={
+            "help": "Rows in the training stream's shuffle buffer (its shards are shuffled too); 0: no shuffle."
+        },
+    )
 
 
 def build_model_and_processor(args: ModelArguments) -> tuple[MambaOCRForCTC, MambaOCRProcessor]:
@@ -163,8 +171,8 @@ def build_model_and_processor(args: ModelArguments) -> tuple[MambaOCRForCTC, Mam
     return model, MambaOCRProcessor(image_processor=image_processor, tokenizer=tokenizer)
 
 
-def load_data(data_args: DataArguments, processor, seed: int):
-    """Training rows (a stream) and held-out rows: `--eval_dataset`, or `--validation_size` rows of `--dataset`."""
+def load_data(data_args: DataArguments, processor):
+    """Training rows and held-out rows: `--eval_dataset`, or `--validation_size` rows of `--dataset`."""
     if not data_args.dataset:
         raise ValueError("Pass --dataset: your crops (a folder with labels.tsv, an LMDB, parquet, a Hub dataset...).")
     if data_args.eval_dataset:
@@ -177,7 +185,8 @@ def load_data(data_args: DataArguments, processor, seed: int):
     rows = load_ocr_dataset(data_args.dataset, split="train", streaming=False, processor=processor)
     split = rows.train_test_split(test_size=data_args.validation_size, seed=data_args.dataset_seed)
     evaluation = split["test"].select(range(min(data_args.max_eval_samples, len(split["test"]))))
-    train = split["train"].to_iterable_dataset(num_shards=min(64, len(split["train"]))).shuffle(seed=seed)
+    # a map-style Dataset: the trainer streams and shuffles it (`make_ocr_trainer`)
+    train = split["train"]
     logger.info(f"{data_args.dataset}: {len(split['train'])} training rows, {len(split['test'])} held out.")
     return train, evaluation
 
@@ -218,7 +227,7 @@ def main() -> None:
     inference_width = processor.image_processor.max_width
     if data_args.max_width:
         processor.image_processor.max_width = data_args.max_width
-    train_dataset, eval_dataset = load_data(data_args, processor, training_args.seed)
+    train_dataset, eval_dataset = load_data(data_args, processor)
     if peft_args.use_peft and not peft_args.evaluate_only:
         model = get_peft_model(model, **lora_options)
         if training_args.process_index == 0:
@@ -231,7 +240,13 @@ def main() -> None:
             print(f"\nFull fine-tuning\n{parameter_table(model)}\n")
 
     trainer = make_ocr_trainer(
-        model, processor, training_args, train_dataset, eval_dataset, group_by_width=data_args.group_by_width
+        model,
+        processor,
+        training_args,
+        train_dataset,
+        eval_dataset,
+        group_by_width=data_args.group_by_width,
+        shuffle_buffer_size=data_args.shuffle_buffer_size,
     )
     minutes = 0.0
     if not peft_args.evaluate_only:

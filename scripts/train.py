@@ -26,7 +26,6 @@ from mambaocr_hf.data import (
     interleave_sources,
     load_ocr_dataset,
     skip_counts,
-    split_for_rank,
 )
 from mambaocr_hf.image_processing_mambaocr import MambaOCRImageProcessor
 from mambaocr_hf.metrics import format_metrics_table
@@ -110,6 +109,12 @@ class DataArguments:
     group_by_width: bool = field(
         default=True, metadata={"help": "Batch training images of similar widths together (less padding, faster)."}
     )
+    shuffle_buffer_size: int = field(
+        default=1000,
+        metadata={
+            "help": "Rows in the training stream's shuffle buffer (its shards are shuffled too); 0: no shuffle."
+        },
+    )
     overwrite_output_dir: bool = field(
         default=False,
         metadata={"help": "Start afresh even if output_dir holds checkpoints (by default the run resumes from them)."},
@@ -190,8 +195,6 @@ def main() -> None:
     with training_args.main_process_first(desc="dataset preparation"):
         train_dataset = load(data_args.dataset, "train")
         eval_dataset = load(data_args.eval_dataset, data_args.eval_split).take(data_args.max_eval_samples)
-    # each rank reads its own shards; with batches dispatched from rank 0 the split would not be needed
-    train_dataset = split_for_rank(train_dataset, training_args.process_index, training_args.world_size)
     if training_args.world_size > 1 and training_args.process_index == 0:
         print(
             f"Data-parallel: {training_args.world_size} processes ({training_args.ddp_backend or 'default'} backend), "
@@ -199,7 +202,13 @@ def main() -> None:
             "images per step in all."
         )
     trainer = make_ocr_trainer(
-        model, processor, training_args, train_dataset, eval_dataset, group_by_width=data_args.group_by_width
+        model,
+        processor,
+        training_args,
+        train_dataset,
+        eval_dataset,
+        group_by_width=data_args.group_by_width,
+        shuffle_buffer_size=data_args.shuffle_buffer_size,
     )
 
     # unset: a killed run restarted with the same command continues from its last checkpoint

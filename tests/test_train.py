@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 from transformers import TrainingArguments
 
 from mambaocr_hf import MambaOCRConfig, MambaOCRForCTC, MambaOCRProcessor
@@ -15,6 +16,7 @@ from mambaocr_hf.data import OCRDataCollator, load_ocr_dataset
 from mambaocr_hf.training import (
     OCRTrainer,
     cpu_supports_bf16,
+    make_ocr_trainer,
     parameter_table,
     resolve_resume_checkpoint,
 )
@@ -183,6 +185,49 @@ def test_data_parallel_on_cpu_with_gloo(tmp_path, launcher):
     assert (output / "model.safetensors").is_file() and (output / "checkpoint-2").is_dir()
     state = json.loads((output / "checkpoint-2" / "trainer_state.json").read_text())
     assert state["global_step"] == 2
+
+
+def test_data_parallel_ranks_read_every_sample_once(tmp_path):
+    """Each of 2 processes reads its own part of the training set, and together they read all of it, once: the
+    stream is split once (not by us and again by accelerate, which left each rank 1/4 of the data)."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, *LAUNCHERS["torchrun"], str(ROOT / "tests" / "ddp_epoch.py"), str(tmp_path)]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, (result.stdout[-3000:], result.stderr[-3000:])
+    seen = json.loads(result.stdout.split("SEEN ", 1)[1].splitlines()[0])
+    everything = sorted(f"w{i:02d}" for i in range(24))
+    assert set(seen) == {"stream", "stream, group_by_width", "map-style, group_by_width"}
+    for name, (rank0, rank1) in seen.items():
+        assert len(rank0) == len(rank1) == 12, name
+        assert sorted(rank0 + rank1) == everything, name
+
+
+def test_training_stream_is_shuffled(tmp_path):
+    """Folders and LMDBs are often written sorted: the trainer's stream is shuffled from the first epoch on, with a
+    new order each epoch, and keeps the stream's order with `shuffle_buffer_size=0`."""
+    processor = MambaOCRProcessor.from_defaults()
+    texts = [f"w{i:02d}" for i in range(40)]
+    folder = tmp_path / "crops"
+    folder.mkdir()
+    for i in range(len(texts)):
+        Image.new("RGB", (64, 32), (i, i, i)).save(folder / f"{i:02d}.png")
+    (folder / "labels.tsv").write_text("".join(f"{i:02d}.png\t{text}\n" for i, text in enumerate(texts)))
+    model = MambaOCRForCTC(MambaOCRConfig(backbone="resnet10t", hidden_size=32, state_size=4, max_width=128))
+    args = TrainingArguments(output_dir=str(tmp_path / "out"), per_device_train_batch_size=4, report_to="none",
+                             use_cpu=True, dataloader_num_workers=0, remove_unused_columns=False, max_steps=1)  # fmt: skip
+
+    def order(shuffle_buffer_size, epoch=0):
+        dataset = load_ocr_dataset(str(folder), processor=processor)
+        trainer = make_ocr_trainer(model, processor, args, dataset, group_by_width=False,
+                                   shuffle_buffer_size=shuffle_buffer_size)  # fmt: skip
+        trainer.train_dataset.set_epoch(epoch)
+        return [row["text"] for row in trainer.train_dataset]
+
+    assert order(0) == texts
+    first, again, second = order(1000), order(1000), order(1000, epoch=1)
+    assert sorted(first) == sorted(second) == texts
+    assert first == again  # a function of the seed: a resumed run sees the order the killed one would have
+    assert first != texts and second != first
 
 
 def test_nonfinite_loss_never_reaches_the_weights(tmp_path):
