@@ -65,6 +65,11 @@ def to_pil_image(image, index: int = 0) -> Image.Image:
                 image = ImageOps.exif_transpose(opened)
         except FileNotFoundError as error:
             raise FileNotFoundError(f"Image {index}: no such file {os.fspath(image)!r}.") from error
+        except Image.DecompressionBombError as error:
+            raise ValueError(
+                f"Image {index}: {os.fspath(image)!r} has too many pixels to decode safely ({error} If you trust the "
+                "file, raise PIL.Image.MAX_IMAGE_PIXELS.)"
+            ) from error
         except (UnidentifiedImageError, OSError) as error:
             raise ValueError(f"Image {index}: {os.fspath(image)!r} is not a readable image ({error}).") from error
     if isinstance(image, Image.Image):

@@ -7,7 +7,15 @@ import pytest
 from PIL import Image
 
 from mambaocr_hf import MambaOCRImageProcessor, MambaOCRProcessor, MambaOCRTokenizer
-from mambaocr_hf.data import BadSampleError, LabelNormalizer, SampleFilter, ctc_frames, ctc_frames_needed, skip_counts
+from mambaocr_hf.data import (
+    BadSampleError,
+    LabelNormalizer,
+    OCRDataCollator,
+    SampleFilter,
+    ctc_frames,
+    ctc_frames_needed,
+    skip_counts,
+)
 from mambaocr_hf.data.filters import image_size, reset_skip_counts
 
 
@@ -96,6 +104,28 @@ def test_strict_policies_raise():
         error_policy.check_encoded("héllo", _png(64, 32), "unknown")
     with pytest.raises(ValueError, match="bad_sample_policy"):
         SampleFilter(bad_sample_policy="ignore")
+
+
+def test_decompression_bombs_are_skipped_not_fatal(monkeypatch, tmp_path):
+    """PIL refuses images of more than 2 * MAX_IMAGE_PIXELS pixels (a `DecompressionBombError`, not an OSError): a
+    source skips such a sample as unreadable, the collator leaves it out of its batch, inference names the file."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    bomb = _png(100, 32)  # 3200 pixels > 2 * 1000
+    with pytest.raises(ValueError, match="too many pixels to decode safely.*MAX_IMAGE_PIXELS"):
+        image_size(bomb)
+    reset_skip_counts()
+    sample_filter = SampleFilter.from_processor(MambaOCRProcessor.from_defaults(), name="unit-bomb")
+    assert sample_filter.check_encoded("word", bomb, "bomb") is None
+    assert sample_filter.check_encoded("word", _png(30, 32), "small") == "word"
+    assert skip_counts("unit-bomb") == {"unreadable_image": 1}
+    processor = MambaOCRProcessor.from_defaults()
+    collator = OCRDataCollator(processor)
+    batch = collator([{"image": {"bytes": bomb, "path": None}, "text": "bomb"}, {"image": _png(30, 32), "text": "ok"}])
+    assert batch["pixel_values"].shape[0] == 1 and collator.dropped == {"unreadable_image": 1}
+    path = tmp_path / "bomb.png"
+    path.write_bytes(bomb)
+    with pytest.raises(ValueError, match=r"Image 0: .*bomb.png.* too many pixels.*MAX_IMAGE_PIXELS"):
+        processor(images=[str(path)])
 
 
 def test_image_size_applies_exif_rotation():

@@ -101,6 +101,10 @@ class OCRDataCollator:
                     image = _load_image(feature.get("image"), index)
                 except FileNotFoundError as error:
                     raise SkipSample("missing_image", f"{where} ({error})") from None
+                except Image.DecompressionBombError as error:
+                    raise SkipSample(
+                        "unreadable_image", f"{where} (too many pixels to decode safely: {error})"
+                    ) from None
                 except (ValueError, TypeError, OSError, UnidentifiedImageError) as error:
                     raise SkipSample("unreadable_image", f"{where} ({error})") from None
                 label = self.sample_filter.label(feature.get("text"), where)

@@ -245,6 +245,10 @@ def image_size(data: bytes, verify: bool = True) -> tuple[int, int]:
                 image.load()
             if image.getexif().get(Image.ExifTags.Base.Orientation, 1) in (5, 6, 7, 8):
                 width, height = height, width
+    except Image.DecompressionBombError as error:
+        raise ValueError(
+            f"too many pixels to decode safely ({error} Raise PIL.Image.MAX_IMAGE_PIXELS to read it)"
+        ) from error
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise ValueError(f"not a readable image ({error})") from error
     if width == 0 or height == 0:
