@@ -117,6 +117,39 @@ def test_folder_rows_labels_and_bad_data(tsv_folder, processor):
         list(load_ocr_dataset(tsv_folder, processor=processor, bad_sample_policy="raise"))
 
 
+def test_labels_that_are_not_utf8_are_skipped_not_garbled(tmp_path, processor):
+    """A latin-1 "café" read with replacement characters would train the label "caf?" without a word: labels are
+    decoded strictly and skipped as `undecodable_label` (or refused under `bad_sample_policy="raise"`), in every
+    source that reads label bytes. A file name that is not UTF-8 is still found (file-system bytes)."""
+    folder = tmp_path / "folder"
+    _write(str(folder / "a.png"), _encoded())
+    _write(os.path.join(os.fsencode(folder), b"b\xe9.png"), _encoded())
+    lines = [b"a.png\tgood", b"a.png\tcaf\xe9", b"b\xe9.png\tbee", b"a.png\tfine"]
+    (folder / "labels.tsv").write_bytes(b"\n".join(lines) + b"\n")
+    assert _texts(load_ocr_dataset(str(folder), processor=processor)) == ["good", "bee", "fine"]
+    assert skip_counts(f"folder:{folder}") == {"undecodable_label": 1}
+    with pytest.raises(BadSampleError, match=r"labels.tsv:byte 11 \(a.png\).*b'caf\\xe9'.*not valid UTF-8"):
+        list(load_ocr_dataset(str(folder), processor=processor, bad_sample_policy="raise"))
+
+    root = str(tmp_path / "lmdb")
+    env = lmdb.open(root, map_size=1 << 24)
+    with env.begin(write=True) as txn:
+        for index, label in enumerate([b"good", b"caf\xe9", "café".encode()], start=1):
+            txn.put(b"image-%09d" % index, _encoded())
+            txn.put(b"label-%09d" % index, label)
+        txn.put(b"num-samples", b"3")
+    env.close()
+    assert _texts(load_ocr_dataset(root)) == ["good", "café"]
+    assert skip_counts(f"lmdb:{root}") == {"undecodable_label": 1}
+
+    mjsynth = tmp_path / "mjsynth"
+    _write(str(mjsynth / "1/1/0_Word_1.jpg"), _encoded(format="JPEG"))
+    _write(os.path.join(os.fsencode(mjsynth), b"1/1/1_Caf\xe9_1.jpg"), _encoded(format="JPEG"))
+    (mjsynth / "annotation_train.txt").write_bytes(b"./1/1/0_Word_1.jpg 1\n./1/1/1_Caf\xe9_1.jpg 1\n")
+    assert _texts(load_ocr_dataset(str(mjsynth))) == ["Word"]
+    assert skip_counts(f"mjsynth:{mjsynth}") == {"undecodable_label": 1}
+
+
 def test_folder_without_tokenizer_keeps_labels_and_finds_nested_label_files(tmp_path, tsv_folder):
     other = tmp_path / "second" / "set"
     _write(str(other / "a.png"), _encoded())

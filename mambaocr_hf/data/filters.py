@@ -23,6 +23,7 @@ SKIP_REASONS = {
     "missing_image": "the image file does not exist",
     "unreadable_image": "the image cannot be decoded (empty, truncated or not an image)",
     "empty_label": "the label is empty",
+    "undecodable_label": "the label is not valid UTF-8 (re-save the labels as UTF-8)",
     "unknown_characters": "the label has characters outside the charset",
     "label_emptied_by_charset": "no character of the label is in the charset",
     "label_too_long": "the label is longer than max_label_length",
@@ -325,7 +326,22 @@ class SampleFilter:
         return self.stats
 
     def label(self, text, where: str = "sample") -> str:
-        """The cleaned label of a sample (raises `SkipSample` for a bad one)."""
+        """The cleaned label of a sample (raises `SkipSample` for a bad one).
+
+        Labels read from files come as `bytes` (or as `str` decoded with `surrogateescape`): they are decoded as
+        UTF-8 strictly, never with replacement characters that would silently train a wrong label.
+        """
+        if isinstance(text, (bytes, bytearray, memoryview)):
+            try:
+                text = bytes(text).decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise SkipSample("undecodable_label", f"{where} (label bytes {bytes(text)[:40]!r}: {error})") from None
+        elif isinstance(text, str) and not text.isascii():
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:  # lone surrogates: bytes that were not UTF-8, kept by surrogateescape
+                shown = text.encode("utf-8", "surrogateescape")[:40]
+                raise SkipSample("undecodable_label", f"{where} (label bytes {shown!r})") from None
         if text is None or not isinstance(text, str):
             raise SkipSample("empty_label", f"{where} (label {text!r})")
         text = text.strip()  # surrounding whitespace (a trailing "\r", a stray space) is never part of the text

@@ -32,10 +32,15 @@ def folder_examples(shards: list[tuple[str, int, int]], sample_filter: SampleFil
         for offset, line in read_lines(labels_file, start, end):
             if not line.strip():
                 continue
-            relative, tab, label = line.partition("\t")
+            if isinstance(line, bytes):  # not UTF-8: the path as file-system bytes, the label checked (and skipped)
+                raw_path, tab, label = line.partition(b"\t")
+                relative, shown = os.fsdecode(raw_path), raw_path.decode("utf-8", errors="replace")
+            else:
+                relative, tab, label = line.partition("\t")
+                shown = relative
             if offset == 0 and relative.strip().lower() in _HEADER_NAMES:
                 continue  # a header line
-            where = f"{labels_file}:byte {offset} ({relative})"
+            where = f"{labels_file}:byte {offset} ({shown})"
             if not tab:
                 label = None  # no tab: the line has no label
             image_path = os.path.join(folder, relative)

@@ -78,8 +78,8 @@ def lmdb_examples(shards: list[tuple[str, int, int]], sample_filter: SampleFilte
                 label = txn.get(label_key(index))
                 data = txn.get(image_key(index))
                 where = f"{root} sample {index}"
-                text = label.decode("utf-8", errors="replace") if label is not None else None
-                text = sample_filter.check_encoded(text, data, where, verify_images)
+                # the label bytes as stored: the filter decodes them strictly (skips a label that is not UTF-8)
+                text = sample_filter.check_encoded(label, data, where, verify_images)
                 if text is not None:
                     yield {"image": {"bytes": data, "path": None}, "text": text}
 

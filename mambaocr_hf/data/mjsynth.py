@@ -68,8 +68,11 @@ def mjsynth_examples(
         for offset, line in read_lines(annotation, start, end):
             if not line.strip():
                 continue
-            relative = line.split()[0]
-            where = f"{annotation}:byte {offset} ({relative})"
+            raw_path = line.split()[0]
+            # not UTF-8: the file-system bytes (os.fsdecode); the label read from them is then skipped as undecodable
+            relative = os.fsdecode(raw_path) if isinstance(raw_path, bytes) else raw_path
+            shown = raw_path.decode("utf-8", errors="replace") if isinstance(raw_path, bytes) else raw_path
+            where = f"{annotation}:byte {offset} ({shown})"
             label = label_from_path(relative)
             image_path = os.path.join(root, relative)
             data = read_image_bytes(image_path)

@@ -44,8 +44,12 @@ def byte_ranges(path: str | os.PathLike, num_shards: int) -> list[tuple[int, int
     return [(low, high) for low, high in zip(bounds, bounds[1:]) if high > low]
 
 
-def read_lines(path: str | os.PathLike, start: int, end: int) -> Iterator[tuple[int, str]]:
-    """`(byte offset, line)` of each line whose first byte lies in `[start, end)`, without its line break."""
+def read_lines(path: str | os.PathLike, start: int, end: int) -> Iterator[tuple[int, str | bytes]]:
+    """`(byte offset, line)` of each line whose first byte lies in `[start, end)`, without its line break.
+
+    A line that is not valid UTF-8 comes as `bytes`, for the caller to skip or read as file-system bytes: decoding
+    it with replacement characters would turn its label into another one without a word.
+    """
     with open(path, "rb") as handle:
         if start > 0:
             handle.seek(start - 1)
@@ -54,8 +58,13 @@ def read_lines(path: str | os.PathLike, start: int, end: int) -> Iterator[tuple[
             line = handle.readline()
             if not line:
                 break
-            text = line.decode("utf-8", errors="replace").rstrip("\r\n")
-            yield offset, (text.lstrip("\ufeff") if offset == 0 else text)
+            line = line.rstrip(b"\r\n")
+            if offset == 0:
+                line = line.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte-order mark
+            try:
+                yield offset, line.decode("utf-8")
+            except UnicodeDecodeError:
+                yield offset, line
 
 
 __all__ = ["MAX_SHARDS", "byte_ranges", "count_lines", "index_ranges", "num_shards_for", "read_lines"]
