@@ -20,8 +20,9 @@ from tqdm.auto import tqdm
 from transformers import AutoModel, AutoProcessor
 
 import mambaocr_hf  # noqa: F401  (registers the Auto classes)
-from mambaocr_hf.data import SyntheticTextGenerator, load_ocr_dataset
+from mambaocr_hf.data import SyntheticTextGenerator, load_ocr_dataset, skip_counts
 from mambaocr_hf.data.lines import render_long_line
+from mambaocr_hf.data.sources import split_folders
 from mambaocr_hf.data.synthetic import synthetic_config_from
 from mambaocr_hf.metrics import (
     compute_ocr_metrics,
@@ -77,6 +78,11 @@ def main() -> None:
         parser.error("--compare_bf16 runs float32 and bf16 side by side: leave out --bf16")
     if not args.fp32_margin >= 0:
         parser.error("--fp32_margin must be >= 0 (0: never re-run in float32)")
+    if args.dataset and args.split is None and split_folders(args.dataset):
+        parser.error(
+            f"{args.dataset} has split folders ({', '.join(split_folders(args.dataset))}): pass --split to say which "
+            "to evaluate (without it every split would be read, training data included)"
+        )
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(args.threads)
 
@@ -98,7 +104,19 @@ def main() -> None:
         dataset, total, source = lines(), args.long_lines, f"{args.long_lines} generated long lines"
     else:
         options = {"config": synthetic_config, "seed": args.dataset_seed} if args.dataset == "synthetic" else {}
-        dataset = load_ocr_dataset(args.dataset, split=args.split, processor=processor, **options)
+        # the training filters would leave out hard samples (too narrow for CTC to align the label, extreme aspect
+        # ratio) and report metrics on the easy rest: here they are read, and count as the errors they are; only
+        # samples that cannot be evaluated (unreadable image, empty label, none of its characters in the charset) are
+        # skipped, and counted in the report
+        dataset = load_ocr_dataset(
+            args.dataset,
+            split=args.split,
+            processor=processor,
+            check_ctc=False,
+            min_aspect_ratio=0.0,
+            max_aspect_ratio=float("inf"),
+            **options,
+        )
         if args.max_samples:
             dataset = dataset.take(args.max_samples)
         total, source = args.max_samples, args.dataset + (f" [{args.split}]" if args.split else "")
@@ -143,6 +161,12 @@ def main() -> None:
     if batch:
         flush()
     metrics = compute_ocr_metrics(predictions, references)
+    skipped: dict[str, int] = {}
+    for counts in skip_counts().values():
+        for reason, count in counts.items():
+            skipped[reason] = skipped.get(reason, 0) + count
+    metrics["num_skipped"] = sum(skipped.values())
+    metrics["skipped"] = skipped
     metrics["images_per_second"] = len(predictions) / (time.perf_counter() - start)
     metrics["model_ms_per_image"] = 1000 * model_seconds / max(len(predictions), 1)
     if args.bf16:
@@ -150,7 +174,12 @@ def main() -> None:
     metrics["mean_label_length"] = sum(len(r) for r in references) / max(len(references), 1)
     metrics["mean_width_px"] = sum(widths) / max(len(widths), 1)
     print(f"{args.model} on {source}" + (f", beam {args.beam_width}" if args.beam_width > 1 else ""))
-    print(format_metrics_table(metrics))
+    print(format_metrics_table({k: v for k, v in metrics.items() if k != "skipped"}))
+    if skipped:
+        print(
+            f"{metrics['num_skipped']} samples could not be evaluated and are not in the metrics: "
+            + ", ".join(f"{count} {reason}" for reason, count in sorted(skipped.items()))
+        )
     if args.compare_bf16:
         bf16_metrics = compute_ocr_metrics(bf16_predictions, references)
         same = sum(a == b for a, b in zip(predictions, bf16_predictions)) / max(len(predictions), 1)

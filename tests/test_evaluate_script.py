@@ -27,6 +27,11 @@ def test_evaluate_script_reports_metrics(tmp_path):
         ImageDraw.Draw(image).text((4, 8), word, fill="black")
         image.save(data / f"{index}.png")
         lines.append(f"{index}.png\t{word}")
+    # hard samples are evaluated (training would leave them out), one that cannot be read is counted as skipped
+    Image.new("RGB", (16, 32), "white").save(data / "narrow.png")  # 4 frames for 10 characters: CTC cannot align
+    Image.new("RGB", (2000, 4), "white").save(data / "flat.png")  # aspect ratio 500
+    (data / "broken.png").write_bytes(b"not a png")
+    lines += ["narrow.png\tabcdefghij", "flat.png\tpapa", "broken.png\tgone"]
     (data / "labels.tsv").write_text("\n".join(lines) + "\n")
     output = tmp_path / "metrics.json"
     result = subprocess.run(
@@ -37,14 +42,24 @@ def test_evaluate_script_reports_metrics(tmp_path):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     metrics = json.loads(output.read_text())
-    assert metrics["num_samples"] == 3 and 0.0 <= metrics["cer"] and "word_accuracy_ci_alnum" in metrics
-    assert "cer" in result.stdout
+    assert metrics["num_samples"] == 5 and 0.0 <= metrics["cer"] and "word_accuracy_ci_alnum" in metrics
+    assert metrics["num_skipped"] == 1 and metrics["skipped"] == {"unreadable_image": 1}
+    assert "cer" in result.stdout and "1 samples could not be evaluated and are not in the metrics" in result.stdout
     comparison = metrics["bf16_comparison"]  # the same images through bf16 autocast, near-ties re-run in float32
     assert 0.0 <= comparison["same_text"] <= 1.0
-    assert comparison["fp32_margin"] == FP32_MARGIN and 0 <= comparison["fp32_reruns"] <= 3
+    assert comparison["fp32_margin"] == FP32_MARGIN and 0 <= comparison["fp32_reruns"] <= 5
     assert comparison["model_ms_per_image"] > 0
     assert abs(comparison["cer_delta"] - (comparison["cer"] - metrics["cer"])) < 1e-9
     assert "identical text on" in result.stdout
+    # a folder with split sub-folders needs --split: else its training split would be evaluated too
+    (tmp_path / "splits" / "train").mkdir(parents=True)
+    (tmp_path / "splits" / "val").mkdir()
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "evaluate.py"), "--model", str(tmp_path / "model"), "--dataset",
+         str(tmp_path / "splits")],
+        env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 2 and "has split folders (train, val): pass --split" in result.stderr
 
 
 def test_evaluate_long_lines_with_beam_search_and_reliability(tmp_path):

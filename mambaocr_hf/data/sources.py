@@ -48,6 +48,16 @@ _SPLIT_ALIASES = {
 _HELD_OUT_FOLDERS = {"val", "validation", "valid", "test", "evaluation"}
 
 
+def split_folders(path: str) -> list[str]:
+    """The split sub-folders (`train`, `val`, `test`, ... and their aliases) directly under a local folder `path`."""
+    names = {name for aliases in _SPLIT_ALIASES.values() for name in aliases} | _HELD_OUT_FOLDERS
+    if not os.path.isdir(path):
+        return []
+    return sorted(
+        entry for entry in os.listdir(path) if entry.lower() in names and os.path.isdir(os.path.join(path, entry))
+    )
+
+
 def _split_folder(path: str, split: str | None) -> str:
     """`path/<split>` when it exists (`val` and `validation` stand for each other, as do `train` and `training`),
     else `path` for the training split; any other split must have its folder."""
@@ -358,4 +368,4 @@ def load_ocr_dataset(
     return standardize_columns(dataset, sample_filter, columns, verify_images, base_dir)
 
 
-__all__ = ["LAYOUTS", "SYNTHETIC_OPTIONS", "detect_layout", "load_ocr_dataset"]
+__all__ = ["LAYOUTS", "SYNTHETIC_OPTIONS", "detect_layout", "load_ocr_dataset", "split_folders"]
