@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging as std_logging
 import os
@@ -337,8 +338,21 @@ def parse_args_with_preset(parser, args: list[str]) -> tuple:
     if args and args[0].endswith(".json"):
         with open(args[0], encoding="utf-8") as handle:
             preset = json.load(handle)
+        defaults = {
+            field.name: field.default_factory() if field.default_factory is not dataclasses.MISSING else field.default
+            for dataclass_type in parser.dataclass_types
+            for field in dataclasses.fields(dataclass_type)
+        }
         preset_flags = []
         for key, value in preset.items():
+            if value is None:  # JSON null: the field's default, where that is None (a flag cannot carry None)
+                if key in defaults and defaults[key] is not None:
+                    default = "none (it is required)" if defaults[key] is dataclasses.MISSING else repr(defaults[key])
+                    raise ValueError(
+                        f"{args[0]}: {key!r} is null, but its default is {default}, not None: give a value, or "
+                        "leave the key out for the default."
+                    )
+                continue
             if isinstance(value, bool):
                 preset_flags += [f"--{key}", str(value)]
             elif isinstance(value, dict):

@@ -55,7 +55,7 @@ def _run(args, cwd, extra_env=None, launcher=None):
     return result.stdout + result.stderr
 
 
-def test_parse_preset_with_overrides(monkeypatch):
+def test_parse_preset_with_overrides(monkeypatch, tmp_path):
     sys.path.insert(0, str(ROOT / "scripts"))
     try:
         import train
@@ -67,6 +67,15 @@ def test_parse_preset_with_overrides(monkeypatch):
     assert training_args.max_steps == 50 and training_args.output_dir == "runs/x"  # the flags win
     assert model_args.preset == "small" and data_args.dataset == "synthetic"  # the preset's values
     assert training_args.learning_rate == 0.001 and training_args.metric_for_best_model == "cer"
+    # JSON null is the default where that is None (not the string "None"); elsewhere a clear error
+    nulls = tmp_path / "nulls.json"
+    nulls.write_text(json.dumps({"output_dir": "runs/y", "config_overrides": None, "synthetic_config": None}))
+    monkeypatch.setattr(sys, "argv", ["train.py", str(nulls)])
+    model_args, data_args, _ = train._parse_args()
+    assert model_args.config_overrides is None and data_args.synthetic_config is None
+    nulls.write_text(json.dumps({"output_dir": "runs/y", "max_eval_samples": None}))
+    with pytest.raises(ValueError, match="'max_eval_samples' is null, but its default is 1000, not None"):
+        train._parse_args()
     assert train._parse_overrides("hidden_size=64,sequence_model=bilstm,bidirectional=false") == {
         "hidden_size": 64,
         "sequence_model": "bilstm",
