@@ -174,8 +174,11 @@ class OCRTrainer(Trainer):
     resumes.
 
     CTC already zeroes infinite losses (`ctc_zero_infinity`); this also catches NaN from anywhere else (a bad image,
-    an overflow in fp16): the step's gradients are dropped (the optimizer then skips those parameters), the event is
-    counted in `nonfinite_steps` and logged.
+    an overflow): the step's gradients are dropped (the optimizer then skips those parameters), the event is counted
+    in `nonfinite_steps` and logged. With gradient accumulation the whole accumulated step is dropped, not just the
+    bad micro-batch (keeping the good part would cost a copy of every gradient per micro-batch). Under `--fp16` the
+    GradScaler does this itself (it skips a step whose gradients are not finite and lowers its scale), so gradients
+    are left to it and only a non-finite loss is counted.
 
     `train_seconds` and `nonfinite_steps` cover the whole run: each checkpoint carries them (`RunTotalsCallback`), and
     a run resumed from it starts from them. `resumed_from_step` is the step it resumed at (None for a fresh run).
@@ -239,19 +242,30 @@ class OCRTrainer(Trainer):
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, inputs, num_items_in_batch)
+        scaler = getattr(self.accelerator, "scaler", None)
+        if scaler is not None and scaler.is_enabled():
+            # fp16: the GradScaler finds non-finite gradients itself, skips that optimizer step and lowers its scale
+            # (overflow in the first steps is how it finds its scale). Dropping the gradients here would leave it
+            # nothing to check: it raises, and its scale never comes down.
+            if not bool(torch.isfinite(loss).all()):
+                self._count_nonfinite("loss", "the gradient scaler skips this step")
+                return torch.zeros_like(loss)
+            return loss
         grads = [p.grad for p in model.parameters() if p.grad is not None]
         finite = bool(torch.isfinite(loss).all()) and (
             not grads or bool(torch.isfinite(torch.nn.utils.get_total_norm(grads)))
         )
         if not finite:
-            self.run_totals.nonfinite_steps += 1
             model.zero_grad(set_to_none=True)
-            logger.warning(
-                f"Non-finite loss or gradient at step {self.state.global_step}: this step's gradients were dropped "
-                f"({self.nonfinite_steps} so far)."
-            )
+            self._count_nonfinite("loss or gradient", "this step's gradients were dropped")
             return torch.zeros_like(loss)
         return loss
+
+    def _count_nonfinite(self, what: str, outcome: str) -> None:
+        self.run_totals.nonfinite_steps += 1
+        logger.warning(
+            f"Non-finite {what} at step {self.state.global_step}: {outcome} ({self.nonfinite_steps} so far)."
+        )
 
 
 def _read_json(path: str) -> dict:

@@ -273,6 +273,44 @@ def test_nonfinite_loss_never_reaches_the_weights(tmp_path):
     assert trainer.train_seconds > _saved_totals(tmp_path / "checkpoint-3")["train_seconds"] > totals["train_seconds"]
 
 
+def test_fp16_gradient_scaler_handles_overflow_itself(tmp_path):
+    """Under --fp16 a GradScaler skips the steps whose gradients overflow and lowers its scale: the non-finite guard
+    must leave those gradients to it (dropping them made the scaler raise "No inf checks were recorded"). Simulated
+    on CPU with torch's CPU GradScaler and gradients that overflow in the first two steps."""
+    from transformers import TrainerCallback
+
+    from .conftest import tiny_config_kwargs
+
+    processor = MambaOCRProcessor.from_defaults()
+    model = MambaOCRForCTC(MambaOCRConfig(**tiny_config_kwargs(max_width=128)))
+    args = TrainingArguments(
+        output_dir=str(tmp_path), max_steps=4, per_device_train_batch_size=2, report_to="none", use_cpu=True,
+        remove_unused_columns=False, save_strategy="no", learning_rate=1e-3,
+    )  # fmt: skip
+    dataset = load_ocr_dataset("synthetic", processor=processor, num_samples=8, seed=0)
+    trainer = OCRTrainer(model=model, args=args, train_dataset=dataset, data_collator=OCRDataCollator(processor))
+    trainer.accelerator.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**16)  # what --fp16 sets up on CUDA
+    backward_calls = []
+
+    def overflow(grad):
+        backward_calls.append(1)
+        return grad * float("inf") if len(backward_calls) <= 2 else grad
+
+    model.classifier.weight.register_hook(overflow)
+    start, after_steps = model.classifier.weight.detach().clone(), []
+
+    class Record(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            after_steps.append((trainer.accelerator.scaler.get_scale(), model.classifier.weight.detach().clone()))
+
+    trainer.add_callback(Record())
+    trainer.train()
+    assert [scale for scale, _ in after_steps] == [2.0**15, 2.0**14, 2.0**14, 2.0**14]
+    assert torch.equal(after_steps[1][1], start)  # the two overflowing steps were skipped
+    assert not torch.equal(after_steps[3][1], start)  # and training went on
+    assert trainer.nonfinite_steps == 0  # overflow is the scaler's normal work, not a bad sample
+
+
 def test_resume_checkpoint_flag(tmp_path):
     (tmp_path / "checkpoint-2").mkdir()
     (tmp_path / "checkpoint-10").mkdir()
