@@ -63,6 +63,25 @@ def setup_training_run(training_args: TrainingArguments, script_logger: std_logg
     training_args.accelerator_config.dispatch_batches = False
 
 
+@dataclasses.dataclass
+class TrainingStreamArguments:
+    """How `make_ocr_trainer` feeds the training set: the fields both training scripts' `DataArguments` inherit."""
+
+    group_by_width: bool = dataclasses.field(
+        default=True, metadata={"help": "Batch training images of similar widths together (less padding, faster)."}
+    )
+    shuffle_buffer_size: int = dataclasses.field(
+        default=1000,
+        metadata={
+            "help": "Rows in the training stream's shuffle buffer (its shards are shuffled too); 0: no shuffle."
+        },
+    )
+
+    def stream_options(self) -> dict:
+        """`make_ocr_trainer`'s keyword arguments from these fields."""
+        return {"group_by_width": self.group_by_width, "shuffle_buffer_size": self.shuffle_buffer_size}
+
+
 def make_ocr_trainer(
     model,
     processor,

@@ -45,6 +45,7 @@ from mambaocr_hf.peft_utils import (
 )
 from mambaocr_hf.tokenization_mambaocr import MambaOCRTokenizer
 from mambaocr_hf.training import (
+    TrainingStreamArguments,
     make_ocr_trainer,
     parameter_table,
     parse_args_with_preset,
@@ -119,7 +120,7 @@ class PeftArguments:
 
 
 @dataclass
-class DataArguments:
+class DataArguments(TrainingStreamArguments):
     dataset: str = field(default="", metadata={"help": "Training data: any source of load_ocr_dataset."})
     eval_dataset: str | None = field(
         default=None, metadata={"help": "Held-out source; default: --validation_size rows held out of --dataset."}
@@ -139,13 +140,6 @@ class DataArguments:
     )
     dataset_seed: int = field(
         default=0, metadata={"help": "Seed of the hold-out split (the shuffling follows --data_seed, else --seed)."}
-    )
-    group_by_width: bool = field(default=True, metadata={"help": "Batch images of similar widths together."})
-    shuffle_buffer_size: int = field(
-        default=1000,
-        metadata={
-            "help": "Rows in the training stream's shuffle buffer (its shards are shuffled too); 0: no shuffle."
-        },
     )
 
 
@@ -240,13 +234,7 @@ def main() -> None:
             print(f"\nFull fine-tuning\n{parameter_table(model)}\n")
 
     trainer = make_ocr_trainer(
-        model,
-        processor,
-        training_args,
-        train_dataset,
-        eval_dataset,
-        group_by_width=data_args.group_by_width,
-        shuffle_buffer_size=data_args.shuffle_buffer_size,
+        model, processor, training_args, train_dataset, eval_dataset, **data_args.stream_options()
     )
     minutes = 0.0
     if not peft_args.evaluate_only:

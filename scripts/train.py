@@ -32,6 +32,7 @@ from mambaocr_hf.metrics import format_metrics_table
 from mambaocr_hf.modeling_mambaocr import FREEZE_STRATEGIES
 from mambaocr_hf.tokenization_mambaocr import MambaOCRTokenizer
 from mambaocr_hf.training import (
+    TrainingStreamArguments,
     make_ocr_trainer,
     parameter_table,
     parse_args_with_preset,
@@ -85,7 +86,7 @@ class ModelArguments:
 
 
 @dataclass
-class DataArguments:
+class DataArguments(TrainingStreamArguments):
     dataset: str = field(
         default="synthetic",
         metadata={
@@ -104,15 +105,6 @@ class DataArguments:
         metadata={
             "help": "JSON of SyntheticConfig fields for the synthetic source (train and held-out), e.g. "
             '\'{"rotate_p": 0.2, "max_rotation": 5}\': how hard the rendered data is.'
-        },
-    )
-    group_by_width: bool = field(
-        default=True, metadata={"help": "Batch training images of similar widths together (less padding, faster)."}
-    )
-    shuffle_buffer_size: int = field(
-        default=1000,
-        metadata={
-            "help": "Rows in the training stream's shuffle buffer (its shards are shuffled too); 0: no shuffle."
         },
     )
     overwrite_output_dir: bool = field(
@@ -202,13 +194,7 @@ def main() -> None:
             "images per step in all."
         )
     trainer = make_ocr_trainer(
-        model,
-        processor,
-        training_args,
-        train_dataset,
-        eval_dataset,
-        group_by_width=data_args.group_by_width,
-        shuffle_buffer_size=data_args.shuffle_buffer_size,
+        model, processor, training_args, train_dataset, eval_dataset, **data_args.stream_options()
     )
 
     # unset: a killed run restarted with the same command continues from its last checkpoint
