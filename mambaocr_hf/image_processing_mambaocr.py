@@ -73,6 +73,8 @@ def to_pil_image(image, index: int = 0) -> Image.Image:
         except (UnidentifiedImageError, OSError) as error:
             raise ValueError(f"Image {index}: {os.fspath(image)!r} is not a readable image ({error}).") from error
     if isinstance(image, Image.Image):
+        if image.getexif().get(Image.ExifTags.Base.Orientation, 1) != 1:
+            image = ImageOps.exif_transpose(image)  # as for paths (and transformers' `load_image`): read upright
         if image.width == 0 or image.height == 0:
             raise ValueError(f"Image {index} is empty (size {image.width}x{image.height}); it has no pixels to read.")
         if image.mode in ("RGB", "L"):
@@ -84,6 +86,8 @@ def to_pil_image(image, index: int = 0) -> Image.Image:
         return image.convert("RGB")  # P, CMYK, 1, YCbCr, LAB, HSV
     if type(image).__module__.startswith("torch"):
         image = image.detach().cpu()
+        if image.is_floating_point():
+            image = image.float()  # numpy has no bfloat16
         if image.dim() == 3 and image.shape[0] in (1, 3, 4):
             image = image.permute(1, 2, 0)  # torch images are channels-first
         image = image.numpy()
@@ -166,6 +170,11 @@ class MambaOCRImageProcessor(BaseImageProcessor):
             raise ValueError(f"Need 0 < min_width <= max_width, got {min_width} and {max_width}.")
         if image_height <= 0 or width_multiple <= 0:
             raise ValueError("`image_height` and `width_multiple` must be positive.")
+        if max_width // width_multiple * width_multiple < min_width:
+            raise ValueError(
+                f"No width from min_width={min_width} to max_width={max_width} is a multiple of "
+                f"width_multiple={width_multiple}: raise max_width to at least {-(-min_width // width_multiple) * width_multiple}."
+            )
         self.image_height = image_height
         self.min_width = min_width
         self.max_width = max_width

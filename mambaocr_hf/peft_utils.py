@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import unicodedata
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -184,7 +185,7 @@ def find_new_characters(texts: Iterable[str], tokenizer) -> str:
     case and accents), in order of first appearance."""
     new: dict[str, None] = {}
     for text in texts:
-        for char in text:
+        for char in unicodedata.normalize("NFC", text):  # as the tokenizer reads it
             if char in tokenizer.vocab or char in new:
                 continue
             folded = tokenizer._fold(char) if tokenizer.unknown_char_policy == "map" else char

@@ -96,6 +96,8 @@ class MambaOCRTokenizer(PreTrainedTokenizer):
         **kwargs,
     ):
         check_unknown_char_policy(unknown_char_policy)
+        # transformers 5 reads a saved `*_token` entry into `model_specific_special_tokens`, not into the argument
+        blank_token = (kwargs.get("model_specific_special_tokens") or {}).get("blank_token", blank_token)
         if vocab_file is not None:
             with open(vocab_file, encoding="utf-8") as handle:
                 self.vocab: dict[str, int] = json.load(handle)
@@ -111,6 +113,7 @@ class MambaOCRTokenizer(PreTrainedTokenizer):
         self.unknown_char_policy = unknown_char_policy
         self.char_map = dict(char_map or {})
         self.blank_token = blank_token
+        self._warned_unknown = False
         self._has_lower = any(c.islower() for c in self.charset)
         self._has_upper = any(c.isupper() for c in self.charset)
         kwargs.setdefault("pad_token", blank_token)
@@ -138,6 +141,21 @@ class MambaOCRTokenizer(PreTrainedTokenizer):
     def __len__(self) -> int:
         return len(self.vocab)
 
+    def add_tokens(self, new_tokens, special_tokens: bool = False) -> int:
+        """A CTC head has one class per character of the charset: new characters are added to the charset and the
+        head together with `mambaocr_hf.extend_charset(model, processor, chars)`, not as added tokens (which the CTC
+        decoder could not map back to a class). Characters already in the charset add nothing."""
+        tokens = (
+            [new_tokens] if isinstance(new_tokens, str) or not isinstance(new_tokens, (list, tuple)) else new_tokens
+        )
+        unknown = [str(token) for token in tokens if str(token) not in self.vocab]
+        if unknown and not special_tokens:
+            raise ValueError(
+                f"MambaOCRTokenizer does not take added tokens ({unknown}): use "
+                "`mambaocr_hf.extend_charset(model, processor, characters)`, which grows the charset and the CTC head."
+            )
+        return super().add_tokens(new_tokens, special_tokens=special_tokens)
+
     # encoding
 
     def unknown_characters(self, text: str) -> list[str]:
@@ -164,6 +182,8 @@ class MambaOCRTokenizer(PreTrainedTokenizer):
         """
         if not isinstance(text, str):
             raise TypeError(f"Text must be a str, got {type(text).__name__}.")
+        if not text.isascii():  # "e" + combining acute (macOS file names, scraped labels) is the charset's "é"
+            text = unicodedata.normalize("NFC", text)
         if self.unknown_char_policy == "map":
             text = "".join(self._fold(char) for char in text)
         unknown = self.unknown_characters(text)
@@ -174,10 +194,12 @@ class MambaOCRTokenizer(PreTrainedTokenizer):
                 f"Text {text!r} has characters outside the tokenizer's charset: {unknown}. Use a charset that "
                 "contains them (e.g. charset='printable'), or unknown_char_policy='map' / 'drop'."
             )
-        logger.warning_once(
-            f"Removing characters outside the charset (unknown_char_policy={self.unknown_char_policy!r}), "
-            f"e.g. {unknown} in {text!r}."
-        )
+        if not self._warned_unknown:  # once per tokenizer, not once per distinct label
+            self._warned_unknown = True
+            logger.warning(
+                f"Removing characters outside the charset (unknown_char_policy={self.unknown_char_policy!r}), "
+                f"e.g. {unknown} in {text!r}; this is said once."
+            )
         return "".join(char for char in text if char not in unknown)
 
     def _tokenize(self, text: str, **kwargs) -> list[str]:

@@ -139,3 +139,19 @@ def test_files_are_read_upright_by_their_exif_orientation(tmp_path):
     path = tmp_path / "rotated.jpg"
     image.save(path, exif=exif)
     assert to_pil_image(str(path)).size == (32, 100)
+    # a PIL image carrying the same orientation is read the same way (as transformers' `load_image` does)
+    with PILImage.open(path) as opened:
+        assert to_pil_image(opened).size == (32, 100)
+
+
+def test_bfloat16_tensors_and_impossible_widths():
+    processor = MambaOCRImageProcessor()
+    image = torch.rand(3, 32, 100)
+    expected = processor(image, return_tensors="pt")["pixel_values"]
+    assert torch.allclose(processor(image.bfloat16(), return_tensors="pt")["pixel_values"], expected, atol=0.05)
+    with pytest.raises(
+        ValueError, match="No width from min_width=17 to max_width=18 is a multiple of width_multiple=4"
+    ):
+        MambaOCRImageProcessor(min_width=17, max_width=18, width_multiple=4)
+    with pytest.raises(ValueError, match="is a multiple of"):
+        MambaOCRImageProcessor(min_width=2, max_width=3, width_multiple=4)

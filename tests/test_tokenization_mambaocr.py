@@ -74,3 +74,38 @@ def test_bad_vocab_file(tmp_path):
     path.write_text('{"a": 0, "<blank>": 1}', encoding="utf-8")
     with pytest.raises(ValueError, match="blank"):
         MambaOCRTokenizer(vocab_file=str(path))
+
+
+def test_custom_blank_token_survives_save_and_load(tmp_path):
+    # transformers 5 reads a saved `*_token` into `model_specific_special_tokens`: the blank must come back from there
+    tokenizer = MambaOCRTokenizer(blank_token="[_]")
+    tokenizer.save_pretrained(tmp_path)
+    loaded = MambaOCRTokenizer.from_pretrained(tmp_path)
+    assert loaded.blank_token == "[_]" and loaded.get_vocab() == tokenizer.get_vocab()
+    assert loaded.decode([0, 11, 11, 0, 11]) == "aa"
+
+
+def test_decomposed_accents_are_the_charset_characters(caplog):
+    """NFD text ("e" + combining acute, as macOS file names and scraped labels have it) reads as the "é" it shows."""
+    import unicodedata
+
+    from mambaocr_hf.peft_utils import find_new_characters
+
+    nfd = unicodedata.normalize("NFD", "café")
+    assert len(nfd) == 5
+    accented = MambaOCRTokenizer(charset="abcdefé", unknown_char_policy="error")
+    assert accented.normalize_text(nfd) == "café"
+    assert MambaOCRTokenizer().normalize_text(nfd) == "cafe"  # the default map policy folds the accent
+    assert find_new_characters([nfd], MambaOCRTokenizer(charset="abcdef", unknown_char_policy="drop")) == "é"
+    assert find_new_characters([nfd], accented) == ""
+
+
+def test_unknown_characters_warn_once_and_added_tokens_are_refused(caplog):
+    tokenizer = MambaOCRTokenizer()
+    with caplog.at_level("WARNING"):
+        for index in range(50):
+            tokenizer.normalize_text(f"word {index}!")
+    assert sum("outside the charset" in record.getMessage() for record in caplog.records) == 1
+    with pytest.raises(ValueError, match="does not take added tokens.*extend_charset"):
+        tokenizer.add_tokens(["€"])
+    assert tokenizer.add_tokens(["a"]) == 0 and len(tokenizer) == 37  # a character of the charset adds nothing
