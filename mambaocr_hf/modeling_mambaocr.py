@@ -944,7 +944,9 @@ class MambaOCRPreTrainedModel(PreTrainedModel):
             kwargs = {k: v for k, v in kwargs.items() if k != "adapter_kwargs"}
             model = cls.from_pretrained(base, *model_args, **kwargs)
             loaded = model[0] if isinstance(model, tuple) else model
-            loaded.resize_vocab(vocab_size)
+            from .peft_utils import _grow_head
+
+            _grow_head(loaded, vocab_size)  # as `peft_utils.load_adapter` does: the same rows either way
             loaded.load_adapter(adapter_dir)
             loaded.mambaocr_adapter_dir = adapter_dir  # the pipeline takes the adapter's processor from here
             return model

@@ -129,6 +129,13 @@ def build_lora_config(
     )
     if not target_modules:
         raise ValueError("Nothing to put LoRA on: give `mamba_targets` and/or `backbone_lora_stages`.")
+    grown_from = getattr(model, EXTENDED_FROM_ATTRIBUTE, None)
+    if grown_from is not None and "classifier" not in modules_to_save:
+        raise ValueError(
+            f"The charset was extended ({grown_from} -> {model.config.vocab_size} classes), so the CTC head must "
+            "train and be saved with the adapter: keep 'classifier' in `modules_to_save` (without it the new "
+            "characters could never be learned)."
+        )
 
     save = []
     for entry in modules_to_save:
@@ -194,6 +201,10 @@ def find_new_characters(texts: Iterable[str], tokenizer) -> str:
     return "".join(new)
 
 
+# set on a model by `extend_charset`: its CTC head's size before, the adapter's `base_vocab_size`
+EXTENDED_FROM_ATTRIBUTE = "mambaocr_extended_from_vocab_size"
+
+
 @torch.no_grad()
 def _grow_head(model: MambaOCRForCTC, new_vocab_size: int, margin: float = 2.0) -> None:
     """Resize the CTC head, each new row the mean of the old rows with its bias `margin` lower. A new class's logit is
@@ -239,6 +250,8 @@ def extend_charset(model: MambaOCRForCTC, processor, new_characters: str):
         blank_token=tokenizer.blank_token,
     )
     _grow_head(model, len(processor.tokenizer))
+    if getattr(model, EXTENDED_FROM_ATTRIBUTE, None) is None:  # the size before the first extension
+        setattr(model, EXTENDED_FROM_ATTRIBUTE, len(tokenizer))
     logger.info(f"Extended the charset by {new_characters!r}: {len(tokenizer)} -> {len(processor.tokenizer)} classes.")
     return processor
 
@@ -274,7 +287,7 @@ def _adapter_info(model, tokenizer, base_model: str | None, base_vocab_size: int
     return {
         "base_model": base_model,
         "base_fingerprint": base_fingerprint(model),
-        "base_vocab_size": base_vocab_size or inner.config.vocab_size,
+        "base_vocab_size": base_vocab_size or getattr(inner, EXTENDED_FROM_ATTRIBUTE, None) or inner.config.vocab_size,
         "vocab_size": inner.config.vocab_size,
         "charset": tokenizer.charset if tokenizer is not None else None,
         "architecture": {field: getattr(inner.config, field) for field in ARCHITECTURE_FIELDS},
@@ -403,7 +416,8 @@ def save_adapter(
 ) -> Path:
     """Save an adapter folder: PEFT's `adapter_config.json` and `adapter_model.safetensors` (LoRA weights and the
     `modules_to_save` modules only), `mambaocr_adapter.json` (what the adapter fits), a model card, and the processor
-    when the charset was extended (`base_vocab_size` smaller than the model's head)."""
+    when the charset was extended (`base_vocab_size`, by default the size `extend_charset` grew the head from, smaller
+    than the model's head)."""
     save_directory = Path(save_directory)
     inner = _unwrap(peft_model)
     if base_model is not None:
@@ -420,8 +434,15 @@ def save_adapter(
     base_model = base_model or next(iter(peft_model.peft_config.values())).base_model_name_or_path
     info = _adapter_info(peft_model, tokenizer, base_model, base_vocab_size)
     (save_directory / ADAPTER_INFO_NAME).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-    if processor is not None and info["vocab_size"] != info["base_vocab_size"]:
-        processor.save_pretrained(save_directory)
+    if info["vocab_size"] != info["base_vocab_size"]:
+        if processor is None:
+            logger.warning(
+                f"The charset was extended ({info['base_vocab_size']} -> {info['vocab_size']} classes) but no "
+                "processor was given: the adapter is saved without the tokenizer that reads its new classes. Pass "
+                "`processor=` to save it too."
+            )
+        else:
+            processor.save_pretrained(save_directory)
     write_adapter_card(save_directory, peft_model, metrics, training_data, datasets, repo_id)
     logger.info(f"Saved the MambaOCR adapter to {save_directory}.")
     return save_directory

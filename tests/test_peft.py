@@ -198,6 +198,9 @@ def test_charset_extension_keeps_old_predictions(base_dir, tmp_path):
     with pytest.raises(ValueError, match="already in the charset"):
         extend_charset(model, processor, "a")
 
+    # the grown head must train and be saved with the adapter
+    with pytest.raises(ValueError, match="keep 'classifier' in `modules_to_save`"):
+        build_lora_config(model, modules_to_save=("adapters", "projection"))
     peft_model = get_peft_model(model).train()
     labels = torch.tensor(processor.tokenizer(["a!", "b?", "c"], padding=True)["input_ids"])
     labels[labels == 0] = -100
@@ -208,7 +211,9 @@ def test_charset_extension_keeps_old_predictions(base_dir, tmp_path):
     _perturb_lora(peft_model.eval())
     tuned = _logits(peft_model)
     adapter_dir = tmp_path / "extended"
-    save_adapter(peft_model, adapter_dir, processor=processor, base_model=str(base_dir), base_vocab_size=37)
+    # base_vocab_size defaults to the size extend_charset grew the head from
+    save_adapter(peft_model, adapter_dir, processor=processor, base_model=str(base_dir))
+    assert json.loads((adapter_dir / "mambaocr_adapter.json").read_text())["base_vocab_size"] == 37
     assert (adapter_dir / "vocab.json").is_file() and len(load_adapter_processor(adapter_dir).tokenizer) == 39
     # the base has 37 classes: plain loading fails clearly; load_adapter grows the head as training did
     with pytest.raises(ValueError, match="another charset|extended"):
