@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from string import Template
@@ -31,6 +32,14 @@ def _template_path() -> Path:
     )
 
 
+def markdown_code(text: str) -> str:
+    """`text` as a Markdown code span, whatever backticks it holds (a longer run of them delimits it)."""
+    longest = max((len(run) for run in re.findall("`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
 def _format_metrics(metrics: dict[str, float] | None) -> str:
     if not metrics:
         return "No evaluation was recorded for this checkpoint."
@@ -54,10 +63,12 @@ def write_model_card(
     """Write `README.md` (YAML metadata + description + metrics + usage) for a saved checkpoint."""
     config = model.config
     save_directory = Path(save_directory)
-    charset = tokenizer.charset.replace("`", "\\`")
-    datasets_yaml = "datasets:\n" + "\n".join(f"- {name}" for name in datasets) if datasets else ""
+    # YAML values as JSON (a YAML subset): a name starting with "*" or holding ": " or " #" stays what it is
+    datasets_yaml = "datasets:\n" + "\n".join(f"- {json.dumps(name)}" for name in datasets) if datasets else ""
     metrics_yaml = (
-        "  metrics:\n" + "\n".join(f"    {json.dumps(k)}: {v}" for k, v in metrics.items()) if metrics else ""
+        "  metrics:\n" + "\n".join(f"    {json.dumps(k)}: {json.dumps(v)}" for k, v in metrics.items())
+        if metrics
+        else ""
     )
     text = Template(_template_path().read_text(encoding="utf-8")).substitute(
         license=license,
@@ -72,7 +83,7 @@ def write_model_card(
         num_layers=config.num_hidden_layers,
         hidden_size=config.hidden_size,
         vocab_chars=len(tokenizer.charset),
-        charset=charset,
+        charset=markdown_code(tokenizer.charset),
         num_parameters=f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f} M",
         training_data=training_data or "not recorded",
         base_model=base_model or "none (trained from this configuration)",

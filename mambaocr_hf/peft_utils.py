@@ -296,7 +296,7 @@ def _adapter_info(model, tokenizer, base_model: str | None, base_vocab_size: int
 
 ADAPTER_CARD = """---
 library_name: peft
-base_model: {base_model}
+base_model: {base_model_yaml}
 pipeline_tag: image-to-text
 license: {license}
 tags:
@@ -382,7 +382,8 @@ def write_adapter_card(
     text = ADAPTER_CARD.format(
         base_model=info["base_model"] or "unknown",
         license=license,
-        datasets_yaml="datasets:\n" + "".join(f"- {name}\n" for name in datasets) if datasets else "",
+        base_model_yaml=json.dumps(info["base_model"] or "unknown"),  # YAML values as JSON: quoted safely
+        datasets_yaml="datasets:\n" + "".join(f"- {json.dumps(name)}\n" for name in datasets) if datasets else "",
         name=repo_id or save_directory.name,
         r=config.r,
         lora_on=lora_on or "nothing",

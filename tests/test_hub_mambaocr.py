@@ -68,11 +68,27 @@ def test_checkpoint_layout(checkpoint):
 def test_model_card(checkpoint):
     card = (checkpoint[0] / "README.md").read_text()
     assert card.startswith("---\nlibrary_name: transformers\npipeline_tag: image-to-text\nlicense: apache-2.0\n")
-    assert 'datasets:\n- synthetic\nmambaocr:\n  charset: "0123456789abcdefghijklmnopqrstuvwxyz"' in card
+    assert 'datasets:\n- "synthetic"\nmambaocr:\n  charset: "0123456789abcdefghijklmnopqrstuvwxyz"' in card
     assert '  metrics:\n    "cer": 0.05\n    "word_accuracy": 0.9\n---' in card
     assert "| cer | 0.0500 |" in card and "| word_accuracy | 0.9000 |" in card
     assert "0123456789abcdefghijklmnopqrstuvwxyz" in card and "resnet10t" in card
     assert "AutoModel.from_pretrained" in card
+
+
+def test_model_card_metadata_survives_odd_names(tmp_path):
+    """Dataset names and metric values are written as quoted YAML: a name starting with "*" or holding " #" or ": "
+    stays itself, and a charset with backticks stays one code span."""
+    from huggingface_hub import ModelCard
+
+    from mambaocr_hf.hub import markdown_code, write_model_card
+
+    model = MambaOCRForCTC(MambaOCRConfig(**tiny_config_kwargs()))
+    names = ["*.lmdb", "crops #2", "mjsynth:/data/mj"]
+    path = write_model_card(tmp_path, model, MambaOCRProcessor.from_defaults().tokenizer, {"cer": 0.1, "note": "a: b"},
+                            datasets=names)  # fmt: skip
+    metadata = ModelCard.load(path).data.to_dict()
+    assert metadata["datasets"] == names and metadata["mambaocr"]["metrics"] == {"cer": 0.1, "note": "a: b"}
+    assert markdown_code("a`b") == "``a`b``" and markdown_code("`x") == "`` `x ``" and markdown_code("ab") == "`ab`"
 
 
 def test_auto_classes_round_trip(checkpoint):
