@@ -202,6 +202,11 @@ class MambaOCRTokenizer(PreTrainedTokenizer):
             )
         return "".join(char for char in text if char not in unknown)
 
+    def tokenize(self, text: str, **kwargs) -> list[str]:
+        # one token per character, always: the base class would first split out special tokens, so that the text
+        # "<blank>" (in a printable charset) became the CTC blank instead of its seven characters
+        return self._tokenize(text)
+
     def _tokenize(self, text: str, **kwargs) -> list[str]:
         return list(self.normalize_text(text))
 
@@ -237,6 +242,19 @@ class MambaOCRTokenizer(PreTrainedTokenizer):
             token_ids = token_ids.tolist()
         if isinstance(token_ids, int):
             token_ids = [token_ids]
+        if token_ids and isinstance(token_ids[0], list):  # a batch, as transformers 5's `decode` takes one
+            return self.batch_decode(
+                token_ids,
+                skip_special_tokens=skip_special_tokens,
+                group_tokens=group_tokens,
+                output_char_offsets=output_char_offsets,
+                **kwargs,
+            )
+        if token_ids and isinstance(token_ids[0], float):
+            raise TypeError(
+                "decode() takes token ids, got floats: decode a model's logits with `processor.batch_decode(logits)` "
+                "(or `logits.argmax(-1)` for the ids)."
+            )
         chars, offsets, position = [], [], 0
         runs = itertools.groupby(token_ids) if group_tokens else ((i, iter([i])) for i in token_ids)
         for token_id, run in runs:
@@ -254,6 +272,11 @@ class MambaOCRTokenizer(PreTrainedTokenizer):
 
     def batch_decode(self, sequences, **kwargs) -> list:
         """[`decode`] for each sequence of a batch (`[batch, length]` ids)."""
+        if getattr(sequences, "ndim", 2) != 2 or (hasattr(sequences, "dtype") and "float" in str(sequences.dtype)):
+            raise TypeError(
+                f"batch_decode() takes `[batch, length]` token ids, got an array of shape {tuple(sequences.shape)} "
+                f"and dtype {sequences.dtype}: decode a model's logits with `processor.batch_decode(logits)`."
+            )
         if hasattr(sequences, "tolist"):
             sequences = sequences.tolist()
         return [self.decode(sequence, **kwargs) for sequence in sequences]

@@ -153,7 +153,11 @@ def test_save_load_merge_and_pipeline(base_dir, tmp_path):
     assert {"adapter_config.json", "adapter_model.safetensors", "README.md", "mambaocr_adapter.json"} <= files
     assert "model.safetensors" not in files and "vocab.json" not in files  # the charset is the base's
     card = (adapter_dir / "README.md").read_text()
-    assert f"base_model: {json.dumps(str(base_dir))}" in card and "library_name: peft" in card and "| cer | 0.2500 |" in card
+    assert (
+        f"base_model: {json.dumps(str(base_dir))}" in card
+        and "library_name: peft" in card
+        and "| cer | 0.2500 |" in card
+    )
     # small: at most 10% of the full checkpoint
     assert os.path.getsize(adapter_dir / "adapter_model.safetensors") <= 0.1 * os.path.getsize(
         base_dir / "model.safetensors"

@@ -109,3 +109,20 @@ def test_unknown_characters_warn_once_and_added_tokens_are_refused(caplog):
     with pytest.raises(ValueError, match="does not take added tokens.*extend_charset"):
         tokenizer.add_tokens(["€"])
     assert tokenizer.add_tokens(["a"]) == 0 and len(tokenizer) == 37  # a character of the charset adds nothing
+
+
+def test_text_that_spells_a_special_token_is_characters():
+    tokenizer = MambaOCRTokenizer(charset="printable")
+    ids = tokenizer(["<blank>"])["input_ids"][0]
+    assert len(ids) == 7 and 0 not in ids  # not the CTC blank, which would make the label empty
+    assert tokenizer.decode(ids, group_tokens=False) == "<blank>"
+
+
+def test_decode_batches_and_refuses_logits():
+    tokenizer = MambaOCRTokenizer()
+    assert tokenizer.decode([[11, 12], [13]]) == ["ab", "c"]  # transformers 5's decode takes a batch too
+    assert tokenizer.batch_decode(torch.tensor([[11, 0, 11], [12, 12, 0]])) == ["aa", "b"]
+    with pytest.raises(TypeError, match=r"processor.batch_decode\(logits\)"):
+        tokenizer.batch_decode(torch.randn(1, 5, 37))
+    with pytest.raises(TypeError, match=r"processor.batch_decode\(logits\)"):
+        tokenizer.decode(torch.randn(5))
