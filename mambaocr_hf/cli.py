@@ -45,7 +45,10 @@ def expand_inputs(inputs: Sequence[str]) -> tuple[list[str], list[str]]:
         if not found:
             missing.append(item)
         files.extend(found)
-    return files, missing
+    # a file matched by a glob, named, and inside a named folder is read once, where it first came
+    seen: set[str] = set()
+    unique = [path for path in files if not (os.path.realpath(path) in seen or seen.add(os.path.realpath(path)))]
+    return unique, missing
 
 
 def _read(path: str) -> Image.Image:
@@ -143,6 +146,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise SystemExit("--bf16 autocasts float32 weights: leave out --dtype (or give --dtype float32).")
     if args.char_details and args.output_format != "jsonl":
         raise SystemExit("--char_details needs --format jsonl (tables and TSV have one row per image).")
+    if args.output and os.path.isdir(args.output):
+        raise SystemExit(f"--output {args.output!r} is a folder: give the path of the file to write.")
     if args.output and not os.path.isdir(os.path.dirname(os.path.abspath(args.output))):
         raise SystemExit(f"--output {args.output!r}: its folder does not exist.")
     if args.lexicon and not os.path.isfile(args.lexicon):
@@ -171,6 +176,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             dtype=getattr(torch, args.dtype) if args.dtype else "auto",
             trust_remote_code=args.trust_remote_code or None,
         )
+    except RuntimeError as error:  # e.g. --device cuda on a machine without CUDA
+        raise SystemExit(f"Could not put the model on --device {args.device!r}: {error}") from error
     except (OSError, ValueError) as error:
         raise SystemExit(
             f"Could not load the model {args.model!r}: give a checkpoint folder (with config.json), a PEFT adapter "

@@ -44,9 +44,11 @@ def folder(tmp_path):
 def test_expand_inputs(folder):
     files, missing = expand_inputs([str(folder), str(folder / "*.png"), str(folder / "nothing*.png")])
     names = [Path(f).name for f in files]
-    assert names[:4] == ["a.png", "broken.png", "c.png", "b.jpg"]  # folder: sorted, recursive, images only
-    assert names[4:] == ["a.png", "broken.png", "c.png"]  # the glob
+    # folder: sorted, recursive, images only; the glob's files were already there, and are read once
+    assert names == ["a.png", "broken.png", "c.png", "b.jpg"]
     assert missing == [str(folder / "nothing*.png")]
+    files, _ = expand_inputs([str(folder / "c.png"), str(folder / "sub" / ".." / "c.png"), str(folder)])
+    assert [Path(f).name for f in files] == ["c.png", "a.png", "broken.png", "b.jpg"]
 
 
 def test_jsonl_output_matches_the_pipeline_and_skips_unreadable_files(checkpoint, folder, tmp_path, caplog):
@@ -95,6 +97,11 @@ def test_errors(checkpoint, folder, tmp_path, caplog):
         main([str(folder), "--model", str(checkpoint), "--lexicon", str(tmp_path / "missing.txt")])
     with pytest.raises(SystemExit, match="Could not load the model"):
         main([str(folder), "--model", str(tmp_path / "no_model")])
+    with pytest.raises(SystemExit, match="is a folder: give the path of the file to write"):
+        main([str(folder), "--model", str(checkpoint), "--output", str(tmp_path)])
+    if not torch.cuda.is_available():
+        with pytest.raises(SystemExit, match="Could not put the model on --device 'cuda'"):
+            main([str(folder), "--model", str(checkpoint), "--device", "cuda"])
     with pytest.raises(SystemExit, match="its folder does not exist"):
         main([str(folder), "--model", str(checkpoint), "--output", str(tmp_path / "nowhere" / "out.tsv")])
     with pytest.raises(SystemExit, match="--char_details needs --format jsonl"):
