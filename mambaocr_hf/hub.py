@@ -108,10 +108,13 @@ def save_checkpoint(
     base_model: str | None = None,
     push_to_hub: bool = False,
     repo_id: str | None = None,
-    **hub_kwargs,
+    token: str | bool | None = None,
+    private: bool | None = None,
+    commit_message: str | None = None,
 ) -> Path:
     """Save a complete, Hub-ready checkpoint folder: `model.safetensors`, `config.json` with `auto_map`, the model
-    code, the processor files and a `README.md` model card; optionally push it to `repo_id`."""
+    code, the processor files and a `README.md` model card; optionally push it to `repo_id` (created, `private` if
+    asked, where it does not exist), with `token` and `commit_message`."""
     if len(processor.tokenizer) != model.config.vocab_size:
         raise ValueError(
             f"The tokenizer has {len(processor.tokenizer)} entries but the model's CTC head has "
@@ -138,11 +141,12 @@ def save_checkpoint(
         if not repo_id:
             raise ValueError("`push_to_hub=True` needs a `repo_id` such as 'your-name/mambaocr-demo'.")
         api = HfApi()
-        api.create_repo(repo_id, exist_ok=True, token=hub_kwargs.get("token"), private=hub_kwargs.get("private"))
+        api.create_repo(repo_id, exist_ok=True, token=token, private=private)
         api.upload_folder(
             repo_id=repo_id,
             folder_path=str(save_directory),
-            token=hub_kwargs.get("token"),
+            token=token,
+            commit_message=commit_message or "Upload MambaOCR checkpoint",
             ignore_patterns=["checkpoint-*", "checkpoint-*/**", "runs/**"],  # Trainer's resume state stays local
         )
     return save_directory

@@ -16,6 +16,7 @@ import json
 import logging
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from transformers import AutoModel, AutoProcessor, HfArgumentParser, TrainingArguments
@@ -225,8 +226,10 @@ def main() -> None:
             datasets=[name.rpartition(":")[0] or name for name in data_args.dataset.split(",")],
             base_model=model_args.model_name_or_path,
             push_to_hub=training_args.push_to_hub,
-            repo_id=training_args.hub_model_id,
+            # as Trainer names the repo it pushes checkpoints to: --hub_model_id, else the output folder's name
+            repo_id=training_args.hub_model_id or Path(training_args.output_dir).absolute().name,
             token=training_args.hub_token,
+            private=training_args.hub_private_repo,
         )
         counts = skip_counts()
         if counts:

@@ -185,3 +185,29 @@ def test_load_by_repo_id_from_the_local_hub_cache(checkpoint, tmp_path):
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_push_to_hub_creates_the_repo_as_asked_and_uploads_the_folder(tmp_path, monkeypatch):
+    import huggingface_hub
+
+    calls = []
+
+    class FakeApi:
+        def create_repo(self, repo_id, **kwargs):
+            calls.append(("create_repo", repo_id, kwargs))
+
+        def upload_folder(self, **kwargs):
+            calls.append(("upload_folder", kwargs["repo_id"], kwargs))
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    model = MambaOCRForCTC(MambaOCRConfig(**tiny_config_kwargs()))
+    processor = MambaOCRProcessor.from_defaults()
+    save_checkpoint(model, processor, tmp_path / "out", push_to_hub=True, repo_id="me/ocr", token="t", private=True)
+    (_, repo, create), (_, uploaded, upload) = calls
+    assert repo == uploaded == "me/ocr" and create == {"exist_ok": True, "token": "t", "private": True}
+    assert upload["folder_path"] == str(tmp_path / "out") and upload["token"] == "t"
+    assert "checkpoint-*" in upload["ignore_patterns"]  # the Trainer's resume state stays local
+    with pytest.raises(TypeError):  # a misspelt Hub option is an error, not a public repo
+        save_checkpoint(model, processor, tmp_path / "out", push_to_hub=True, repo_id="me/ocr", privat=True)
+    with pytest.raises(ValueError, match="needs a `repo_id`"):
+        save_checkpoint(model, processor, tmp_path / "out", push_to_hub=True)
