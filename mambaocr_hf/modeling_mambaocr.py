@@ -905,6 +905,10 @@ class MambaOCRPreTrainedModel(PreTrainedModel):
     input_modalities = ("image",)
     supports_gradient_checkpointing = True
     _no_split_modules = ["MambaOCRBlock", "MambaOCRBackbone"]
+    # the CTC loss is a mean over the batch and takes no `num_items_in_batch`: Trainer must divide it by the
+    # gradient-accumulation steps itself (forward's `**kwargs` would make it think the model normalises the loss, and
+    # accumulated gradients were k times, data-parallel ones world-size times, too large)
+    accepts_loss_kwargs = False
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:

@@ -311,6 +311,31 @@ def test_fp16_gradient_scaler_handles_overflow_itself(tmp_path):
     assert trainer.nonfinite_steps == 0  # overflow is the scaler's normal work, not a bad sample
 
 
+def test_gradient_accumulation_gives_the_full_batch_gradient(tmp_path):
+    """Two accumulated half-batches give the gradient of the whole batch: Trainer divides the mean CTC loss by the
+    accumulation steps (forward's **kwargs made it believe the model normalised the loss, and the gradient doubled)."""
+    import copy
+
+    from .conftest import tiny_config_kwargs
+
+    torch.manual_seed(0)
+    base = MambaOCRForCTC(MambaOCRConfig(**tiny_config_kwargs(hidden_dropout=0.0)))
+    base.apply_freeze_strategy("frozen_backbone")  # BatchNorms in eval: splitting the batch changes nothing else
+    pixels = torch.randn(4, 3, 32, 64, generator=torch.Generator().manual_seed(0))
+    labels = torch.tensor([[1, 2, 3], [4, 5, 6], [7, 8, 9], [3, 3, 1]])
+    reference = copy.deepcopy(base).train()
+    reference(pixels, labels=labels).loss.backward()
+    model = copy.deepcopy(base)
+    args = TrainingArguments(output_dir=str(tmp_path), gradient_accumulation_steps=2, per_device_train_batch_size=2,
+                             report_to="none", use_cpu=True)  # fmt: skip
+    trainer = OCRTrainer(model=model, args=args)
+    assert trainer.model_accepts_loss_kwargs is False
+    trainer.current_gradient_accumulation_steps = 2
+    for half in (slice(0, 2), slice(2, 4)):
+        trainer.training_step(model, {"pixel_values": pixels[half], "labels": labels[half]}, num_items_in_batch=9)
+    torch.testing.assert_close(model.classifier.weight.grad, reference.classifier.weight.grad, rtol=1e-4, atol=1e-6)
+
+
 def test_resume_checkpoint_flag(tmp_path):
     (tmp_path / "checkpoint-2").mkdir()
     (tmp_path / "checkpoint-10").mkdir()
