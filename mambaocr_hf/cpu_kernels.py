@@ -662,6 +662,13 @@ def _needs_grad(*tensors: torch.Tensor | None) -> bool:
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
 
+def _may_reuse_buffers() -> bool:
+    """Whether an output may go into a reused `_inference_buffer`: only with autograd off. With it on, a later layer
+    that trains (an `out_proj`, a LoRA) saves the output for its backward even when the kernel's own inputs need no
+    gradient, and the next call would overwrite it unseen (its version counter is not bumped)."""
+    return not torch.is_grad_enabled()
+
+
 _workspace = threading.local()
 
 
@@ -695,14 +702,14 @@ def _rows(view: torch.Tensor) -> tuple[torch.Tensor, int, int]:
 
 class _ConvFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, weight, bias, lengths, needs_grad):
+    def forward(ctx, x, weight, bias, lengths, needs_grad, reuse_buffer):
         x, x_sb, x_st = _rows(x)
         dirs, channels, kernel = weight.shape
         batch, seq_len, _ = x.shape
         weight_t = weight.detach().float().transpose(1, 2).contiguous()  # [dirs, K, I]
         bias32 = None if bias is None else bias.detach().float().contiguous()
         shape = (dirs, batch, seq_len, channels)
-        u = x.new_empty(shape) if needs_grad else _inference_buffer("conv", shape)
+        u = _inference_buffer("conv", shape) if reuse_buffer else x.new_empty(shape)
         _kernels().mambaocr_conv_forward(
             _ptr(x), x_sb, x_st, _ptr(weight_t), _ptr(bias32), _ptr(lengths), _ptr(u),
             dirs, batch, seq_len, channels, kernel, torch.get_num_threads(),
@@ -726,12 +733,12 @@ class _ConvFunction(torch.autograd.Function):
             _ptr(dbias), dirs, batch, seq_len, channels, kernel, torch.get_num_threads(),
         )  # fmt: skip
         dweight = dw.sum(0).transpose(1, 2).to(ctx.weight_dtype)  # [dirs, I, K]
-        return dx, dweight, dbias.sum(0) if ctx.has_bias else None, None, None
+        return dx, dweight, dbias.sum(0) if ctx.has_bias else None, None, None, None
 
 
 class _ScanFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, u, proj, dt_weight, A, D, z, delta_bias, lengths, delta, needs_grad):
+    def forward(ctx, u, proj, dt_weight, A, D, z, delta_bias, lengths, delta, needs_grad, reuse_buffer):
         dirs, batch, seq_len, channels = u.shape
         state, rank = A.shape[-1], dt_weight.shape[-1]
         z, z_sb, z_st = _rows(z)
@@ -741,9 +748,9 @@ class _ScanFunction(torch.autograd.Function):
         A_t = A.detach().float().transpose(1, 2).contiguous()  # [dirs, N, I]
         D32, bias32 = (t.detach().float().contiguous() for t in (D, delta_bias))
         y = (
-            u.new_empty(batch, seq_len, channels)
-            if needs_grad
-            else _inference_buffer("scan", (batch, seq_len, channels))
+            _inference_buffer("scan", (batch, seq_len, channels))
+            if reuse_buffer
+            else u.new_empty(batch, seq_len, channels)
         )
         states = u.new_empty(dirs, batch, -(-seq_len // SCAN_CHUNK), state, channels) if needs_grad else None
         _kernels().mambaocr_scan_forward(
@@ -780,7 +787,7 @@ class _ScanFunction(torch.autograd.Function):
         w_dtype, a_dtype, d_dtype, bias_dtype = ctx.dtypes
         return (
             du, dproj.sum(0), dW.sum(0).transpose(1, 2).to(w_dtype), dA.sum(0).transpose(1, 2).to(a_dtype),
-            dD.sum(0).to(d_dtype), dz, dbias.sum(0).to(bias_dtype), None, ddelta, None,
+            dD.sum(0).to(d_dtype), dz, dbias.sum(0).to(bias_dtype), None, ddelta, None, None,
         )  # fmt: skip
 
 
@@ -919,7 +926,8 @@ def bidirectional_conv(
     Returns:
         `[dirs, B, L, I]` float32: direction 1's output for frame `t` is its value at reversed step `len - 1 - t`.
     """
-    return _ConvFunction.apply(x, weight, bias, lengths.to(torch.int64).contiguous(), _needs_grad(x, weight, bias))
+    lengths = lengths.to(torch.int64).contiguous()
+    return _ConvFunction.apply(x, weight, bias, lengths, _needs_grad(x, weight, bias), _may_reuse_buffers())
 
 
 def bidirectional_scan(
@@ -964,7 +972,9 @@ def bidirectional_scan(
         raise ValueError(f"delta must have u's shape {tuple(u.shape)}, got {tuple(delta.shape)}.")
     lengths = lengths.to(torch.int64).contiguous()
     needs_grad = _needs_grad(u, proj, dt_weight, A, D, z, delta_bias, delta)
-    return _ScanFunction.apply(u, proj, dt_weight, A, D, z, delta_bias, lengths, delta, needs_grad)
+    return _ScanFunction.apply(
+        u, proj, dt_weight, A, D, z, delta_bias, lengths, delta, needs_grad, _may_reuse_buffers()
+    )
 
 
 __all__ = ["bidirectional_conv", "bidirectional_scan", "dense", "kernels_available", "linear"]

@@ -76,6 +76,28 @@ def test_model_on_kernels_matches_reference_model():
     assert torch.allclose(out, ref, atol=1e-4)
 
 
+def test_training_only_out_proj_is_not_corrupted_by_another_forward():
+    """With only `out_proj` training (a user freeze, LoRA on it), its saved input is the scan's output. A forward
+    without gradients before the backward (a teacher, EMA or metric model) must not overwrite it: the kernels reuse
+    buffers only with autograd off."""
+    grads = {}
+    for between in (False, True):
+        torch.manual_seed(0)
+        config = MambaOCRConfig(**tiny_config_kwargs(num_hidden_layers=1, scan_implementation="compiled"))
+        model = MambaOCRForCTC(config).eval()
+        for name, param in model.named_parameters():
+            param.requires_grad = name.endswith("mixer.out_proj.weight")
+        generator = torch.Generator().manual_seed(1)
+        first, second = torch.randn(2, 3, 32, 64, generator=generator), torch.randn(2, 3, 32, 64, generator=generator)
+        logits = model(first).logits
+        if between:
+            with torch.no_grad():
+                model(second)
+        logits.square().sum().backward()
+        grads[between] = model.encoder.layers[0].mixer.out_proj.weight.grad
+    torch.testing.assert_close(grads[True], grads[False], rtol=0, atol=0)
+
+
 def test_bf16_weights_run_on_the_kernels():
     """`from_pretrained(..., dtype=torch.bfloat16)` / `pipeline(dtype=...)`: bf16 projections, float32 scan."""
     torch.manual_seed(0)
