@@ -507,7 +507,7 @@ class MambaOCRBackbone(nn.Module):
                     adapter = adapters[index] if adapters is not None else None
                     if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
                         hidden_states = checkpoint(
-                            self._run_stage_block,
+                            _ForwardOnceStats(self._run_stage_block, block, adapter),
                             hidden_states,
                             valid_pixels,
                             self._input_width,
@@ -523,6 +523,41 @@ class MambaOCRBackbone(nn.Module):
             self._valid_pixels = None
         # [batch, channels, height, frames] -> [batch, frames, channels]; height is 1 for 32-pixel images
         return hidden_states.mean(dim=2).transpose(1, 2)
+
+
+class _ForwardOnceStats:
+    """A checkpointed function whose BatchNorms count the batch once: checkpointing runs it again in backward, and in
+    training mode that second run would update their running statistics a second time (doubling their momentum, so
+    the evaluated model differs from one trained without checkpointing). The recomputation's output is the same:
+    training-mode BatchNorm normalises with the batch's own statistics."""
+
+    def __init__(self, function, *modules: nn.Module | None):
+        self.function = function
+        self.norms = [
+            module
+            for parent in modules
+            if parent is not None
+            for module in parent.modules()
+            if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.track_running_stats
+        ]
+        self.calls = 0
+
+    def __call__(self, *args):
+        self.calls += 1
+        if self.calls == 1:
+            return self.function(*args)
+        saved = [tuple(buffer.clone() for buffer in self._stats(norm)) for norm in self.norms]
+        try:
+            return self.function(*args)
+        finally:
+            with torch.no_grad():
+                for norm, buffers in zip(self.norms, saved):
+                    for current, before in zip(self._stats(norm), buffers):
+                        current.copy_(before)
+
+    @staticmethod
+    def _stats(norm: nn.Module) -> tuple[torch.Tensor, ...]:
+        return tuple(b for b in (norm.running_mean, norm.running_var, norm.num_batches_tracked) if b is not None)
 
 
 def _block_out_channels(block: nn.Module) -> int:

@@ -178,9 +178,11 @@ def test_freeze_strategies(tester, strategy):
 
 
 def test_gradient_checkpointing_gives_the_same_gradients(tester):
+    """The same gradients, and the same BatchNorm running statistics: the recomputation in backward must not count
+    the batch a second time."""
     config = tester.get_config()
     pixel_values, pixel_mask, labels = tester.prepare_inputs()
-    grads = []
+    grads, stats = [], []
     for checkpointing in (False, True):
         torch.manual_seed(0)
         model = MambaOCRForCTC(config).train()
@@ -189,9 +191,14 @@ def test_gradient_checkpointing_gives_the_same_gradients(tester):
             assert model.backbone.gradient_checkpointing and model.encoder.layers[0].gradient_checkpointing
         model(pixel_values, pixel_mask=pixel_mask, labels=labels).loss.backward()
         grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+        stats.append({n: b.clone() for n, b in model.named_buffers() if "running_" in n or "num_batches" in n})
     assert grads[0].keys() == grads[1].keys()
     for name in grads[0]:
         assert torch.allclose(grads[0][name], grads[1][name], atol=1e-5), name
+    assert stats[0] and stats[0].keys() == stats[1].keys()
+    assert stats[1]["backbone.body.layer2.0.bn1.num_batches_tracked"] == 1
+    for name in stats[0]:
+        assert torch.allclose(stats[0][name], stats[1][name], atol=1e-6), name
 
 
 def test_save_load_round_trip(tester, tmp_path):
