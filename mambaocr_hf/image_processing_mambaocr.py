@@ -185,6 +185,13 @@ class MambaOCRImageProcessor(BaseImageProcessor):
         self.image_std = list(image_std)
         self.num_channels = num_channels
 
+    @classmethod
+    def for_model_config(cls, config, **kwargs) -> MambaOCRImageProcessor:
+        """The image processor a `MambaOCRConfig` needs: its `max_width`, its channels, and widths rounded to its
+        `frame_stride` (so padding never changes an image's frames)."""
+        options = {"max_width": config.max_width, "width_multiple": config.frame_stride}
+        return cls(**{**options, "num_channels": config.num_channels, **kwargs})
+
     def target_width(self, width: int, height: int) -> int:
         """Width after resizing an image of `width`×`height` (aspect kept, clamped, rounded up to `width_multiple`)."""
         scaled = max(1, round(width * self.image_height / height))

@@ -183,7 +183,12 @@ class MambaOCRBackbone(nn.Module):
         self.config = config
         try:
             self.body = timm.create_model(
-                config.backbone, pretrained=False, num_classes=0, global_pool="", **config.backbone_kwargs
+                config.backbone,
+                pretrained=False,
+                num_classes=0,
+                global_pool="",
+                in_chans=config.num_channels,
+                **config.backbone_kwargs,
             )
         except TypeError as error:  # an argument this timm model does not take
             raise ValueError(
@@ -270,7 +275,12 @@ class MambaOCRBackbone(nn.Module):
         else:
             try:
                 pretrained = timm.create_model(
-                    self.config.backbone, pretrained=True, num_classes=0, global_pool="", **self.config.backbone_kwargs
+                    self.config.backbone,
+                    pretrained=True,
+                    num_classes=0,
+                    global_pool="",
+                    in_chans=self.config.num_channels,  # timm adapts the RGB weights of the first convolution
+                    **self.config.backbone_kwargs,
                 )
             except Exception as error:  # timm raises several kinds (connection, hub, missing weights)
                 raise OSError(
@@ -282,6 +292,13 @@ class MambaOCRBackbone(nn.Module):
                 ) from error
             state_dict = pretrained.state_dict()
         state_dict = {k: v for k, v in state_dict.items() if not k.startswith(("fc.", "head."))}
+        first_conv = next(name for name, param in self.body.named_parameters() if param.dim() == 4)
+        weight = state_dict.get(first_conv)
+        if weight is not None and weight.shape[1] != self.config.num_channels:
+            from timm.models import adapt_input_conv
+
+            # RGB weights for a grayscale model (or the reverse), as timm adapts them when it loads pretrained ones
+            state_dict[first_conv] = adapt_input_conv(self.config.num_channels, weight)
         missing, unexpected = self.body.load_state_dict(state_dict, strict=False)
         if missing:
             raise ValueError(

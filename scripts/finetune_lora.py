@@ -161,7 +161,7 @@ def build_model_and_processor(args: ModelArguments) -> tuple[MambaOCRForCTC, Mam
     )
     model = MambaOCRForCTC(config)
     init_encoder_from_mamba_lm(model, args.init_from_mamba_lm, reverse_init=args.reverse_init)
-    image_processor = MambaOCRImageProcessor(max_width=config.max_width, width_multiple=config.frame_stride)
+    image_processor = MambaOCRImageProcessor.for_model_config(config)
     return model, MambaOCRProcessor(image_processor=image_processor, tokenizer=tokenizer)
 
 

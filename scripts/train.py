@@ -151,7 +151,7 @@ def build_model_and_processor(args: ModelArguments) -> tuple[MambaOCRForCTC, Mam
         backbone_weights_path=args.backbone_weights_path,
         **overrides,
     )
-    image_processor = MambaOCRImageProcessor(max_width=config.max_width, width_multiple=config.frame_stride)
+    image_processor = MambaOCRImageProcessor.for_model_config(config)
     return MambaOCRForCTC(config), MambaOCRProcessor(image_processor=image_processor, tokenizer=tokenizer)
 
 

@@ -358,3 +358,25 @@ def test_from_pretrained_with_loading_info_and_attention_mask_error(tester, tmp_
     assert isinstance(loaded, MambaOCRForCTC) and not info["missing_keys"]
     with pytest.raises(TypeError, match="pixel_mask"):
         model(torch.randn(1, 3, 32, 64), attention_mask=torch.ones(1, 64))
+
+
+def test_grayscale_model_reads_one_channel_and_adapts_rgb_weights(tmp_path):
+    """`num_channels=1` builds a one-channel backbone; RGB ImageNet weights are summed into its first convolution, as
+    timm does when it loads pretrained weights for `in_chans=1`."""
+    import timm
+    from safetensors.torch import save_file
+
+    from mambaocr_hf import MambaOCRImageProcessor
+
+    rgb = timm.create_model("resnet10t", num_classes=0, global_pool="")
+    save_file(rgb.state_dict(), tmp_path / "rgb.safetensors")
+    config = MambaOCRConfig(**tiny_config_kwargs(num_channels=1, max_width=256), use_pretrained_backbone=True,
+                            backbone_weights_path=str(tmp_path / "rgb.safetensors"))  # fmt: skip
+    model = MambaOCRForCTC(config).eval()
+    first = model.backbone.body.conv1[0].weight
+    assert first.shape[1] == 1 and torch.allclose(first[:, 0], rgb.conv1[0].weight.sum(dim=1))
+    processor = MambaOCRImageProcessor.for_model_config(config)
+    assert (processor.num_channels, processor.width_multiple, processor.max_width) == (1, 4, 256)
+    inputs = processor(torch.rand(3, 32, 100), return_tensors="pt")
+    with torch.no_grad():
+        assert model(**inputs).logits.shape == (1, 25, config.vocab_size)
