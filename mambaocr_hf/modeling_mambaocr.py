@@ -211,6 +211,7 @@ class MambaOCRBackbone(nn.Module):
                 )
         self._valid_pixels: torch.Tensor | None = None  # [batch] valid input columns, set during forward
         self._input_width = 1
+        self._warned_width_multiple = False
         self._fused_plan: dict | None = None  # folded weights of the fused CPU inference path (built on first use)
         self._install_padding_masks()
         self.gradient_checkpointing = False
@@ -506,6 +507,16 @@ class MambaOCRBackbone(nn.Module):
             self._install_padding_masks()
         if valid_pixels is not None and not _is_tracing() and bool((valid_pixels >= self._input_width).all()):
             valid_pixels = None  # nothing is padded: skip the masks
+        if valid_pixels is not None and not _is_tracing() and not self._warned_width_multiple:
+            stride = self.config.frame_stride
+            if self._input_width % stride or bool((valid_pixels % stride != 0).any()):
+                self._warned_width_multiple = True
+                logger.warning(
+                    f"Padded images whose widths are not multiples of frame_stride={stride}: the stride-2 "
+                    "poolings then average a padding column into an image's last frame, so it reads slightly "
+                    "differently than alone. Pad with `MambaOCRImageProcessor.for_model_config(config)` (widths "
+                    f"rounded to {stride}); checkpoints saved by the training scripts already do."
+                )
         self._valid_pixels = valid_pixels
         if pixel_values.device.type == "cpu" and not _is_tracing() and not is_exporting():
             self._use_channels_last()

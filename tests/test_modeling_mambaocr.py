@@ -380,3 +380,23 @@ def test_grayscale_model_reads_one_channel_and_adapts_rgb_weights(tmp_path):
     inputs = processor(torch.rand(3, 32, 100), return_tensors="pt")
     with torch.no_grad():
         assert model(**inputs).logits.shape == (1, 25, config.vocab_size)
+
+
+def test_padded_widths_off_the_frame_stride_are_warned_about(caplog):
+    """A frame_stride=8 model fed widths rounded to 4 (the default processor's): padding then changes an image's last
+    frame, and the model says so once; widths from `for_model_config` read the same alone and padded."""
+    from mambaocr_hf import MambaOCRImageProcessor
+
+    model = MambaOCRForCTC(MambaOCRConfig(**tiny_config_kwargs(frame_stride=8))).eval()
+    images = [torch.rand(3, 32, 100), torch.rand(3, 32, 37)]
+    for processor, warned in ((MambaOCRImageProcessor.for_model_config(model.config), False),
+                              (MambaOCRImageProcessor(), True)):  # fmt: skip
+        caplog.clear()
+        inputs = processor(images, return_tensors="pt")
+        with caplog.at_level("WARNING"), torch.no_grad():
+            padded = model(**inputs)
+            alone = model(**processor(images[1:], return_tensors="pt"))
+        assert ("not multiples of frame_stride=8" in caplog.text) == warned
+        frames = int(padded.frame_lengths[1])
+        if not warned:
+            torch.testing.assert_close(padded.logits[1, :frames], alone.logits[0], rtol=1e-4, atol=1e-5)
