@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import difflib
+import inspect
 
 from transformers import PretrainedConfig
 from transformers.utils import logging
@@ -167,7 +168,6 @@ class MambaOCRConfig(PretrainedConfig):
         self.num_hidden_layers = num_hidden_layers
         self.state_size = state_size
         self.expand = expand
-        self.intermediate_size = expand * hidden_size
         self.conv_kernel = conv_kernel
         self.time_step_rank = -(-hidden_size // 16) if time_step_rank == "auto" else time_step_rank
         self.time_step_min = time_step_min
@@ -253,6 +253,12 @@ class MambaOCRConfig(PretrainedConfig):
             raise ValueError(f"`adapter_stages` may only contain {list(ADAPTER_STAGES)}, got unknown {unknown}.")
         if self.sequence_model not in SEQUENCE_MODELS:
             raise ValueError(f"`sequence_model` must be one of {list(SEQUENCE_MODELS)}, got {self.sequence_model!r}.")
+        if self.sequence_model in ("bilstm", "transformer") and self.num_hidden_layers < 1:
+            raise ValueError(
+                f"The {self.sequence_model} sequence model needs `num_hidden_layers` >= 1 (or sequence_model='none')."
+            )
+        if self.sequence_model == "transformer":
+            positive("num_attention_heads")
         if self.sequence_model == "transformer" and self.hidden_size % self.num_attention_heads:
             raise ValueError(
                 f"`hidden_size` ({self.hidden_size}) must be divisible by `num_attention_heads` "
@@ -278,6 +284,30 @@ class MambaOCRConfig(PretrainedConfig):
             )
         if not 0.0 <= self.hidden_dropout < 1.0:
             raise ValueError(f"`hidden_dropout` must be in [0, 1), got {self.hidden_dropout}.")
+        if not self.layer_norm_epsilon > 0:
+            raise ValueError(f"`layer_norm_epsilon` must be > 0, got {self.layer_norm_epsilon}.")
+
+    @classmethod
+    def from_dict(cls, config_dict: dict, **kwargs):
+        """As `PretrainedConfig.from_dict`, but overrides of config fields (`from_pretrained(path, expand=3)`) go
+        through `__init__`: its derived fields (`intermediate_size`) follow them and they are validated (transformers
+        would set them afterwards, leaving both undone)."""
+        fields = set(inspect.signature(cls.__init__).parameters) - {"self", "kwargs"}
+        overrides = {key: kwargs.pop(key) for key in list(kwargs) if key in fields}
+        return super().from_dict({**config_dict, **overrides}, **kwargs)
+
+    @property
+    def intermediate_size(self) -> int:
+        """The Mamba mixer's inner width, `expand * hidden_size` (derived, so it follows either when they change)."""
+        return self.expand * self.hidden_size
+
+    @intermediate_size.setter
+    def intermediate_size(self, value: int) -> None:
+        if value != self.expand * self.hidden_size:
+            raise ValueError(
+                f"`intermediate_size` is expand * hidden_size = {self.expand * self.hidden_size}; set `expand` "
+                f"(and `hidden_size`) instead of intermediate_size={value}."
+            )
 
     def to_dict(self) -> dict:
         output = super().to_dict()

@@ -72,6 +72,8 @@ class MambaOCRCTCOutput(ModelOutput):
             Number of valid frames of each image (its true width divided by `config.frame_stride`).
         hidden_states (`tuple(torch.FloatTensor)`, *optional*, returned when `output_hidden_states=True`):
             Sequence features after the projection and after each encoder layer, `(batch_size, num_frames, hidden)`.
+            The `bilstm` and `transformer` encoders run their layers as one torch module and give the features after
+            the projection and after the whole encoder (2 entries); `none` gives the projection's (1).
         fp32_rerun (`torch.BoolTensor` of shape `(batch_size,)`, *optional*, returned by [`MambaOCRForCTC.forward_bf16`]):
             Which images were run again in float32.
     """
@@ -1110,6 +1112,7 @@ class MambaOCRForCTC(MambaOCRPreTrainedModel):
     """
 
     def __init__(self, config: MambaOCRConfig):
+        config._validate()  # a field set on the config after it was built is checked too
         super().__init__(config)
         self.backbone = MambaOCRBackbone(config)
         if config.use_pretrained_backbone and not _LOADING_CHECKPOINT.get():

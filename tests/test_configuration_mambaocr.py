@@ -20,6 +20,26 @@ def test_derived_values():
     assert config.intermediate_size == 384
     assert config.time_step_rank == 12  # ceil(192 / 16)
     assert MambaOCRConfig(time_step_rank=5).time_step_rank == 5
+    config.expand = 3  # derived, so it follows
+    assert config.intermediate_size == 576
+    with pytest.raises(ValueError, match="set `expand`"):
+        config.intermediate_size = 100
+
+
+def test_from_pretrained_overrides_are_derived_and_validated(tmp_path):
+    """`from_pretrained(path, field=value)` goes through __init__: derived fields follow, bad values are refused."""
+    from mambaocr_hf import MambaOCRForCTC
+
+    MambaOCRConfig(hidden_size=32, expand=2).save_pretrained(tmp_path)
+    assert MambaOCRConfig.from_pretrained(tmp_path, expand=3).intermediate_size == 96
+    config, unused = MambaOCRConfig.from_pretrained(tmp_path, expand=3, not_a_field=1, return_unused_kwargs=True)
+    assert config.expand == 3 and unused == {"not_a_field": 1}
+    with pytest.raises(ValueError, match="scan_implementation"):
+        MambaOCRConfig.from_pretrained(tmp_path, scan_implementation="fast")
+    config = MambaOCRConfig(backbone="resnet10t", hidden_size=32)
+    config.sequence_model = "lstm"  # set after the config was built: the model checks it
+    with pytest.raises(ValueError, match="sequence_model"):
+        MambaOCRForCTC(config)
 
 
 def test_round_trip(tmp_path):
@@ -53,6 +73,9 @@ def test_round_trip(tmp_path):
         (dict(max_width=2), "max_width"),
         (dict(backbone_kwargs="zero_init_last=False"), "backbone_kwargs"),
         (dict(backbone_kwargs={"pretrained": True}), "use_pretrained_backbone"),
+        (dict(sequence_model="transformer", num_attention_heads=0), "num_attention_heads"),
+        (dict(sequence_model="bilstm", num_hidden_layers=0), "num_hidden_layers"),
+        (dict(layer_norm_epsilon=-1e-5), "layer_norm_epsilon"),
     ],
 )
 def test_validation_errors(kwargs, message):
