@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import sys
@@ -30,6 +31,16 @@ def _template_path() -> Path:
     raise FileNotFoundError(
         f"Model-card template {TEMPLATE_NAME} not found; looked in {[str(c) for c in candidates]}."
     )
+
+
+def yaml_scalar(value) -> str:
+    """`value` as a YAML scalar: quoted text, numbers (numpy and 0-d tensors too; NaN and infinities as YAML spells
+    them), booleans and null."""
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return ".nan" if math.isnan(value) else (".inf" if value > 0 else "-.inf")
+    return json.dumps(value)
 
 
 def markdown_code(text: str) -> str:
@@ -66,7 +77,7 @@ def write_model_card(
     # YAML values as JSON (a YAML subset): a name starting with "*" or holding ": " or " #" stays what it is
     datasets_yaml = "datasets:\n" + "\n".join(f"- {json.dumps(name)}" for name in datasets) if datasets else ""
     metrics_yaml = (
-        "  metrics:\n" + "\n".join(f"    {json.dumps(k)}: {json.dumps(v)}" for k, v in metrics.items())
+        "  metrics:\n" + "\n".join(f"    {json.dumps(k)}: {yaml_scalar(v)}" for k, v in metrics.items())
         if metrics
         else ""
     )

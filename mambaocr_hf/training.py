@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
+from accelerate.data_loader import IterableDatasetShard
 from transformers import EvalPrediction, Trainer, TrainerCallback, TrainingArguments, set_seed
 from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_callback import ExportableState
@@ -104,12 +105,21 @@ def make_ocr_trainer(
     from .data import OCRDataCollator, WidthBucketedDataset, model_width_of, split_for_rank
 
     if group_by_width and isinstance(train_dataset, datasets.Dataset):
-        train_dataset = train_dataset.to_iterable_dataset(num_shards=max(1, min(64, len(train_dataset))))
+        if train_dataset.format["type"] is None:
+            train_dataset = train_dataset.to_iterable_dataset(num_shards=max(1, min(64, len(train_dataset))))
+        else:  # datasets cannot stream a formatted one (`with_transform`, `set_format`): shuffle its index instead
+            seed = training_args.data_seed if training_args.data_seed is not None else training_args.seed
+            train_dataset = train_dataset.shuffle(seed=seed) if shuffle_buffer_size > 0 else train_dataset
     if isinstance(train_dataset, datasets.IterableDataset) or group_by_width:
         if shuffle_buffer_size > 0 and isinstance(train_dataset, datasets.IterableDataset):
             # the same seed on every rank: they agree on the shard order before each takes its own
             seed = training_args.data_seed if training_args.data_seed is not None else training_args.seed
-            train_dataset = train_dataset.shuffle(seed=seed, buffer_size=shuffle_buffer_size)
+            # one shard at a time: datasets' default reads up to 10 shards at once in threads, and the sources'
+            # generators (an LMDB environment per process, the synthetic renderer's cached fonts) are not made for
+            # threads
+            train_dataset = train_dataset.shuffle(
+                seed=seed, buffer_size=shuffle_buffer_size, max_buffer_input_shards=1
+            )
         train_dataset = split_for_rank(train_dataset, training_args.process_index, training_args.world_size)
         if group_by_width:
             train_dataset = WidthBucketedDataset(
@@ -131,6 +141,14 @@ def make_ocr_trainer(
         compute_metrics=make_compute_metrics(processor.tokenizer),
         preprocess_logits_for_metrics=preprocess_logits_for_metrics,
     )
+
+
+class _Unsharded(IterableDatasetShard):
+    """accelerate's shard of an iterable dataset made a passthrough, for a stream that is already this rank's part:
+    every row once, in order (with `num_processes=1` it would still fill the last partial batch with earlier rows)."""
+
+    def __iter__(self):
+        yield from self.dataset
 
 
 class RankLocalStream(torch.utils.data.IterableDataset):
@@ -246,17 +264,15 @@ class OCRTrainer(Trainer):
         dataloader = super().get_train_dataloader()
         if isinstance(self.train_dataset, RankLocalStream):
             # as Trainer does for its rank-aware `BatchRebalanceSampler`: make accelerate's shard a passthrough
-            from accelerate.data_loader import IterableDatasetShard
-
             shard = getattr(dataloader, "dataset", None)
-            if not isinstance(shard, IterableDatasetShard):
+            if type(shard) not in (IterableDatasetShard, _Unsharded):
                 raise RuntimeError(
                     "The training stream is already split between the processes, but accelerate prepared it as "
                     f"{type(shard).__name__}, not IterableDatasetShard (`dispatch_batches` on, or another accelerate "
                     "version): data would be lost. Set `accelerator_config.dispatch_batches=False`, or report it "
                     "with `pip show accelerate`."
                 )
-            shard.num_processes, shard.process_index = 1, 0
+            shard.__class__ = _Unsharded
         return dataloader
 
     def training_step(self, model, inputs, num_items_in_batch=None):

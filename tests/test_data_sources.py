@@ -128,6 +128,9 @@ def test_labels_that_are_not_utf8_are_skipped_not_garbled(tmp_path, processor):
     (folder / "labels.tsv").write_bytes(b"\n".join(lines) + b"\n")
     assert _texts(load_ocr_dataset(str(folder), processor=processor)) == ["good", "bee", "fine"]
     assert skip_counts(f"folder:{folder}") == {"undecodable_label": 1}
+    # Arrow stores text as UTF-8: the cached form keeps that file's path with a replacement mark
+    cached = load_ocr_dataset(str(folder), processor=processor, streaming=False, cache_dir=str(tmp_path / "cache"))
+    assert cached["text"] == ["good", "bee", "fine"]
     with pytest.raises(BadSampleError, match=r"labels.tsv:byte 11 \(a.png\).*b'caf\\xe9'.*not valid UTF-8"):
         list(load_ocr_dataset(str(folder), processor=processor, bad_sample_policy="raise"))
 
@@ -245,6 +248,34 @@ def test_write_lmdb_is_readable_by_clovaai_and_by_the_loader(tmp_path, processor
     copy = str(tmp_path / "copy")
     assert write_lmdb(load_ocr_dataset(root), copy, show_progress=False) == 6
     assert [label for _, label in clovaai_read(copy)] == WORDS[:5] + ["Ünïcode"]
+
+
+def test_lmdb_opens_once_when_threads_race(tmp_path):
+    """A threaded reader (datasets can read shards in threads) opens the environment once: LMDB refuses a second open
+    of the same path in one process."""
+    import threading
+
+    from mambaocr_hf.data import lmdb_io
+
+    root = str(tmp_path / "lmdb")
+    write_lmdb([{"image": _encoded(), "text": "ab"}] * 4, root, show_progress=False)
+    for _ in range(5):
+        lmdb_io._forget(os.path.abspath(root))  # as in a freshly forked worker
+        barrier, opened, errors = threading.Barrier(8), [], []
+
+        def open_it(barrier=barrier, opened=opened, errors=errors):
+            barrier.wait()
+            try:
+                opened.append(lmdb_io.open_lmdb(root))
+            except Exception as error:  # any failure is the finding
+                errors.append(error)
+
+        threads = [threading.Thread(target=open_it) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert not errors and len({id(environment) for environment in opened}) == 1
 
 
 def test_lmdb_reader_skips_bad_entries(tmp_path, processor):

@@ -88,6 +88,13 @@ def test_model_card_metadata_survives_odd_names(tmp_path):
                             datasets=names)  # fmt: skip
     metadata = ModelCard.load(path).data.to_dict()
     assert metadata["datasets"] == names and metadata["mambaocr"]["metrics"] == {"cer": 0.1, "note": "a: b"}
+    import numpy as np
+
+    from mambaocr_hf.hub import yaml_scalar
+
+    assert [yaml_scalar(v) for v in (np.float32(0.25), torch.tensor(3), float("nan"), None, "a: b")] == [
+        "0.25", "3", ".nan", "null", '"a: b"'
+    ]  # fmt: skip
     assert markdown_code("a`b") == "``a`b``" and markdown_code("`x") == "`` `x ``" and markdown_code("ab") == "`ab`"
 
 

@@ -47,7 +47,8 @@ def folder_examples(shards: list[tuple[str, int, int]], sample_filter: SampleFil
             data = read_image_bytes(image_path)
             text = sample_filter.check_encoded(label, data, where, verify_images)
             if text is not None:
-                yield {"image": {"bytes": data, "path": relative}, "text": text}
+                # the path as text (Arrow stores UTF-8 only: a file name that is not shows with replacement marks)
+                yield {"image": {"bytes": data, "path": shown}, "text": text}
 
 
 __all__ = ["LABELS_FILE", "find_label_files", "folder_examples"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import os
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -43,6 +44,9 @@ def find_lmdb_roots(path: str | os.PathLike) -> list[str]:
     return sorted(os.fspath(found.parent) for found in Path(path).rglob("data.mdb"))
 
 
+_OPEN_LOCK = threading.Lock()
+
+
 def _forget(root: str) -> None:
     """Close the cached environments of `root`, including those a forked process inherited from its parent (LMDB
     refuses to open a path twice in one process)."""
@@ -54,12 +58,13 @@ def open_lmdb(root: str) -> lmdb.Environment:
     """A read-only environment, opened once per process (an environment must not be used across a fork)."""
     root = os.path.abspath(root)
     key = (os.getpid(), root)
-    if key not in _ENVIRONMENTS:
-        _forget(root)
-        _ENVIRONMENTS[key] = lmdb.open(
-            root, readonly=True, lock=False, readahead=False, meminit=False, max_readers=64, subdir=True
-        )
-    return _ENVIRONMENTS[key]
+    with _OPEN_LOCK:  # threads of one process (a threaded reader) would otherwise open it twice, which LMDB refuses
+        if key not in _ENVIRONMENTS:
+            _forget(root)
+            _ENVIRONMENTS[key] = lmdb.open(
+                root, readonly=True, lock=False, readahead=False, meminit=False, max_readers=64, subdir=True
+            )
+        return _ENVIRONMENTS[key]
 
 
 def lmdb_num_samples(root: str) -> int:

@@ -78,7 +78,8 @@ def mjsynth_examples(
             data = read_image_bytes(image_path)
             text = sample_filter.check_encoded(label, data, where, verify_images)
             if text is not None:
-                yield {"image": {"bytes": data, "path": relative}, "text": text}
+                # the path as text (Arrow stores UTF-8 only: a file name that is not shows with replacement marks)
+                yield {"image": {"bytes": data, "path": shown}, "text": text}
 
 
 __all__ = ["ANNOTATION_FILES", "annotation_file", "find_mjsynth_root", "label_from_path", "mjsynth_examples"]
