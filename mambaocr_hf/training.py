@@ -106,7 +106,10 @@ def make_ocr_trainer(
 
     if group_by_width and isinstance(train_dataset, datasets.Dataset):
         if train_dataset.format["type"] is None:
-            train_dataset = train_dataset.to_iterable_dataset(num_shards=max(1, min(64, len(train_dataset))))
+            # a multiple of the world size where there are rows enough: each rank then reads whole shards
+            world, shards = training_args.world_size, max(1, min(64, len(train_dataset)))
+            shards = shards // world * world if shards >= world else shards
+            train_dataset = train_dataset.to_iterable_dataset(num_shards=shards)
         else:  # datasets cannot stream a formatted one (`with_transform`, `set_format`): shuffle its index instead
             seed = training_args.data_seed if training_args.data_seed is not None else training_args.seed
             train_dataset = train_dataset.shuffle(seed=seed) if shuffle_buffer_size > 0 else train_dataset
