@@ -75,7 +75,7 @@ def write_model_card(
     config = model.config
     save_directory = Path(save_directory)
     # YAML values as JSON (a YAML subset): a name starting with "*" or holding ": " or " #" stays what it is
-    datasets_yaml = "datasets:\n" + "\n".join(f"- {json.dumps(name)}" for name in datasets) if datasets else ""
+    datasets_yaml = "datasets:\n" + "\n".join(f"- {yaml_scalar(name)}" for name in datasets) if datasets else ""
     metrics_yaml = (
         "  metrics:\n" + "\n".join(f"    {json.dumps(k)}: {yaml_scalar(v)}" for k, v in metrics.items())
         if metrics

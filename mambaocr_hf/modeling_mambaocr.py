@@ -562,32 +562,29 @@ class _ForwardOnceStats:
     training-mode BatchNorm normalises with the batch's own statistics."""
 
     def __init__(self, function, *modules: nn.Module | None):
-        self.function = function
-        self.norms = [
-            module
-            for parent in modules
-            if parent is not None
-            for module in parent.modules()
-            if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.track_running_stats
-        ]
-        self.calls = 0
+        self.function, self.modules, self.calls = function, modules, 0
 
     def __call__(self, *args):
         self.calls += 1
         if self.calls == 1:
             return self.function(*args)
-        saved = [tuple(buffer.clone() for buffer in self._stats(norm)) for norm in self.norms]
+        # the recomputation: keep the statistics the first run left
+        stats = [
+            buffer
+            for parent in self.modules
+            if parent is not None
+            for module in parent.modules()
+            if isinstance(module, nn.modules.batchnorm._BatchNorm)
+            for buffer in (module.running_mean, module.running_var, module.num_batches_tracked)
+            if buffer is not None
+        ]
+        saved = [buffer.clone() for buffer in stats]
         try:
             return self.function(*args)
         finally:
             with torch.no_grad():
-                for norm, buffers in zip(self.norms, saved):
-                    for current, before in zip(self._stats(norm), buffers):
-                        current.copy_(before)
-
-    @staticmethod
-    def _stats(norm: nn.Module) -> tuple[torch.Tensor, ...]:
-        return tuple(b for b in (norm.running_mean, norm.running_var, norm.num_batches_tracked) if b is not None)
+                for buffer, before in zip(stats, saved):
+                    buffer.copy_(before)
 
 
 def _block_out_channels(block: nn.Module) -> int:

@@ -350,7 +350,7 @@ def write_adapter_card(
     license: str = "apache-2.0",
 ) -> Path:
     """Write the adapter folder's `README.md`: base model, data, metrics, sizes and how to load it."""
-    from .hub import _format_metrics
+    from .hub import _format_metrics, yaml_scalar
 
     save_directory = Path(save_directory)
     info = json.loads((save_directory / ADAPTER_INFO_NAME).read_text(encoding="utf-8"))
@@ -382,8 +382,8 @@ def write_adapter_card(
     text = ADAPTER_CARD.format(
         base_model=info["base_model"] or "unknown",
         license=license,
-        base_model_yaml=json.dumps(info["base_model"] or "unknown"),  # YAML values as JSON: quoted safely
-        datasets_yaml="datasets:\n" + "".join(f"- {json.dumps(name)}\n" for name in datasets) if datasets else "",
+        base_model_yaml=yaml_scalar(info["base_model"] or "unknown"),
+        datasets_yaml="datasets:\n" + "".join(f"- {yaml_scalar(name)}\n" for name in datasets) if datasets else "",
         name=repo_id or save_directory.name,
         r=config.r,
         lora_on=lora_on or "nothing",

@@ -145,9 +145,7 @@ class MambaOCRTokenizer(PreTrainedTokenizer):
         """A CTC head has one class per character of the charset: new characters are added to the charset and the
         head together with `mambaocr_hf.extend_charset(model, processor, chars)`, not as added tokens (which the CTC
         decoder could not map back to a class). Characters already in the charset add nothing."""
-        tokens = (
-            [new_tokens] if isinstance(new_tokens, str) or not isinstance(new_tokens, (list, tuple)) else new_tokens
-        )
+        tokens = new_tokens if isinstance(new_tokens, (list, tuple)) else [new_tokens]
         unknown = [str(token) for token in tokens if str(token) not in self.vocab]
         if unknown and not special_tokens:
             raise ValueError(

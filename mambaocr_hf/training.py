@@ -104,6 +104,8 @@ def make_ocr_trainer(
 
     from .data import OCRDataCollator, WidthBucketedDataset, model_width_of, split_for_rank
 
+    # the same seed on every rank: they agree on the order before each takes its own part
+    seed = training_args.data_seed if training_args.data_seed is not None else training_args.seed
     if group_by_width and isinstance(train_dataset, datasets.Dataset):
         if train_dataset.format["type"] is None:
             # a multiple of the world size where there are rows enough: each rank then reads whole shards
@@ -111,12 +113,9 @@ def make_ocr_trainer(
             shards = shards // world * world if shards >= world else shards
             train_dataset = train_dataset.to_iterable_dataset(num_shards=shards)
         else:  # datasets cannot stream a formatted one (`with_transform`, `set_format`): shuffle its index instead
-            seed = training_args.data_seed if training_args.data_seed is not None else training_args.seed
             train_dataset = train_dataset.shuffle(seed=seed) if shuffle_buffer_size > 0 else train_dataset
     if isinstance(train_dataset, datasets.IterableDataset) or group_by_width:
         if shuffle_buffer_size > 0 and isinstance(train_dataset, datasets.IterableDataset):
-            # the same seed on every rank: they agree on the shard order before each takes its own
-            seed = training_args.data_seed if training_args.data_seed is not None else training_args.seed
             # one shard at a time: datasets' default reads up to 10 shards at once in threads, and the sources'
             # generators (an LMDB environment per process, the synthetic renderer's cached fonts) are not made for
             # threads
@@ -268,7 +267,7 @@ class OCRTrainer(Trainer):
         if isinstance(self.train_dataset, RankLocalStream):
             # as Trainer does for its rank-aware `BatchRebalanceSampler`: make accelerate's shard a passthrough
             shard = getattr(dataloader, "dataset", None)
-            if type(shard) not in (IterableDatasetShard, _Unsharded):
+            if type(shard) is not IterableDatasetShard:
                 raise RuntimeError(
                     "The training stream is already split between the processes, but accelerate prepared it as "
                     f"{type(shard).__name__}, not IterableDatasetShard (`dispatch_batches` on, or another accelerate "
@@ -280,19 +279,18 @@ class OCRTrainer(Trainer):
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, inputs, num_items_in_batch)
+        loss_finite = bool(torch.isfinite(loss).all())
         scaler = getattr(self.accelerator, "scaler", None)
         if scaler is not None and scaler.is_enabled():
             # fp16: the GradScaler finds non-finite gradients itself, skips that optimizer step and lowers its scale
             # (overflow in the first steps is how it finds its scale). Dropping the gradients here would leave it
             # nothing to check: it raises, and its scale never comes down.
-            if not bool(torch.isfinite(loss).all()):
+            if not loss_finite:
                 self._count_nonfinite("loss", "the gradient scaler skips this step")
                 return torch.zeros_like(loss)
             return loss
         grads = [p.grad for p in model.parameters() if p.grad is not None]
-        finite = bool(torch.isfinite(loss).all()) and (
-            not grads or bool(torch.isfinite(torch.nn.utils.get_total_norm(grads)))
-        )
+        finite = loss_finite and (not grads or bool(torch.isfinite(torch.nn.utils.get_total_norm(grads))))
         if not finite:
             model.zero_grad(set_to_none=True)
             self._count_nonfinite("loss or gradient", "this step's gradients were dropped")

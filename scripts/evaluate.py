@@ -14,6 +14,7 @@ import argparse
 import json
 import logging
 import time
+from collections import Counter
 
 import torch
 from tqdm.auto import tqdm
@@ -161,10 +162,7 @@ def main() -> None:
     if batch:
         flush()
     metrics = compute_ocr_metrics(predictions, references)
-    skipped: dict[str, int] = {}
-    for counts in skip_counts().values():
-        for reason, count in counts.items():
-            skipped[reason] = skipped.get(reason, 0) + count
+    skipped = dict(sum((Counter(counts) for counts in skip_counts().values()), Counter()))
     metrics["num_skipped"] = sum(skipped.values())
     metrics["skipped"] = skipped
     metrics["images_per_second"] = len(predictions) / (time.perf_counter() - start)

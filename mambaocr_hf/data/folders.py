@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 from .filters import SampleFilter, read_image_bytes
-from .sharding import read_lines
+from .sharding import read_lines, split_path
 
 LABELS_FILE = "labels.tsv"
 _HEADER_NAMES = {"path", "file_name", "filename", "image", "file", "img"}
@@ -32,12 +32,9 @@ def folder_examples(shards: list[tuple[str, int, int]], sample_filter: SampleFil
         for offset, line in read_lines(labels_file, start, end):
             if not line.strip():
                 continue
-            if isinstance(line, bytes):  # not UTF-8: the path as file-system bytes, the label checked (and skipped)
-                raw_path, tab, label = line.partition(b"\t")
-                relative, shown = os.fsdecode(raw_path), raw_path.decode("utf-8", errors="replace")
-            else:
-                relative, tab, label = line.partition("\t")
-                shown = relative
+            # a line that is not UTF-8 (bytes): its label is checked (and skipped) by the filter
+            raw_path, tab, label = line.partition(b"\t" if isinstance(line, bytes) else "\t")
+            relative, shown = split_path(raw_path)
             if offset == 0 and relative.strip().lower() in _HEADER_NAMES:
                 continue  # a header line
             where = f"{labels_file}:byte {offset} ({shown})"
@@ -47,7 +44,6 @@ def folder_examples(shards: list[tuple[str, int, int]], sample_filter: SampleFil
             data = read_image_bytes(image_path)
             text = sample_filter.check_encoded(label, data, where, verify_images)
             if text is not None:
-                # the path as text (Arrow stores UTF-8 only: a file name that is not shows with replacement marks)
                 yield {"image": {"bytes": data, "path": shown}, "text": text}
 
 

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 
 from .filters import SampleFilter, read_image_bytes
-from .sharding import read_lines
+from .sharding import read_lines, split_path
 
 ANNOTATION_FILES = {
     "train": "annotation_train.txt",
@@ -68,17 +68,14 @@ def mjsynth_examples(
         for offset, line in read_lines(annotation, start, end):
             if not line.strip():
                 continue
-            raw_path = line.split()[0]
-            # not UTF-8: the file-system bytes (os.fsdecode); the label read from them is then skipped as undecodable
-            relative = os.fsdecode(raw_path) if isinstance(raw_path, bytes) else raw_path
-            shown = raw_path.decode("utf-8", errors="replace") if isinstance(raw_path, bytes) else raw_path
+            # a path that is not UTF-8 is found by its bytes; the label read from it is then skipped as undecodable
+            relative, shown = split_path(line.split()[0])
             where = f"{annotation}:byte {offset} ({shown})"
             label = label_from_path(relative)
             image_path = os.path.join(root, relative)
             data = read_image_bytes(image_path)
             text = sample_filter.check_encoded(label, data, where, verify_images)
             if text is not None:
-                # the path as text (Arrow stores UTF-8 only: a file name that is not shows with replacement marks)
                 yield {"image": {"bytes": data, "path": shown}, "text": text}
 
 

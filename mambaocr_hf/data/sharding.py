@@ -67,4 +67,12 @@ def read_lines(path: str | os.PathLike, start: int, end: int) -> Iterator[tuple[
                 yield offset, line
 
 
-__all__ = ["MAX_SHARDS", "byte_ranges", "count_lines", "index_ranges", "num_shards_for", "read_lines"]
+def split_path(raw: str | bytes) -> tuple[str, str]:
+    """A listed image path (as `read_lines` gave it) as `(path to open, path to show and store)`: a path that is not
+    UTF-8 opens by its file-system bytes (`os.fsdecode`) and shows with replacement marks (Arrow stores UTF-8 only)."""
+    if isinstance(raw, str):
+        return raw, raw
+    return os.fsdecode(raw), raw.decode("utf-8", errors="replace")
+
+
+__all__ = ["MAX_SHARDS", "byte_ranges", "count_lines", "index_ranges", "num_shards_for", "read_lines", "split_path"]
