@@ -13,7 +13,7 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch and torchvision first, pinned to the releases this machine's pip serves from local disk
 	$(PY) -m pip install --quiet "torch==2.14.1" "torchvision==0.29.1"
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -e ".[dev,synth]"
 	touch $(STAMP)
 
 install: $(STAMP)
