@@ -77,10 +77,26 @@ class TrainingStreamArguments:
             "help": "Rows in the training stream's shuffle buffer (its shards are shuffled too); 0: no shuffle."
         },
     )
+    augment: str = dataclasses.field(
+        default="auto",
+        metadata={
+            "help": "Augment training crops (TextAugment, RandAugment for text): 'auto' when a training source holds "
+            "real crops (not 'synthetic', which renders its own variety), 'text' always, 'none' never. Never for "
+            "evaluation."
+        },
+    )
 
-    def stream_options(self) -> dict:
-        """`make_ocr_trainer`'s keyword arguments from these fields."""
-        return {"group_by_width": self.group_by_width, "shuffle_buffer_size": self.shuffle_buffer_size}
+    def stream_options(self, dataset=None) -> dict:
+        """`make_ocr_trainer`'s keyword arguments from these fields (`dataset`: the training sources as a spec
+        string or `(source, weight)` pairs, for `augment` "auto")."""
+        from .data import parse_source_spec, resolve_augment
+
+        sources = [source for source, _ in parse_source_spec(dataset)] if dataset else []
+        return {
+            "group_by_width": self.group_by_width,
+            "shuffle_buffer_size": self.shuffle_buffer_size,
+            "augment": resolve_augment(self.augment, sources),
+        }
 
 
 def make_ocr_trainer(
@@ -91,9 +107,11 @@ def make_ocr_trainer(
     eval_dataset=None,
     group_by_width: bool = True,
     shuffle_buffer_size: int = 1000,
+    augment=None,
 ) -> OCRTrainer:
     """The `OCRTrainer` both training scripts use: the OCR collator (pads images and labels), CER/WER/word-accuracy
-    metrics and, with `group_by_width`, batches of crops of similar width (less padding to compute).
+    metrics and, with `group_by_width`, batches of crops of similar width (less padding to compute). `augment` (a
+    `TextAugment`) transforms the training crops only, never the evaluation set's.
 
     A streaming `train_dataset` (a map-style one too, with `group_by_width`) is shuffled: the order of its shards and
     a buffer of `shuffle_buffer_size` rows (0: keep the stream's order), reshuffled each epoch; folders and LMDBs are
@@ -139,6 +157,7 @@ def make_ocr_trainer(
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
         data_collator=OCRDataCollator(processor),
+        train_data_collator=OCRDataCollator(processor, augment=augment) if augment is not None else None,
         processing_class=processor,
         compute_metrics=make_compute_metrics(processor.tokenizer),
         preprocess_logits_for_metrics=preprocess_logits_for_metrics,
@@ -223,10 +242,12 @@ class OCRTrainer(Trainer):
     a run resumed from it starts from them. `resumed_from_step` is the step it resumed at (None for a fresh run).
     """
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, train_data_collator=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.add_callback(RunTotalsCallback())
         self.resumed_from_step: int | None = None
+        # the training batches' collator when it differs from the evaluation one (augmentation)
+        self.train_data_collator = train_data_collator
 
     @property
     def run_totals(self) -> RunTotalsCallback:
@@ -263,7 +284,14 @@ class OCRTrainer(Trainer):
             self.run_totals.stop()
 
     def get_train_dataloader(self):
-        dataloader = super().get_train_dataloader()
+        if self.train_data_collator is not None:
+            evaluation_collator, self.data_collator = self.data_collator, self.train_data_collator
+            try:
+                dataloader = super().get_train_dataloader()
+            finally:
+                self.data_collator = evaluation_collator
+        else:
+            dataloader = super().get_train_dataloader()
         if isinstance(self.train_dataset, RankLocalStream):
             # as Trainer does for its rank-aware `BatchRebalanceSampler`: make accelerate's shard a passthrough
             shard = getattr(dataloader, "dataset", None)

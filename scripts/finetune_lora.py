@@ -234,7 +234,7 @@ def main() -> None:
             print(f"\nFull fine-tuning\n{parameter_table(model)}\n")
 
     trainer = make_ocr_trainer(
-        model, processor, training_args, train_dataset, eval_dataset, **data_args.stream_options()
+        model, processor, training_args, train_dataset, eval_dataset, **data_args.stream_options(data_args.dataset)
     )
     minutes = 0.0
     if not peft_args.evaluate_only:

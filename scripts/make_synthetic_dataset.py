@@ -4,6 +4,8 @@
     python scripts/make_synthetic_dataset.py --output_dir data/synth_lmdb --num_samples 100000 --format lmdb --seed 0
     python scripts/make_synthetic_dataset.py --output_dir data/lines --num_samples 3000 --format folder \
         --line_chars 15 150 --synthetic_config scripts/configs/demo_cpu.json   # text lines of 15-150 characters
+    python scripts/make_synthetic_dataset.py --output_dir data/synth --num_samples 200000 --num_workers 2 \
+        --background_dirs ~/Pictures   # patches of your own photos behind the text
 
 A fixed seed gives byte-identical output on the same machine (same fonts, same library versions), whatever
 `--num_workers` is. The fonts are this machine's: system fonts plus the project's font packages (use
@@ -13,62 +15,12 @@ A fixed seed gives byte-identical output on the same machine (same fonts, same l
 from __future__ import annotations
 
 import argparse
-import io
-import multiprocessing
-import sys
-from collections.abc import Iterator
-from functools import partial
-
-import numpy as np
 
 from mambaocr_hf import MambaOCRTokenizer
 from mambaocr_hf.data import SyntheticTextGenerator, write_dataset
-from mambaocr_hf.data.lines import render_long_line
+from mambaocr_hf.data.cache import rendered_samples
 from mambaocr_hf.data.synthetic import synthetic_config_from
 from mambaocr_hf.data.writers import FORMATS
-
-_GENERATOR: SyntheticTextGenerator | None = None
-
-
-def _init_worker(generator: SyntheticTextGenerator) -> None:
-    global _GENERATOR
-    _GENERATOR = generator
-
-
-def _encode(index: int, image_format: str, line_chars: tuple[int, int] | None = None) -> tuple[bytes, str]:
-    if line_chars is None:
-        return _GENERATOR.encode(index, image_format)
-    return encode_line(_GENERATOR, index, image_format, line_chars)
-
-
-def encode_line(
-    generator: SyntheticTextGenerator, index: int, image_format: str, line_chars: tuple[int, int]
-) -> tuple[bytes, str]:
-    """Sample `index` as a text line: words side by side (`render_long_line`), `line_chars` characters at least (a
-    length drawn per sample), at most 2048 px wide."""
-    low, high = line_chars
-    min_chars = int(np.random.default_rng([generator.seed, index, 11]).integers(low, high + 1))
-    image, text = render_long_line(generator, index, min_chars=min_chars, max_width=2048)
-    buffer = io.BytesIO()
-    image.save(buffer, format="JPEG" if image_format == "jpg" else "PNG", quality=92)
-    return buffer.getvalue(), text
-
-
-def samples(
-    generator: SyntheticTextGenerator,
-    image_format: str,
-    num_workers: int,
-    line_chars: tuple[int, int] | None = None,
-) -> Iterator[tuple[bytes, str]]:
-    """Encoded samples 0, 1, 2, ... in order (rendered by `num_workers` processes when > 1); text lines instead of
-    words with `line_chars`."""
-    indices = iter(range(sys.maxsize))
-    if num_workers <= 1:
-        _init_worker(generator)
-        yield from (_encode(index, image_format, line_chars) for index in indices)
-        return
-    with multiprocessing.get_context("spawn").Pool(num_workers, _init_worker, (generator,)) as pool:
-        yield from pool.imap(partial(_encode, image_format=image_format, line_chars=line_chars), indices, chunksize=8)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -95,6 +47,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--synthetic_config", default=None, help="SyntheticConfig as JSON or a JSON file (e.g. a training preset)."
     )
+    parser.add_argument(
+        "--background_dirs",
+        nargs="+",
+        default=None,
+        help="Folders of your own photos: patches of them become backgrounds (else procedural textures only).",
+    )
     return parser.parse_args(argv)
 
 
@@ -109,13 +67,15 @@ def main(argv: list[str] | None = None) -> None:
         font_dirs=args.font_dirs,
         use_system_fonts=not args.no_system_fonts,
         words=args.words,
-        config=synthetic_config_from(args.synthetic_config),
+        config=synthetic_config_from(args.synthetic_config, args.background_dirs),
     )
     if args.line_chars is not None and not 1 <= args.line_chars[0] <= args.line_chars[1]:
         raise SystemExit("--line_chars needs 1 <= MIN <= MAX.")
     print(f"Rendering with {generator.num_fonts} fonts and {len(generator.sampler.words)} words.")
     written = write_dataset(
-        samples(generator, args.image_format, args.num_workers, tuple(args.line_chars) if args.line_chars else None),
+        rendered_samples(
+            generator, args.image_format, args.num_workers, tuple(args.line_chars) if args.line_chars else None
+        ),
         args.output_dir,
         args.format,
         args.num_samples,

@@ -12,7 +12,6 @@ metrics) plus `eval_results.json`.
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from dataclasses import dataclass, field
@@ -22,12 +21,9 @@ import torch
 from transformers import AutoModel, AutoProcessor, HfArgumentParser, TrainingArguments
 
 from mambaocr_hf import MambaOCRConfig, MambaOCRForCTC, MambaOCRProcessor, save_checkpoint
-from mambaocr_hf.data import (
-    SyntheticConfig,
-    interleave_sources,
-    load_ocr_dataset,
-    skip_counts,
-)
+from mambaocr_hf.data import interleave_sources, load_ocr_dataset, skip_counts
+from mambaocr_hf.data.cache import cache_synthetic_sources
+from mambaocr_hf.data.synthetic import synthetic_config_from
 from mambaocr_hf.image_processing_mambaocr import MambaOCRImageProcessor
 from mambaocr_hf.metrics import format_metrics_table
 from mambaocr_hf.modeling_mambaocr import FREEZE_STRATEGIES
@@ -108,6 +104,23 @@ class DataArguments(TrainingStreamArguments):
             '\'{"rotate_p": 0.2, "max_rotation": 5}\': how hard the rendered data is.'
         },
     )
+    background_dirs: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "Folders of your own photos for the synthetic source's backgrounds (patches of them behind the "
+            "text; without them, procedural textures)."
+        },
+    )
+    synthetic_cache_samples: int = field(
+        default=0,
+        metadata={
+            "help": "Render this many synthetic training samples once, with every core, into a cache that training "
+            "reuses with fresh augmentation (keeps rendering off the training step's cores); 0: render on the fly."
+        },
+    )
+    synthetic_cache_dir: str | None = field(
+        default=None, metadata={"help": "Where the synthetic cache lives (default ~/.cache/mambaocr_hf/synthetic)."}
+    )
     overwrite_output_dir: bool = field(
         default=False,
         metadata={"help": "Start afresh even if output_dir holds checkpoints (by default the run resumes from them)."},
@@ -171,8 +184,9 @@ def main() -> None:
         print(f"\nFreeze strategy: {strategy}{why}\n{parameter_table(model)}\n")
 
     synthetic = {}
-    if data_args.synthetic_config:
-        synthetic["config"] = SyntheticConfig(**json.loads(data_args.synthetic_config))
+    config = synthetic_config_from(data_args.synthetic_config, data_args.background_dirs)
+    if config is not None:
+        synthetic["config"] = config
 
     def load(spec: str, split: str):
         # the seed and synthetic options reach the synthetic sources only; the label policy applies to all
@@ -186,7 +200,17 @@ def main() -> None:
         )
 
     with training_args.main_process_first(desc="dataset preparation"):
-        train_dataset = load(data_args.dataset, "train")
+        train_sources = data_args.dataset
+        if data_args.synthetic_cache_samples > 0:
+            train_sources = cache_synthetic_sources(
+                train_sources,
+                data_args.synthetic_cache_samples,
+                data_args.synthetic_cache_dir,
+                tokenizer=processor.tokenizer,
+                seed=data_args.dataset_seed,
+                **synthetic,
+            )
+        train_dataset = load(train_sources, "train")
         eval_dataset = load(data_args.eval_dataset, data_args.eval_split).take(data_args.max_eval_samples)
     if training_args.world_size > 1 and training_args.process_index == 0:
         print(
@@ -195,7 +219,7 @@ def main() -> None:
             "images per step in all."
         )
     trainer = make_ocr_trainer(
-        model, processor, training_args, train_dataset, eval_dataset, **data_args.stream_options()
+        model, processor, training_args, train_dataset, eval_dataset, **data_args.stream_options(train_sources)
     )
 
     # unset: a killed run restarted with the same command continues from its last checkpoint
@@ -240,9 +264,8 @@ def main() -> None:
 def _show_predictions(model, processor, data_args: DataArguments) -> None:
     if data_args.num_demo_images <= 0:
         return
-    options = (
-        {"config": SyntheticConfig(**json.loads(data_args.synthetic_config))} if data_args.synthetic_config else {}
-    )
+    config = synthetic_config_from(data_args.synthetic_config, data_args.background_dirs)
+    options = {"config": config} if config is not None else {}
     dataset = load_ocr_dataset(
         "synthetic", split="test", processor=processor, seed=data_args.dataset_seed + 1, **options
     )

@@ -61,7 +61,8 @@ def test_label_normalizer_policies():
 def test_sample_filter_skips_and_counts_each_bad_case():
     reset_skip_counts()
     processor = MambaOCRProcessor.from_defaults()
-    sample_filter = SampleFilter.from_processor(processor, unknown_char_policy="drop", name="unit")
+    # widen=False: the CTC check drops narrow crops (by default they are widened instead, below)
+    sample_filter = SampleFilter.from_processor(processor, unknown_char_policy="drop", name="unit", widen=False)
     good = _png(64, 32)
     assert sample_filter.check_encoded("  hello\r\n", good, "good") == "hello"
     assert sample_filter.check_encoded("Hello", good, "upper case") is None  # drop: no folding, as the tokenizer
@@ -90,6 +91,10 @@ def test_sample_filter_skips_and_counts_each_bad_case():
     assert mapped.check_encoded("  Hello\r\n", good, "folded") == "hello"
     assert mapped.check_encoded("...", good, "only punctuation") is None
     assert skip_counts("unit-map") == {"label_emptied_by_charset": 1}
+    widening = SampleFilter.from_processor(processor, name="unit-widen")
+    assert widening.check_encoded("abcdefgh", _png(16, 32), "narrow") == "abcdefgh"  # the collator widens it
+    assert widening.check_encoded("aaabb", _png(24, 32), "repeats") == "aaabb"
+    assert skip_counts("unit-widen") == {}
     short = SampleFilter(max_label_length=3, name="unit-short")
     assert short.check_encoded("abcd", good, "long") is None
     assert skip_counts("unit-short") == {"label_too_long": 1}

@@ -94,7 +94,7 @@ def tsv_folder(tmp_path):
 
 def test_folder_rows_labels_and_bad_data(tsv_folder, processor):
     assert detect_layout(tsv_folder) == "folder"
-    dataset = load_ocr_dataset(tsv_folder, processor=processor)
+    dataset = load_ocr_dataset(tsv_folder, processor=processor, widen=False)
     assert isinstance(dataset, datasets.IterableDataset)
     rows = list(dataset)
     assert [row["text"] for row in rows] == WORDS[:4] + ["romeo"]
@@ -108,7 +108,10 @@ def test_folder_rows_labels_and_bad_data(tsv_folder, processor):
         "label_too_long_for_ctc": 1,
     }
     reset_skip_counts()
-    dropping = load_ocr_dataset(tsv_folder, processor=processor, unknown_char_policy="drop")
+    # by default the narrow crop is kept, for the collator to widen to the frames its label needs
+    assert "quebecquebec" in [row["text"] for row in load_ocr_dataset(tsv_folder, processor=processor)]
+    reset_skip_counts()
+    dropping = load_ocr_dataset(tsv_folder, processor=processor, unknown_char_policy="drop", widen=False)
     assert _texts(dropping) == WORDS[:4]
     assert skip_counts(f"folder:{tsv_folder}")["unknown_characters"] == 1
     with pytest.raises(ValueError, match="outside the charset"):
@@ -160,7 +163,8 @@ def test_folder_without_tokenizer_keeps_labels_and_finds_nested_label_files(tmp_
     assert "Romé-O!" in _texts(load_ocr_dataset(tsv_folder))
     assert _texts(load_ocr_dataset(str(tmp_path / "second"))) == ["Mixed Case 1"]
     assert detect_layout(str(tmp_path)) == "folder"
-    assert len(_texts(load_ocr_dataset(str(tmp_path)))) == 6  # both labels.tsv files
+    assert len(_texts(load_ocr_dataset(str(tmp_path), widen=False))) == 6  # both labels.tsv files
+    assert len(_texts(load_ocr_dataset(str(tmp_path)))) == 7  # and the narrow crop, kept to be widened
 
 
 def test_split_folders_and_non_streaming(tmp_path, processor):

@@ -3,6 +3,8 @@
 `datasets` library (streaming by default), synthetic text rendered on the fly, LMDB conversion, and a collator that
 turns rows into model inputs. The model files never import this package."""
 
+from .augment import TextAugment, resolve_augment
+from .backgrounds import PhotoBackgrounds
 from .bucketing import WidthBucketedDataset, model_width_of
 from .collator import OCRDataCollator
 from .columns import FEATURES, resolve_columns
@@ -14,8 +16,9 @@ from .filters import (
     ctc_frames_needed,
     reset_skip_counts,
     skip_counts,
+    widen_for_ctc,
 )
-from .fonts import FontInfo, find_fonts
+from .fonts import FontInfo, find_fonts, scan_fonts
 from .lmdb_io import write_lmdb
 from .mixing import interleave_sources, parse_source_spec, split_for_rank
 from .sources import detect_layout, load_ocr_dataset
@@ -28,9 +31,11 @@ __all__ = [
     "FontInfo",
     "LabelNormalizer",
     "OCRDataCollator",
+    "PhotoBackgrounds",
     "SampleFilter",
     "SyntheticConfig",
     "SyntheticTextGenerator",
+    "TextAugment",
     "ctc_frames",
     "ctc_frames_needed",
     "detect_layout",
@@ -39,9 +44,12 @@ __all__ = [
     "load_ocr_dataset",
     "parse_source_spec",
     "reset_skip_counts",
+    "resolve_augment",
     "resolve_columns",
+    "scan_fonts",
     "skip_counts",
     "split_for_rank",
+    "widen_for_ctc",
     "write_dataset",
     "write_lmdb",
     "WidthBucketedDataset",

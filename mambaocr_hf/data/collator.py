@@ -10,7 +10,7 @@ from transformers.image_processing_utils import BatchFeature
 from transformers.utils import logging
 
 from ..image_processing_mambaocr import to_pil_image
-from .filters import SampleFilter, SkipSample, SkipStats
+from .filters import SampleFilter, SkipSample, SkipStats, widen_for_ctc
 
 logger = logging.get_logger(__name__)
 
@@ -37,10 +37,11 @@ class OCRDataCollator:
     """`processor(images=..., text=..., return_tensors="pt")` over a list of `{"image", "text"}` rows, so a
     `DataLoader` or `Trainer` gets `pixel_values`, `pixel_mask` and `labels` (padded with -100).
 
-    One bad sample never costs a training run: samples whose image cannot be read, whose label is empty, whose
-    label the tokenizer's unknown-character policy drops, or whose label CTC cannot align in the image's frames
-    (`ctc_frames_needed(label) > ctc_frames(width, height)`, an infinite loss otherwise) are left out of the batch,
-    counted and logged. A batch left with no sample at all raises a `ValueError` naming the reasons
+    One bad sample never costs a training run: samples whose image cannot be read, whose label is empty, or whose
+    label the tokenizer's unknown-character policy drops are left out of the batch, counted and logged. A crop too
+    narrow for CTC to align its label (`ctc_frames_needed(label) > ctc_frames(width, height)`, an infinite loss
+    otherwise) is stretched to the width it needs (`widen_for_ctc`), or left out when that width is past
+    `max_width`. A batch left with no sample at all raises a `ValueError` naming the reasons
     (`empty_batch="raise"`, the default), or is replaced by the last good batch (`empty_batch="reuse_last"`, with a
     warning), for streams where a whole bad batch can happen and must not stop training.
 
@@ -49,6 +50,10 @@ class OCRDataCollator:
         check_ctc (`bool`, defaults to `True`): drop samples whose label is too long for CTC.
         unknown_char_policy (`str`, *optional*): overrides the tokenizer's (`"error"`, `"drop"` the sample, `"map"`).
         empty_batch (`str`, defaults to `"raise"`): what happens when every sample of a batch is bad.
+        augment (callable, *optional*): applied to each image before it is checked and batched (`TextAugment` for
+            training; leave it `None` for evaluation).
+        widen (`bool`, defaults to `True`): stretch crops too narrow for their label's CTC frames instead of
+            dropping them.
 
     Example:
 
@@ -65,17 +70,25 @@ class OCRDataCollator:
     """
 
     def __init__(
-        self, processor, check_ctc: bool = True, unknown_char_policy: str | None = None, empty_batch: str = "raise"
+        self,
+        processor,
+        check_ctc: bool = True,
+        unknown_char_policy: str | None = None,
+        empty_batch: str = "raise",
+        augment=None,
+        widen: bool = True,
     ):
         if empty_batch not in EMPTY_BATCH_POLICIES:
             raise ValueError(f"`empty_batch` must be one of {list(EMPTY_BATCH_POLICIES)}, got {empty_batch!r}.")
         self.processor = processor
         self.empty_batch = empty_batch
+        self.augment = augment
         # aspect ratios are the loaders' business: the collator keeps any image the model can take
         self.sample_filter = SampleFilter.from_processor(
             processor,
             unknown_char_policy=unknown_char_policy,
             check_ctc=check_ctc,
+            widen=widen,
             min_aspect_ratio=0.0,
             max_aspect_ratio=float("inf"),
             name="OCRDataCollator",
@@ -108,7 +121,12 @@ class OCRDataCollator:
                 except (ValueError, TypeError, OSError, UnidentifiedImageError) as error:
                     raise SkipSample("unreadable_image", f"{where} ({error})") from None
                 label = self.sample_filter.label(feature.get("text"), where)
+                if self.augment is not None:
+                    image = self.augment(image)
                 self.sample_filter.geometry(label, image.size, where)
+                if self.sample_filter.check_ctc and self.sample_filter.widen:
+                    f = self.sample_filter
+                    image = widen_for_ctc(image, label, f.image_height, f.frame_stride, f.max_width, f.min_width)
             except SkipSample as error:
                 self.sample_filter.skip(error)
                 reasons.append(error.reason)

@@ -1,5 +1,6 @@
 # Copyright 2026 The MambaOCR authors. Licensed under the Apache License, Version 2.0.
-"""Image effects for synthetic text: backgrounds, geometric warps of the text mask, and capture degradations.
+"""Image effects for synthetic text: geometric warps of the text mask, blending, and capture degradations
+(backgrounds are in `backgrounds.py`).
 
 Every function draws its randomness from the `numpy.random.Generator` it is given, so a sample is a pure function of
 its seed. Images are small (about 32-48 px high), so plain numpy and PIL are fast enough.
@@ -13,52 +14,7 @@ import math
 import numpy as np
 from PIL import Image, ImageFilter
 
-# backgrounds
-
-
-def _smooth_noise(height: int, width: int, rng: np.random.Generator, cell: float) -> np.ndarray:
-    """Low-frequency noise in [0, 1]: random values on a coarse grid, upsampled bicubically."""
-    grid = rng.random((max(2, math.ceil(height / cell) + 1), max(2, math.ceil(width / cell) + 1)))
-    image = Image.fromarray((grid * 255).astype(np.uint8)).resize((width, height), Image.Resampling.BICUBIC)
-    return np.asarray(image, dtype=np.float32) / 255.0
-
-
-def _mix(first: np.ndarray, second: np.ndarray, weight: np.ndarray) -> np.ndarray:
-    """`first` where weight is 0, `second` where it is 1 (colours `[3]`, weight `[height, width]`)."""
-    return first[None, None, :] * (1.0 - weight[..., None]) + second[None, None, :] * weight[..., None]
-
-
-def background(height: int, width: int, color: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A float32 `[height, width, 3]` background around `color`: plain, gradient, noise or texture."""
-    kind = rng.choice(["plain", "gradient", "noise", "texture"], p=[0.35, 0.2, 0.2, 0.25])
-    other = np.clip(color + rng.normal(0.0, 40.0, 3), 0, 255).astype(np.float32)
-    if kind == "plain":
-        return np.broadcast_to(color.astype(np.float32), (height, width, 3)).copy()
-    if kind == "gradient":
-        angle = rng.uniform(0, 2 * math.pi)
-        ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
-        ramp = xs * math.cos(angle) + ys * math.sin(angle)
-        ramp = (ramp - ramp.min()) / max(float(np.ptp(ramp)), 1.0)
-        return _mix(color, other, ramp)
-    if kind == "noise":
-        blotches = _smooth_noise(height, width, rng, cell=rng.uniform(4, 24))
-        grain = rng.normal(0.0, rng.uniform(2, 12), (height, width, 1)).astype(np.float32)
-        return _mix(color, other, blotches) + grain
-    # texture: paper lines, stripes, a grid, or a marble / wood-like pattern
-    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
-    pattern = rng.integers(4)
-    period = rng.uniform(3, 12)
-    if pattern == 0:
-        weight = (np.mod(ys + rng.uniform(0, period), period) < 1.0).astype(np.float32)
-    elif pattern == 1:
-        angle = rng.uniform(0, math.pi)
-        weight = 0.5 + 0.5 * np.sin((xs * math.cos(angle) + ys * math.sin(angle)) * 2 * math.pi / period)
-    elif pattern == 2:
-        weight = ((np.mod(xs, period) < 1.0) | (np.mod(ys, period) < 1.0)).astype(np.float32)
-    else:
-        turbulence = _smooth_noise(height, width, rng, cell=rng.uniform(6, 20)) * rng.uniform(4, 12)
-        weight = 0.5 + 0.5 * np.sin(xs * 2 * math.pi / (period * 3) + turbulence)
-    return _mix(color, other, weight * rng.uniform(0.3, 1.0))
+from .backgrounds import smooth_noise
 
 
 def contrasting_color(background_color: np.ndarray, rng: np.random.Generator, min_contrast: float) -> np.ndarray:
@@ -177,16 +133,112 @@ def low_resolution(image: Image.Image, rng: np.random.Generator) -> Image.Image:
     return small.resize((width, height), upsample)
 
 
+def defocus_blur(image: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """An out-of-focus capture: a wider blur than `gaussian_blur`, relative to the crop's height."""
+    return image.filter(ImageFilter.GaussianBlur(radius=rng.uniform(0.025, 0.055) * image.height))
+
+
+def directional_motion_blur(image: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """Camera or subject motion: the image averaged along a line of 3-9 px at any angle."""
+    array = np.asarray(image, dtype=np.float32)
+    length = int(rng.integers(3, 10))
+    angle = rng.uniform(0, math.pi) if rng.random() < 0.5 else rng.normal(0, 0.2)
+    total = np.zeros_like(array)
+    padded = np.pad(array, ((length, length), (length, length), (0, 0)), mode="edge")
+    height, width = array.shape[:2]
+    for step in np.linspace(-(length - 1) / 2, (length - 1) / 2, length):
+        dy, dx = round(step * math.sin(angle)), round(step * math.cos(angle))
+        total += padded[length + dy : length + dy + height, length + dx : length + dx + width]
+    return Image.fromarray(np.clip(total / length, 0, 255).astype(np.uint8))
+
+
+def small_text(image: Image.Image, rng: np.random.Generator, text_height: tuple[int, int] = (6, 16)) -> Image.Image:
+    """Text captured only 6-16 px high (as incidental text is), then upsampled back to the crop's size."""
+    width, height = image.size
+    low, high = text_height
+    target = (
+        low + (high - low) * rng.random() ** 0.7
+    ) / 0.75  # the text fills about three quarters of the crop's height
+    factor = height / target
+    if factor <= 1.05:
+        return image
+    small = image.resize((max(1, round(width / factor)), max(1, round(height / factor))), Image.Resampling.BOX)
+    upsample = [Image.Resampling.BILINEAR, Image.Resampling.BICUBIC, Image.Resampling.NEAREST][
+        int(rng.choice(3, p=[0.5, 0.4, 0.1]))
+    ]
+    return small.resize((width, height), upsample)
+
+
+def lighting(image: Image.Image, rng: np.random.Generator, highlight_p: float = 0.3) -> Image.Image:
+    """Uneven light: a smooth or linear shading field, and sometimes a specular highlight."""
+    array = np.asarray(image, dtype=np.float32)
+    height, width = array.shape[:2]
+    if rng.random() < 0.5:
+        ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+        angle = rng.uniform(0, 2 * math.pi)
+        ramp = xs * math.cos(angle) + ys * math.sin(angle)
+        field = (ramp - ramp.min()) / max(float(np.ptp(ramp)), 1.0)
+    else:
+        field = smooth_noise(height, width, rng, rng.uniform(10, 40))
+    low = rng.uniform(0.55, 0.9)
+    array = array * (low + (1.0 - low) * field)[..., None] * rng.uniform(1.0, 1.25)
+    if rng.random() < highlight_p:
+        ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+        cy, cx = rng.uniform(0, height), rng.uniform(0, width)
+        radius = rng.uniform(0.3, 1.2) * height
+        blob = np.exp(-((ys - cy) ** 2 + ((xs - cx) * rng.uniform(0.3, 1.0)) ** 2) / (2 * radius**2))
+        array = array + blob[..., None] * rng.uniform(40, 140)
+    return Image.fromarray(np.clip(array, 0, 255).astype(np.uint8))
+
+
+def compress_contrast(image: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """Faded or hazy capture: pixel values pulled toward their mean (and the mean shifted a little)."""
+    array = np.asarray(image, dtype=np.float32)
+    mean = array.mean()
+    scale = rng.uniform(0.45, 0.85)
+    shift = rng.normal(0, 15)
+    return Image.fromarray(np.clip(mean + shift + (array - mean) * scale, 0, 255).astype(np.uint8))
+
+
+def color_cast(image: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """A white-balance error or tinted light: each channel scaled by its own gain."""
+    array = np.asarray(image, dtype=np.float32) * rng.uniform(0.75, 1.25, 3).astype(np.float32)
+    return Image.fromarray(np.clip(array, 0, 255).astype(np.uint8))
+
+
+def sensor_noise(image: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """Shot noise that grows with brightness, plus read noise (a camera sensor in low light)."""
+    array = np.asarray(image, dtype=np.float32)
+    gain = rng.uniform(0.5, 4.0)
+    shot = rng.normal(0.0, 1.0, array.shape).astype(np.float32) * np.sqrt(np.maximum(array, 0) * gain)
+    read = rng.normal(0.0, rng.uniform(1, 6), array.shape[:2])[..., None].astype(np.float32)
+    return Image.fromarray(np.clip(array + shot + read, 0, 255).astype(np.uint8))
+
+
+def squeeze(image: Image.Image, rng: np.random.Generator, scale: tuple[float, float] = (0.7, 1.4)) -> Image.Image:
+    """Squeeze or stretch vertically (detectors' boxes and perspective change a word's aspect)."""
+    width, height = image.size
+    factor = math.exp(rng.uniform(math.log(scale[0]), math.log(scale[1])))
+    return image.resize((width, max(8, round(height * factor))), Image.Resampling.BILINEAR)
+
+
 __all__ = [
     "add_noise",
-    "background",
+    "color_cast",
+    "compress_contrast",
     "contrasting_color",
     "curve",
+    "defocus_blur",
+    "directional_motion_blur",
     "gaussian_blur",
+    "lighting",
     "jpeg",
     "low_resolution",
     "motion_blur",
     "perspective",
     "rotate",
+    "sensor_noise",
     "shear",
+    "small_text",
+    "squeeze",
 ]

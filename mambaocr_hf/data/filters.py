@@ -8,6 +8,7 @@ import atexit
 import contextlib
 import io
 import logging as std_logging
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -219,6 +220,26 @@ def ctc_frames_needed(label: str) -> int:
     return len(label) + sum(a == b for a, b in zip(label, label[1:]))
 
 
+def widen_for_ctc(
+    image: Image.Image,
+    label: str,
+    image_height: int = 32,
+    frame_stride: int = 4,
+    max_width: int = 2048,
+    min_width: int = 16,
+) -> Image.Image:
+    """`image` stretched horizontally so that, resized to `image_height`, it gives the frames CTC needs to emit
+    `label` (`ctc_frames_needed`); unchanged when it already does, and never wider than `max_width` at that height.
+    """
+    needed = ctc_frames_needed(label)
+    width, height = image.size
+    if ctc_frames(width, height, image_height, min_width, max_width, frame_stride) >= needed:
+        return image
+    target = min(needed * frame_stride, max_width)  # the width wanted at `image_height`
+    new_width = max(width, math.ceil((target + 0.5) * height / image_height))
+    return image.resize((new_width, height), Image.Resampling.BICUBIC)
+
+
 def read_image_bytes(path: str) -> bytes | None:
     """The bytes of an image file: `None` when there is no file at `path` (a "missing_image" skip), `b""` when it
     cannot be read (an "unreadable_image" skip)."""
@@ -266,6 +287,9 @@ class SampleFilter:
         image_height, min_width, max_width, frame_stride: the image processor's resizing (for the CTC check).
         check_ctc: skip samples whose label needs more frames than the resized image gives (`ctc_frames_needed`
             > `ctc_frames`): CTC cannot align them and their loss would be infinite.
+        widen: keep such a sample instead when stretching it to the width its label needs stays within
+            `max_width` (`OCRDataCollator` stretches it, `widen_for_ctc`): narrow crops of long words are common in
+            real data, and dropping them biases training toward short words.
         min_aspect_ratio, max_aspect_ratio: skip images whose width / height is outside this range (very tall crops
             are usually vertical text; very long ones are squeezed past recognition). `max_aspect_ratio=None` means
             twice the ratio the processor starts squeezing at (`2 * max_width / image_height`).
@@ -280,6 +304,7 @@ class SampleFilter:
     max_width: int = 2048
     frame_stride: int = 4
     check_ctc: bool = True
+    widen: bool = True
     min_aspect_ratio: float = 0.1
     max_aspect_ratio: float | None = None
     max_label_length: int | None = None
@@ -375,7 +400,7 @@ class SampleFilter:
         if self.check_ctc:
             frames = ctc_frames(width, height, self.image_height, self.min_width, self.max_width, self.frame_stride)
             needed = ctc_frames_needed(label)
-            if needed > frames:
+            if needed > frames and not (self.widen and needed <= self.max_width // self.frame_stride):
                 raise SkipSample(
                     "label_too_long_for_ctc",
                     f"{where} (label {label!r} needs {needed} frames, a {width}x{height} image gives {frames})",
@@ -433,6 +458,7 @@ __all__ = [
     "ctc_frames",
     "ctc_frames_needed",
     "image_size",
+    "widen_for_ctc",
     "reset_skip_counts",
     "skip_counts",
 ]

@@ -287,6 +287,7 @@ def load_ocr_dataset(
     unknown_char_policy: str | None = None,
     bad_sample_policy: str = "skip",
     check_ctc: bool = True,
+    widen: bool = True,
     min_aspect_ratio: float = 0.1,
     max_aspect_ratio: float | None = None,
     max_label_length: int | None = None,
@@ -312,7 +313,8 @@ def load_ocr_dataset(
         unknown_char_policy: overrides the tokenizer's: `"error"` raises, `"drop"` skips the sample, `"map"` folds
             the label into the charset (see `LabelNormalizer`).
         bad_sample_policy: `"skip"` bad samples (counted and logged) or `"raise"` at the first one.
-        check_ctc, min_aspect_ratio, max_aspect_ratio, max_label_length: sample checks (see `SampleFilter`).
+        check_ctc, widen, min_aspect_ratio, max_aspect_ratio, max_label_length: sample checks (see `SampleFilter`;
+            with `widen`, crops too narrow for their label are kept for the collator to stretch).
         verify_images: decode every image while reading, to skip truncated files (else only the header is read).
         columns: for Hub, parquet and imagefolder data: `{"image": <column>, "text": <column>}` when the names are
             not standard (`resolve_columns`).
@@ -351,6 +353,7 @@ def load_ocr_dataset(
         unknown_char_policy=unknown_char_policy,
         bad_sample_policy=bad_sample_policy,
         check_ctc=check_ctc,
+        widen=widen,
         min_aspect_ratio=min_aspect_ratio,
         max_aspect_ratio=max_aspect_ratio,
         max_label_length=max_label_length,

@@ -16,78 +16,152 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
 from transformers.utils import logging
 
 from . import effects
+from .backgrounds import PhotoBackgrounds, luminance, procedural_background, text_color
 from .filters import LabelNormalizer, SampleFilter
-from .fonts import FontInfo, find_fonts, is_caseless, missing_characters
+from .fonts import CATEGORIES, FontInfo, font_profile, missing_characters, scan_fonts
 from .text_sampler import TextSampler, load_words
 
 logger = logging.get_logger(__name__)
 
 
+_DEFAULT_CATEGORY_WEIGHTS = {
+    "sans_serif": 0.30,
+    "condensed": 0.15,
+    "display": 0.20,
+    "serif": 0.16,
+    "monospace": 0.07,
+    "handwriting": 0.12,
+}
+
+
 @dataclass
 class SyntheticConfig:
-    """How synthetic text crops look. Probabilities are per sample.
+    """How synthetic text crops look. Probabilities are per sample; each ingredient can be switched off (`0.0`).
+
+    The defaults imitate real scene-text crops (MJSynth/SynthText-style composition, loose detector boxes with
+    neighbouring text, photographed surfaces and capture): the ablation table in `docs/accuracy.md` shows what
+    each ingredient adds on real crops.
 
     Args:
         min_height, max_height: height of the crop in pixels (a warp can make it a little taller). The font size
             is set so that the font's line (ascender to descender) plus the margins fills this height.
-        margin: range of each margin around the text, as a fraction of the line height.
-        min_contrast: smallest luminance difference between text and background (0-255).
-        neutral_background_p: chance of a grey-ish background (white, black, concrete, paper) instead of any colour.
+        margin: range of each margin around the text, as a fraction of the line height (when `loose_crop_p`
+            does not apply).
+        min_contrast: smallest luminance difference between text and the background behind it (0-255).
+        font_category_weights: how often each font category is drawn (`fonts.CATEGORIES`); within a category each
+            family is equally likely, so no family dominates whatever its number of files.
+        heavy_font_p: chance of a bold or heavier face (style or variable weight), as signs are often set.
+        background_dirs: folders of the user's own photos; patches of them are backgrounds with chance
+            `photo_background_p`. Without them (the default), procedural textures only.
+        photo_background_p: chance of a photo patch when `background_dirs` is given.
+        neutral_background_p: chance of a flat grey-ish background (white, black, concrete, paper) instead of a
+            textured one.
+        palette_color_p: chance of a text colour from the background's palette or a sign colour, moved to the
+            contrast it needs (else any colour with enough contrast, as older versions did).
+        blend_p: chance of blending the text into the surface (multiply, overlay, partial opacity, or keeping
+            the surface's texture inside the strokes) instead of painting it on.
+        emboss_p: chance of an embossed or engraved edge.
+        neighbor_p: chance of neighbouring words and lines around the text, partly visible in the crop as in a
+            detector's box on a real sign or page.
+        loose_crop_p, clip_p: chance of a loose box (large, uneven margins) and of a box that clips the ends of the
+            text a little.
         rotate_p, max_rotation: chance of a rotation and its largest angle in degrees (most are much smaller).
         perspective_p, perspective_strength: chance of a perspective warp and its strength (corner shift / height).
         curve_p, max_bend: chance of a curved baseline and its largest bend (fraction of the height).
         shear_p: chance of a horizontal slant.
+        squeeze_p: chance of a vertical squeeze or stretch (0.7-1.4x).
         spacing_p: chance of extra or tighter spacing between characters.
         outline_p, shadow_p: chance of an outline of another colour, and of a drop shadow.
         underline_p, border_p: chance of an underline, and of a box around the text.
-        blur_p, motion_blur_p, noise_p, jpeg_p, low_resolution_p: chance of each capture degradation.
+        small_text_p: chance of text captured 6-16 px high and upsampled.
+        lighting_p, highlight_p: chance of uneven light, and of a specular highlight when it applies.
+        blur_p, defocus_p, motion_blur_p: chance of a slight blur, an out-of-focus blur, and a motion blur.
+        noise_p, jpeg_p, low_resolution_p: chance of sensor noise, JPEG compression and a low-resolution capture.
+        contrast_p, color_cast_p: chance of compressed contrast, and of a colour cast.
+        max_capture_effects: most capture degradations one crop gets (the first ones drawn are kept in order).
     """
 
     min_height: int = 32
     max_height: int = 48
     margin: tuple[float, float] = (0.02, 0.2)
-    min_contrast: float = 60.0
-    neutral_background_p: float = 0.4
+    min_contrast: float = 70.0
+    font_category_weights: dict[str, float] | None = None
+    heavy_font_p: float = 0.4
+    background_dirs: list[str] | None = None
+    photo_background_p: float = 0.6
+    neutral_background_p: float = 0.3
+    palette_color_p: float = 0.8
+    blend_p: float = 0.3
+    emboss_p: float = 0.05
+    neighbor_p: float = 0.5
+    loose_crop_p: float = 0.35
+    clip_p: float = 0.08
     rotate_p: float = 0.35
-    max_rotation: float = 12.0
-    perspective_p: float = 0.25
+    max_rotation: float = 10.0
+    perspective_p: float = 0.3
     perspective_strength: float = 0.12
     curve_p: float = 0.1
     max_bend: float = 0.25
     shear_p: float = 0.15
+    squeeze_p: float = 0.25
     spacing_p: float = 0.15
     outline_p: float = 0.08
-    shadow_p: float = 0.08
-    underline_p: float = 0.05
+    shadow_p: float = 0.1
+    underline_p: float = 0.04
     border_p: float = 0.05
-    blur_p: float = 0.25
-    motion_blur_p: float = 0.05
-    noise_p: float = 0.3
-    jpeg_p: float = 0.3
-    low_resolution_p: float = 0.15
+    small_text_p: float = 0.2
+    lighting_p: float = 0.35
+    highlight_p: float = 0.3
+    blur_p: float = 0.2
+    defocus_p: float = 0.1
+    motion_blur_p: float = 0.08
+    noise_p: float = 0.35
+    jpeg_p: float = 0.35
+    low_resolution_p: float = 0.1
+    contrast_p: float = 0.2
+    color_cast_p: float = 0.25
+    max_capture_effects: int = 3
 
     def __post_init__(self):
         if not 4 <= self.min_height <= self.max_height:
             raise ValueError(f"Need 4 <= min_height <= max_height, got {self.min_height} and {self.max_height}.")
         self.margin = tuple(self.margin)
+        if self.font_category_weights is None:
+            self.font_category_weights = dict(_DEFAULT_CATEGORY_WEIGHTS)
+        unknown = set(self.font_category_weights) - set(CATEGORIES)
+        if unknown or any(weight < 0 for weight in self.font_category_weights.values()):
+            raise ValueError(
+                f"`font_category_weights` takes non-negative weights for {list(CATEGORIES)}, got "
+                f"{self.font_category_weights}."
+            )
+        if isinstance(self.background_dirs, (str, os.PathLike)):
+            self.background_dirs = [os.fspath(self.background_dirs)]
+        for name, value in vars(self).items():
+            if name.endswith("_p") and not 0.0 <= value <= 1.0:
+                raise ValueError(f"`{name}` is a probability in [0, 1], got {value}.")
 
 
-def synthetic_config_from(value: str | None) -> SyntheticConfig | None:
+def synthetic_config_from(
+    value: str | None, background_dirs: Sequence[str | os.PathLike] | None = None
+) -> SyntheticConfig | None:
     """A `SyntheticConfig` from JSON text or a JSON file; a training preset's `synthetic_config` entry is used when the
-    file has one (so `scripts/configs/demo_cpu.json` gives the demo's distribution). `None` gives `None`."""
+    file has one (so `scripts/configs/demo_cpu.json` gives the demo's distribution). `background_dirs` (the scripts'
+    `--background_dirs`) replaces the config's. `None` and no folders give `None` (the defaults)."""
     if value is None:
-        return None
-    if os.path.isfile(value):
+        loaded = {}
+    elif os.path.isfile(value):
         with open(value, encoding="utf-8") as handle:
             loaded = json.load(handle)
         loaded = loaded.get("synthetic_config", loaded)
     else:
         loaded = json.loads(value)
-    return SyntheticConfig(**loaded)
+    if background_dirs:
+        loaded = {**loaded, "background_dirs": [os.fspath(folder) for folder in background_dirs]}
+    return SyntheticConfig(**loaded) if value is not None or background_dirs else None
 
 
 def _split_code(split: str | None) -> list[int]:
@@ -97,29 +171,19 @@ def _split_code(split: str | None) -> list[int]:
     return [zlib.crc32(str(split).encode("utf-8"))]
 
 
-def _variation_axes(path: str) -> list[tuple[int, int]]:
-    """`(minimum, maximum)` of each variation axis of a variable font (weight, width, ...); `[]` for a static one."""
-    try:
-        axes = ImageFont.truetype(path, 16).get_variation_axes()
-    except OSError:
-        return []
-    return [(int(axis["minimum"]), int(axis["maximum"])) for axis in axes]
-
-
-def _line_ratio(path: str) -> float:
-    """The font's line height (ascender + descender) per unit of font size."""
-    return max(0.5, sum(ImageFont.truetype(path, 100).getmetrics()) / 100)
-
-
 class SyntheticTextGenerator:
     """Renders word images with their labels, deterministically from `(seed, split, index)`.
 
-    Text comes from a word list plus random alphanumerics, numbers, dates, prices and punctuation, restricted to the
-    characters the tokenizer's charset can label (`TextSampler`). Fonts (serif, sans, mono, handwriting and display
-    faces, balanced by category) come from `font_dirs`, the system's font folders and the project's font packages.
-    Backgrounds are plain, gradient, noise or texture; the text may be rotated, warped in perspective, curved,
-    slanted, outlined, shadowed, underlined or boxed; the crop may be blurred, noisy, JPEG-compressed or captured at
-    a low resolution.
+    Text comes from a word list plus scene-text strings (capitalised and upper-case words, numbers, prices, phone
+    numbers, dates, short codes, two-word strings), restricted to the characters the tokenizer's charset can label
+    (`TextSampler`). Fonts (sans, condensed, display/sign, serif, mono and script faces) come from `font_dirs`, the
+    system's font folders and the `synth` extra's font packages, drawn by category and then by family; a face that
+    lacks a glyph of the text is never used for it. Each sample is composed as MJSynth and SynthText do: a surface
+    (a patch of the user's photos from `config.background_dirs`, or a procedural texture), the text in a colour of
+    the scene's palette with a contrast constraint, optional outline, shadow or emboss, blended into the surface;
+    neighbouring words and lines around it; geometry (rotation, perspective, curve, shear, squeeze); a crop with a
+    jittered, often loose box; and capture effects (small text upsampled, uneven light, blur, noise, JPEG, faded
+    contrast, colour casts). `config` switches each of them.
 
     Args:
         tokenizer (`MambaOCRTokenizer`, *optional*): its charset restricts the text (and its `char_map` folds it).
@@ -128,7 +192,7 @@ class SyntheticTextGenerator:
         seed (`int`, defaults to 0): the dataset seed.
         split (`str`, *optional*): other splits than `"train"` get different samples for the same seed.
         font_dirs: extra font folders or files.
-        use_system_fonts, use_package_fonts: also use system fonts / the project's font packages.
+        use_system_fonts, use_package_fonts: also use system fonts / the `synth` extra's font packages.
         words: a word list file, the words, or `None` for the default English list.
         max_length (`int`, defaults to 25): longest label.
         config (`SyntheticConfig`, *optional*): rendering and augmentation settings.
@@ -170,21 +234,34 @@ class SyntheticTextGenerator:
         self.config = config or SyntheticConfig()
         self.max_length = max_length
         self.sampler = TextSampler(self.normalizer.charset, self.normalizer.fold, load_words(words), max_length)
-        fonts = find_fonts(font_dirs, use_system_fonts, use_package_fonts, required_characters="")
+        scan = scan_fonts(font_dirs, use_system_fonts, use_package_fonts, required_characters="")
         # a font must draw every letter and digit; rarer characters are checked per sample (`_pick_font`)
-        self.fonts = [font for font in fonts if not missing_characters(font.path, self.sampler.alphanumerics)]
+        self.fonts = [font for font in scan.fonts if not missing_characters(font.path, self.sampler.alphanumerics)]
+        self.font_skips = {reason: len(paths) for reason, paths in scan.skipped.items() if paths}
+        lacking = len(scan.fonts) - len(self.fonts)
+        if lacking:
+            self.font_skips["missing_glyphs"] = self.font_skips.get("missing_glyphs", 0) + lacking
         if not self.fonts:
             raise ValueError(
-                "No usable font found: pass `font_dirs` with .ttf/.otf files, or install the project's font packages "
-                "(`pip install mambaocr-hf` brings them)."
+                "No usable font found: pass `font_dirs` with .ttf/.otf files, or install the synthetic-data extra "
+                '(`pip install "mambaocr-hf[synth]"` brings ~200 font families).'
             )
-        self._caseless = {font.path: is_caseless(font.path) for font in self.fonts}
-        self._axes = {font.path: _variation_axes(font.path) for font in self.fonts}
-        self._line_ratio = {font.path: _line_ratio(font.path) for font in self.fonts}
+        if self.font_skips:
+            logger.info(f"Synthetic fonts: {len(self.fonts)} usable; skipped {self.font_skips}.")
+        self._profiles = {font.path: font_profile(font.path) for font in self.fonts}
         self._font_cache: dict[tuple[str, int], ImageFont.FreeTypeFont] = {}
         self._by_category: dict[str, dict[str, list[FontInfo]]] = {}
         for font in self.fonts:
             self._by_category.setdefault(font.category, {}).setdefault(font.family, []).append(font)
+        weights = self.config.font_category_weights
+        self._categories = [name for name in sorted(self._by_category) if weights.get(name, 0) > 0]
+        if not self._categories:  # the weighted categories have no font here: draw from what there is
+            self._categories = sorted(self._by_category)
+            self._category_p = np.full(len(self._categories), 1.0 / len(self._categories))
+        else:
+            total = sum(weights[name] for name in self._categories)
+            self._category_p = np.array([weights[name] / total for name in self._categories])
+        self.backgrounds = PhotoBackgrounds(self.config.background_dirs) if self.config.background_dirs else None
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_font_cache": {}}
@@ -197,12 +274,15 @@ class SyntheticTextGenerator:
         """What the generator draws from (for logs and model cards)."""
         return {
             "seed": self.seed,
-            "split": self.split,
+            "split": self.split or "train",  # None and "train" draw the same samples
             "charset": self.normalizer.charset,
             "drawable_characters": self.sampler.drawable,
             "num_words": len(self.sampler.words),
             "num_fonts": self.num_fonts,
+            "num_font_families": len({font.family for font in self.fonts}),
             "fonts_by_category": {key: sum(map(len, value.values())) for key, value in self._by_category.items()},
+            "fonts_skipped": self.font_skips,
+            "num_background_photos": len(self.backgrounds) if self.backgrounds else 0,
             "config": asdict(self.config),
         }
 
@@ -218,24 +298,45 @@ class SyntheticTextGenerator:
             self._font_cache[key] = font
         return font
 
-    def _pick_font(self, text: str, rng: np.random.Generator) -> FontInfo:
-        """A font that draws every character of `text`: category, then family, then file, each uniformly."""
-        categories = sorted(self._by_category)
+    def _pick_font(self, text: str, rng: np.random.Generator) -> FontInfo | None:
+        """A font that draws every character of `text`: category (by weight), family, then file (a heavy style
+        with chance `heavy_font_p`). `None` when no font draws them all."""
         for _ in range(8):
-            families = self._by_category[categories[rng.integers(len(categories))]]
+            category = self._categories[rng.choice(len(self._categories), p=self._category_p)]
+            families = self._by_category[category]
             names = sorted(families)
             files = families[names[rng.integers(len(names))]]
+            heavy = [font for font in files if font.heavy]
+            if heavy and rng.random() < self.config.heavy_font_p:
+                files = heavy
             font = files[rng.integers(len(files))]
             if not missing_characters(font.path, text):
                 return font
         usable = [font for font in self.fonts if not missing_characters(font.path, text)]
-        return (usable or self.fonts)[rng.integers(len(usable or self.fonts))]
+        return usable[rng.integers(len(usable))] if usable else None
+
+    def _draw_text(
+        self,
+        draw: ImageDraw.ImageDraw,
+        origin: tuple[float, float],
+        text: str,
+        font: ImageFont.FreeTypeFont,
+        spacing: float,
+        stroke: int,
+    ) -> None:
+        if spacing:
+            x = float(origin[0])
+            for char in text:
+                draw.text((x, origin[1]), char, font=font, fill=255, stroke_width=stroke)
+                x += font.getlength(char) + spacing
+        else:
+            draw.text(origin, text, font=font, fill=255, stroke_width=stroke)
 
     def _draw_mask(
-        self, text: str, font: ImageFont.FreeTypeFont, rng: np.random.Generator, stroke: int
-    ) -> tuple[Image.Image, Image.Image | None, tuple[int, int]]:
-        """The text as an "L" mask on a padded canvas, an outline mask (or `None`), and how far the font's line
-        reaches above and below the ink."""
+        self, text: str, font: ImageFont.FreeTypeFont, rng: np.random.Generator, stroke: int, neighbors: bool
+    ) -> tuple[list[Image.Image], tuple[int, int]]:
+        """The text as "L" masks on a padded canvas: `[text, outline or None, neighbours or None]`, and how far
+        the font's line reaches above and below the ink."""
         config = self.config
         spacing = 0.0
         if rng.random() < config.spacing_p and len(text) > 1:
@@ -243,23 +344,20 @@ class SyntheticTextGenerator:
         left, top, right, bottom = font.getbbox(text, stroke_width=stroke)
         width = right - left + max(0, math.ceil(spacing * (len(text) - 1)))
         height = bottom - top
-        pad = max(4, int(0.35 * height)) + stroke
-        size = (width + 2 * pad, height + 2 * pad)
+        ascent, descent = font.getmetrics()
+        line = ascent + descent
+        # room for the loosest crop (and the neighbours seen in it) on every side
+        pad_x = max(4, int(0.35 * height)) + stroke + (int(1.2 * line) if neighbors or config.loose_crop_p else 0)
+        pad_y = max(4, int(0.35 * height)) + stroke + (int(0.9 * line) if neighbors else 0)
+        size = (width + 2 * pad_x, height + 2 * pad_y)
         mask = Image.new("L", size, 0)
         outline = Image.new("L", size, 0) if stroke else None
-        origin = (pad - left, pad - top)
-        draws = [(ImageDraw.Draw(mask), 0)] + ([(ImageDraw.Draw(outline), stroke)] if outline else [])
-        for draw, width_of_stroke in draws:
-            if spacing:
-                x = float(origin[0])
-                for char in text:
-                    draw.text((x, origin[1]), char, font=font, fill=255, stroke_width=width_of_stroke)
-                    x += font.getlength(char) + spacing
-            else:
-                draw.text(origin, text, font=font, fill=255, stroke_width=width_of_stroke)
-        box = (pad, pad, pad + width, pad + height)
-        ascent, descent = font.getmetrics()
-        line_extents = (max(0, top), max(0, ascent + descent - bottom))  # `top`, `bottom` are from the ascender line
+        origin = (pad_x - left, pad_y - top)
+        self._draw_text(ImageDraw.Draw(mask), origin, text, font, spacing, 0)
+        if outline is not None:
+            self._draw_text(ImageDraw.Draw(outline), origin, text, font, spacing, stroke)
+        box = (pad_x, pad_y, pad_x + width, pad_y + height)
+        line_extents = (max(0, top), max(0, line - bottom))  # `top`, `bottom` are from the ascender line
         decorated = [image for image in (mask, outline) if image is not None]
         if rng.random() < config.underline_p:
             y = min(box[3] + max(1, height // 12), size[1] - 1)
@@ -272,10 +370,43 @@ class SyntheticTextGenerator:
             rectangle = [(box[0] - margin, box[1] - margin), (box[2] + margin, box[3] + margin)]
             for image in decorated:
                 ImageDraw.Draw(image).rectangle(rectangle, outline=255, width=max(1, round(height / 16)) + stroke)
-        return mask, outline, line_extents
+        context = self._draw_neighbors(size, origin, width, line, font, rng) if neighbors else None
+        return [mask, outline, context], line_extents
 
-    def _warp(self, masks: list[Image.Image], rng: np.random.Generator) -> list[Image.Image]:
-        """The same random geometric warps applied to each mask."""
+    def _draw_neighbors(
+        self,
+        size: tuple[int, int],
+        origin: tuple[float, float],
+        width: int,
+        line: int,
+        font: ImageFont.FreeTypeFont,
+        rng: np.random.Generator,
+    ) -> Image.Image:
+        """Words beside the text and lines above and below it, as on a sign or a page (their labels are not
+        the sample's: only their parts that a loose box shows end up in the crop)."""
+        context = Image.new("L", size, 0)
+        draw = ImageDraw.Draw(context)
+        drawable = [path for path in (font.path,) if path]
+        space = font.getlength(" ") or font.size * 0.3
+        gap = space * rng.uniform(0.8, 2.5)
+        words = [self.sampler.sample(rng)[0] for _ in range(6)]
+        words = [word for word in words if not (drawable and missing_characters(drawable[0], word))] or ["0"]
+        x0, y0 = origin
+        if rng.random() < 0.7:  # a word on the left, ending a gap before the text
+            word = words[0]
+            draw.text((x0 - gap - font.getlength(word), y0), word, font=font, fill=255)
+        if rng.random() < 0.7:  # and on the right
+            draw.text((x0 + width + gap, y0), words[1 % len(words)], font=font, fill=255)
+        leading = line * rng.uniform(1.0, 1.5)
+        for direction, word in ((-1, words[2 % len(words)]), (1, words[3 % len(words)])):
+            if rng.random() < 0.5:
+                shift = rng.uniform(-0.5, 0.3) * max(width, 1)
+                text = word + " " + words[4 % len(words)]
+                draw.text((x0 + shift, y0 + direction * leading), text, font=font, fill=255)
+        return context
+
+    def _warp(self, masks: list[Image.Image | None], rng: np.random.Generator) -> list[Image.Image | None]:
+        """The same random geometric warps applied to each mask (`None` stays `None`)."""
         config = self.config
         steps = []
         if rng.random() < config.curve_p:
@@ -289,11 +420,14 @@ class SyntheticTextGenerator:
             steps.append(("rotate", angle))
         warped = []
         for mask in masks:
+            if mask is None:
+                warped.append(None)
+                continue
             for name, value in steps:
                 if name == "rotate":
                     mask = effects.rotate(mask, value)
                     continue
-                step_rng = np.random.default_rng(value)  # same warp for the text and its outline
+                step_rng = np.random.default_rng(value)  # same warp for the text, its outline and neighbours
                 if name == "curve":
                     mask = effects.curve(mask, step_rng, config.max_bend * mask.height * 0.5)
                 elif name == "shear":
@@ -303,44 +437,151 @@ class SyntheticTextGenerator:
             warped.append(mask)
         return warped
 
-    def _paint(self, mask: Image.Image, outline: Image.Image | None, rng: np.random.Generator) -> Image.Image:
-        """Colour the text (and its outline and shadow) over a background."""
+    def _crop_box(
+        self, ink: tuple[int, int, int, int], extents: tuple[int, int], line: int, rng: np.random.Generator
+    ) -> tuple[int, int, int, int]:
+        """The box a detector or annotator would draw: the text's line with margins that are tight, ordinary or
+        loose (uneven, up to most of a line), and now and then clipping the ends of the text a little."""
         config = self.config
-        width, height = mask.size
-        if rng.random() < config.neutral_background_p:
-            background_color = np.clip(rng.uniform(0, 255) + rng.normal(0, 10, 3), 0, 255).astype(np.float32)
+        left, top, right, bottom = ink
+        above, below = extents
+        if rng.random() < config.loose_crop_p:
+            margins = rng.uniform(0.0, 1.0, size=4) ** 1.5 * np.array([1.0, 0.7, 1.0, 0.7])
         else:
-            background_color = rng.uniform(0, 255, 3).astype(np.float32)
-        image = effects.background(height, width, background_color, rng)
-        text_color = effects.contrasting_color(background_color, rng, config.min_contrast)
+            margins = rng.uniform(*config.margin, size=4)
+        if rng.random() < config.clip_p:  # clip one or both ends by up to ~a third of a character
+            ends = [0, 2] if rng.random() < 0.3 else [int(rng.choice([0, 2]))]
+            margins[ends] = -rng.uniform(0.03, 0.15, size=len(ends))
+        return (
+            left - round(margins[0] * line),
+            top - above - round(margins[1] * line),
+            right + round(margins[2] * line),
+            bottom + below + round(margins[3] * line),
+        )
+
+    def _background(self, height: int, width: int, rng: np.random.Generator) -> np.ndarray:
+        config = self.config
+        if self.backgrounds is not None and rng.random() < config.photo_background_p:
+            patch = self.backgrounds.patch(height, width, rng)
+            # text is set on surfaces, not on clutter (SynthText picks regions of even colour): calm a busy patch
+            spread = float(luminance(patch).std())
+            if spread > 28.0:
+                mean = patch.mean((0, 1), keepdims=True)
+                patch = mean + (patch - mean) * (28.0 / spread)
+            return patch
+        if rng.random() < config.neutral_background_p:
+            kind = "plain" if rng.random() < 0.6 else "paper"
+            image = procedural_background(height, width, rng, kind)
+            gray = image.mean(-1, keepdims=True)
+            return np.clip(gray + (image - gray) * 0.2, 0, 255)
+        return procedural_background(height, width, rng)
+
+    def _paint(self, masks: list[Image.Image | None], rng: np.random.Generator) -> Image.Image:
+        """Colour the text (and its outline, neighbours, shadow or emboss) over a background and blend it in."""
+        config = self.config
+        mask, outline, context = masks
+        width, height = mask.size
+        surface = self._background(height, width, rng)
+        alpha = np.asarray(mask, dtype=np.float32) / 255.0
+        if rng.random() < config.palette_color_p:
+            color = text_color(surface, alpha, rng, config.min_contrast)
+        else:
+            weight = max(float(alpha.sum()), 1e-3)
+            behind = (surface * alpha[..., None]).sum((0, 1)) / weight
+            color = effects.contrasting_color(behind, rng, config.min_contrast)
+        image = surface.copy()
         if rng.random() < config.shadow_p:
             offset = (int(rng.integers(1, 4)), int(rng.integers(1, 4)))
             shadow = Image.new("L", mask.size, 0)
             shadow.paste(mask, offset)
-            alpha = np.asarray(shadow, dtype=np.float32)[..., None] / 255.0 * rng.uniform(0.4, 0.8)
-            image = image * (1 - alpha) + (background_color * 0.3)[None, None, :] * alpha
+            shade = np.asarray(shadow, dtype=np.float32)[..., None] / 255.0 * rng.uniform(0.4, 0.8)
+            image = image * (1 - shade) + (image * 0.3) * shade
+        if context is not None:
+            near = np.asarray(context, dtype=np.float32)[..., None] / 255.0
+            other = color if rng.random() < 0.7 else text_color(surface, alpha, rng, config.min_contrast)
+            image = image * (1 - near) + other[None, None, :] * near
         if outline is not None:
-            outline_color = effects.contrasting_color(text_color, rng, config.min_contrast)
-            alpha = np.asarray(outline, dtype=np.float32)[..., None] / 255.0
-            image = image * (1 - alpha) + outline_color[None, None, :] * alpha
-        alpha = np.asarray(mask, dtype=np.float32)[..., None] / 255.0
-        image = image * (1 - alpha) + text_color[None, None, :] * alpha
+            outline_color = effects.contrasting_color(color, rng, config.min_contrast)
+            ring = np.asarray(outline, dtype=np.float32)[..., None] / 255.0
+            image = image * (1 - ring) + outline_color[None, None, :] * ring
+        if rng.random() < config.emboss_p:
+            light = np.roll(alpha, (-1, -1), axis=(0, 1)) - alpha  # edges facing the light
+            sign = 1.0 if rng.random() < 0.5 else -1.0  # raised or engraved
+            image = (
+                image + sign * 90.0 * np.clip(light, 0, 1)[..., None] - sign * 90.0 * np.clip(-light, 0, 1)[..., None]
+            )
+        text = alpha[..., None]
+        if rng.random() < config.blend_p:
+            mode = int(rng.integers(4))
+            if mode == 0:  # multiply: dark ink on a textured surface keeps the texture
+                painted = image * color[None, None, :] / 255.0
+                painted = np.where(luminance_of(color) < luminance_of(image.mean((0, 1))), painted, color)
+            elif mode == 1:  # overlay
+                base = image / 255.0
+                top = color[None, None, :] / 255.0
+                painted = 255.0 * np.where(base < 0.5, 2 * base * top, 1 - 2 * (1 - base) * (1 - top))
+                painted = 0.5 * painted + 0.5 * color[None, None, :]
+            elif mode == 2:  # paint worn thin: partial opacity
+                painted = color[None, None, :] * np.ones_like(image)
+                text = text * rng.uniform(0.6, 0.9)
+            else:  # Poisson-like: the surface's detail shows through the ink
+                blurred = np.asarray(
+                    Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).filter(ImageFilter.BoxBlur(2)),
+                    dtype=np.float32,
+                )
+                painted = color[None, None, :] + (image - blurred) * rng.uniform(0.5, 1.0)
+            image = image * (1 - text) + painted * text
+        else:
+            image = image * (1 - text) + color[None, None, :] * text
         return Image.fromarray(np.clip(image, 0, 255).astype(np.uint8), "RGB")
 
-    def _degrade(self, image: Image.Image, rng: np.random.Generator) -> Image.Image:
-        """Capture degradations: low resolution, blur, noise, JPEG."""
+    def _capture(self, image: Image.Image, rng: np.random.Generator) -> Image.Image:
+        """How a camera sees it: a squeezed aspect, one loss of sharpness (small text upsampled, low resolution,
+        defocus, blur or motion blur), uneven light, faded contrast, a colour cast, noise, JPEG. At most
+        `max_capture_effects` of these degrade one crop (the squeeze aside), so the text stays readable as a real
+        crop is."""
         config = self.config
-        if rng.random() < config.low_resolution_p:
-            image = effects.low_resolution(image, rng)
-        if rng.random() < config.blur_p:
-            image = effects.gaussian_blur(image, rng)
+        if rng.random() < config.squeeze_p:
+            image = effects.squeeze(image, rng)
+        # one loss of resolution or sharpness at most (stacked, they erase the text), then light, colour and noise
+        softening = None
+        if rng.random() < config.small_text_p:
+            softening = effects.small_text
+        elif rng.random() < config.low_resolution_p:
+            softening = effects.low_resolution
+        elif rng.random() < config.defocus_p:
+            softening = effects.defocus_blur
+        elif rng.random() < config.blur_p:
+            softening = effects.gaussian_blur
         elif rng.random() < config.motion_blur_p:
-            image = effects.motion_blur(image, rng)
+            softening = effects.directional_motion_blur
+        steps = [softening] if softening is not None else []
+        if rng.random() < config.lighting_p:
+            steps.append(lambda image, rng: effects.lighting(image, rng, config.highlight_p))
+        if rng.random() < config.contrast_p:
+            steps.append(effects.compress_contrast)
+        if rng.random() < config.color_cast_p:
+            steps.append(effects.color_cast)
         if rng.random() < config.noise_p:
-            image = effects.add_noise(image, rng)
+            steps.append(effects.sensor_noise if rng.random() < 0.5 else effects.add_noise)
         if rng.random() < config.jpeg_p:
-            image = effects.jpeg(image, rng)
+            steps.append(effects.jpeg)
+        if len(steps) > config.max_capture_effects:
+            keep = np.sort(rng.choice(len(steps), size=config.max_capture_effects, replace=False))
+            steps = [steps[i] for i in keep]
+        for step in steps:
+            image = step(image, rng)
         return image
+
+    def _text_and_font(self, rng: np.random.Generator) -> tuple[str, str, FontInfo]:
+        """A string, its label and a font that draws every character of it (another string when none does)."""
+        for _ in range(20):
+            text, label = self.sampler.sample(rng)
+            info = self._pick_font(text, rng)
+            if info is not None:
+                return text, label, info
+        text = "".join(self.sampler.alphanumerics[i] for i in rng.integers(len(self.sampler.alphanumerics), size=5))
+        return text, self.sampler.label(text), self.fonts[rng.integers(len(self.fonts))]
 
     def render(self, index: int) -> tuple[Image.Image, str]:
         """The RGB image and label of sample `index`."""
@@ -348,38 +589,35 @@ class SyntheticTextGenerator:
             raise IndexError(f"Sample indices are non-negative, got {index}.")
         rng = np.random.default_rng([self.seed, int(index), *_split_code(self.split)])
         config = self.config
-        text, label = self.sampler.sample(rng)
-        info = self._pick_font(text, rng)
-        if self._caseless[info.path] and text.upper() != text and self.sampler.can_draw(text.upper()):
-            text = text.upper()  # an all-caps font draws capitals whatever it is given: say so in the label
-            label = self.sampler.label(text)
+        text, label, info = self._text_and_font(rng)
+        profile = self._profiles[info.path]
+        if profile["caseless"] and text.upper() != text and self.sampler.can_draw(text.upper()):
+            if not missing_characters(info.path, text.upper()):
+                text = text.upper()  # an all-caps font draws capitals whatever it is given: say so in the label
+                label = self.sampler.label(text)
         target_height = int(rng.integers(config.min_height, config.max_height + 1))
-        margins = rng.uniform(*config.margin, size=4)  # left, top, right, bottom
-        size = round(target_height / (self._line_ratio[info.path] * (1 + margins[1] + margins[3])))
+        margins = rng.uniform(*config.margin, size=2)  # top, bottom: how much of the height the line fills
+        size = round(target_height / (profile["line_ratio"] * (1 + margins[0] + margins[1])))
         font = self._font(info.path, max(6, size))
-        axes = self._axes[info.path]
-        if axes:  # variable font: a random weight (and width, where it has one), within the font's range
-            font.set_variation_by_axes([int(rng.integers(low, high + 1)) for low, high in axes])
+        axes = profile["axes"]
+        if axes:  # variable font: a random weight (and width, where it has one), often heavy
+            heavy = rng.random() < config.heavy_font_p
+            values = [int(rng.integers(low, high + 1)) for low, high in axes]
+            if heavy:
+                values[0] = int(rng.integers(max(axes[0][0], min(600, axes[0][1])), axes[0][1] + 1))
+            font.set_variation_by_axes(values)
         stroke = int(rng.integers(1, 3)) if rng.random() < config.outline_p else 0
-        mask, outline, (above, below) = self._draw_mask(text, font, rng, stroke)
-        masks = self._warp([mask] + ([outline] if outline is not None else []), rng)
-        mask, outline = masks[0], (masks[1] if len(masks) > 1 else None)
-        ink = (outline if outline is not None else mask).getbbox()
-        if ink is None:  # the text vanished (an empty glyph): fall back to the unwarped mask
-            ink = mask.getbbox() or (0, 0, mask.width, mask.height)
-        left, top, right, bottom = ink
-        # crop the whole line (ascender to descender), not just the ink, as a text detector would box a word
-        line_height = sum(font.getmetrics()) + 2 * stroke
-        crop = (
-            left - round(margins[0] * line_height),
-            top - above - round(margins[1] * line_height),
-            right + round(margins[2] * line_height),
-            bottom + below + round(margins[3] * line_height),
-        )
-        mask = mask.crop(crop)
-        outline = outline.crop(crop) if outline is not None else None
-        image = self._paint(mask, outline, rng)
-        return self._degrade(image, rng), label
+        neighbors = rng.random() < config.neighbor_p
+        masks, extents = self._draw_mask(text, font, rng, stroke, neighbors)
+        masks = self._warp(masks, rng)
+        ink = (masks[1] if masks[1] is not None else masks[0]).getbbox()
+        if ink is None:  # the text vanished (an empty glyph): keep the whole canvas
+            ink = (0, 0, masks[0].width, masks[0].height)
+        line = sum(font.getmetrics()) + 2 * stroke
+        crop = self._crop_box(ink, extents, line, rng)
+        masks = [mask.crop(crop) if mask is not None else None for mask in masks]
+        image = self._paint(masks, rng)
+        return self._capture(image, rng), label
 
     def __getitem__(self, index: int) -> dict:
         image, text = self.render(index)
@@ -396,6 +634,10 @@ class SyntheticTextGenerator:
         while num_samples is None or index < num_samples:
             yield index
             index += num_shards
+
+
+def luminance_of(color: np.ndarray) -> float:
+    return float(np.asarray(color, dtype=np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32))
 
 
 def encode_image(image: Image.Image, image_format: str = "png") -> bytes:

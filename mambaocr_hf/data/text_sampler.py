@@ -1,6 +1,7 @@
 # Copyright 2026 The MambaOCR authors. Licensed under the Apache License, Version 2.0.
-"""The strings the synthetic generator renders: words, random alphanumerics, numbers, dates, prices and
-punctuation, restricted to what the tokenizer's charset can label."""
+"""The strings the synthetic generator renders, with scene-text statistics: words (upper case and capitalised as
+often as lower case), two-word strings, numbers, prices, phone numbers, dates, short codes, punctuation and random
+strings that cover every character of the charset, restricted to what the tokenizer's charset can label."""
 
 from __future__ import annotations
 
@@ -16,14 +17,16 @@ _MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct",
 _CURRENCIES = "$€£¥"
 # kinds of string and how often each is drawn
 _KINDS = {
-    "word": 0.46,
-    "two_words": 0.05,
-    "alphanumeric": 0.14,
-    "number": 0.10,
-    "date": 0.05,
-    "price": 0.05,
-    "punctuated": 0.10,
-    "any_characters": 0.05,
+    "word": 0.50,
+    "two_words": 0.06,
+    "alphanumeric": 0.08,
+    "number": 0.08,
+    "phone": 0.03,
+    "code": 0.06,
+    "date": 0.04,
+    "price": 0.04,
+    "punctuated": 0.07,
+    "any_characters": 0.04,
 }
 
 
@@ -103,10 +106,10 @@ class TextSampler:
     # kinds of string; each returns a candidate that `sample` checks with `can_draw`
 
     def _case(self, word: str, rng: np.random.Generator) -> str:
-        choice = rng.random()
-        if choice < 0.2 and self._has_upper:
+        choice = rng.random()  # signs and shop fronts are mostly capitals: a third upper case, a quarter capitalised
+        if choice < 0.35 and self._has_upper:
             return word.upper()
-        if choice < 0.45 and self._has_upper:
+        if choice < 0.6 and self._has_upper:
             return word[:1].upper() + word[1:]
         return word.lower() if self._has_lower else word
 
@@ -171,6 +174,41 @@ class TextSampler:
             return amount
         symbol = symbols[rng.integers(len(symbols))]
         return symbol + amount if rng.random() < 0.7 else amount + symbol
+
+    def _phone(self, rng: np.random.Generator) -> str:
+        digits = lambda count: "".join(str(d) for d in rng.integers(0, 10, size=count))  # noqa: E731
+        forms = [
+            f"{digits(3)}-{digits(4)}",
+            f"({digits(3)}) {digits(3)}-{digits(4)}",
+            f"{digits(3)}.{digits(3)}.{digits(4)}",
+            f"+{digits(2)} {digits(3)} {digits(4)}",
+            f"0{digits(2)} {digits(4)} {digits(4)}",
+            digits(int(rng.integers(7, 12))),
+        ]
+        drawable = [form for form in forms if set(form) <= self._drawable_set]
+        return drawable[rng.integers(len(drawable))] if drawable else digits(8)
+
+    def _code(self, rng: np.random.Generator) -> str:
+        """Short codes of signs and labels: 'A12', 'B-4', 'EXIT 3', 'km/h', 'No.5', '24H'."""
+        upper = "".join(c for c in self.letters if c.isupper()) or self.letters
+        if not upper:
+            return self._number(rng)
+        letters = lambda count: "".join(upper[i] for i in rng.integers(len(upper), size=count))  # noqa: E731
+        number = str(int(rng.integers(1, 1000)))
+        forms = [
+            letters(1) + number,
+            letters(int(rng.integers(1, 4))) + "-" + number,
+            number + letters(1),
+            letters(2) + number + letters(1),
+            f"No.{number}",
+            f"{number}H",
+            f"{self._word(rng).upper()} {number}",
+            "km/h",
+            f"{number}kg",
+            f"{number}m",
+        ]
+        drawable = [form for form in forms if self.can_draw(form)]
+        return drawable[rng.integers(len(drawable))] if drawable else self._alphanumeric(rng)
 
     def _punctuated(self, rng: np.random.Generator) -> str:
         if not self.punctuation:

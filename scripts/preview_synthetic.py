@@ -1,0 +1,100 @@
+#!/usr/bin/env python
+"""Contact sheets to look at: N synthetic samples, and (given a folder of real crops) N of those beside them.
+
+    python scripts/preview_synthetic.py --output synthetic.png --num_samples 60
+    python scripts/preview_synthetic.py --output synthetic.png --real_dir /data/my_crops --background_dirs ~/Pictures
+    python scripts/preview_synthetic.py --output demo.png --synthetic_config scripts/configs/demo_cpu.json
+
+With `--real_dir`, a second sheet of real crops (`labels.tsv` folders, LMDB, ... anything `load_ocr_dataset` reads)
+is written beside the first (`synthetic_real.png` for `--output synthetic.png`), at the same scale and layout. Each
+cell shows the crop at height 48 with its label underneath.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from mambaocr_hf import MambaOCRTokenizer
+from mambaocr_hf.data import SyntheticTextGenerator, load_ocr_dataset
+from mambaocr_hf.data.synthetic import synthetic_config_from
+
+CELL_HEIGHT = 48
+LABEL_HEIGHT = 14
+
+
+def contact_sheet(samples: Iterable[tuple[Image.Image, str]], columns: int = 6, cell_width: int = 220) -> Image.Image:
+    """A white sheet of `samples` (image, label) in rows of `columns` cells, each image scaled to a height of 48
+    px (and cut at the cell's width), its label below it."""
+    samples = list(samples)
+    if not samples:
+        raise ValueError("No samples to draw.")
+    rows = -(-len(samples) // columns)
+    cell_height = CELL_HEIGHT + LABEL_HEIGHT + 6
+    sheet = Image.new("RGB", (columns * cell_width, rows * cell_height), "white")
+    draw = ImageDraw.Draw(sheet)
+    font = ImageFont.load_default()
+    for index, (image, label) in enumerate(samples):
+        image = image.convert("RGB")
+        width = max(1, round(image.width * CELL_HEIGHT / image.height))
+        image = image.resize((width, CELL_HEIGHT), Image.Resampling.BILINEAR).crop((0, 0, cell_width - 6, CELL_HEIGHT))
+        x, y = (index % columns) * cell_width + 3, (index // columns) * cell_height + 2
+        sheet.paste(image, (x, y))
+        draw.text((x, y + CELL_HEIGHT + 1), label[:34], fill=(40, 40, 40), font=font)
+    return sheet
+
+
+def real_samples(source: str, count: int, seed: int, split: str | None = None) -> list[tuple[Image.Image, str]]:
+    """`count` crops of a real source, drawn at random from its first 20 x `count` rows."""
+    rows = list(load_ocr_dataset(source, split=split, check_ctc=False).take(20 * count))
+    if not rows:
+        raise SystemExit(f"{source} holds no readable sample.")
+    picks = np.random.default_rng(seed).choice(len(rows), size=min(count, len(rows)), replace=False)
+    return [(rows[i]["image"], rows[i]["text"]) for i in sorted(picks)]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--output", required=True, help="PNG file to write.")
+    parser.add_argument("--num_samples", type=int, default=60, help="Cells per sheet.")
+    parser.add_argument("--columns", type=int, default=6)
+    parser.add_argument("--seed", type=int, default=0, help="Generator seed (and the real crops' draw).")
+    parser.add_argument("--split", default="train", help="Generator split.")
+    parser.add_argument("--charset", default="alphanumeric", help="Named charset or its characters.")
+    parser.add_argument("--synthetic_config", default=None, help="SyntheticConfig as JSON or a JSON file.")
+    parser.add_argument("--background_dirs", nargs="+", default=None, help="Folders of photos for backgrounds.")
+    parser.add_argument("--real_dir", default=None, help="A source of real crops to show beside the synthetic ones.")
+    parser.add_argument("--real_split", default=None, help="Split of --real_dir.")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> list[Path]:
+    args = parse_args(argv)
+    if args.num_samples < 1:
+        raise SystemExit("--num_samples must be at least 1.")
+    generator = SyntheticTextGenerator(
+        tokenizer=MambaOCRTokenizer(charset=args.charset),
+        seed=args.seed,
+        split=args.split,
+        config=synthetic_config_from(args.synthetic_config, args.background_dirs),
+    )
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    contact_sheet((generator.render(i) for i in range(args.num_samples)), args.columns).save(output)
+    written = [output]
+    if args.real_dir:
+        real = output.with_name(f"{output.stem}_real{output.suffix or '.png'}")
+        contact_sheet(real_samples(args.real_dir, args.num_samples, args.seed, args.real_split), args.columns).save(
+            real
+        )
+        written.append(real)
+    print("Wrote " + " and ".join(str(path) for path in written))
+    return written
+
+
+if __name__ == "__main__":
+    main()
