@@ -3,6 +3,7 @@
 with beam search, a reliability table of the word score, or on generated long text lines.
 
 python scripts/evaluate.py --model runs/demo_cpu --dataset /data/my_crops --max_samples 2000 --bf16
+python scripts/evaluate.py --model runs/demo_cpu --dataset /data/IIIT5K /data/SVT /data/IC13   # one table, a row each
 python scripts/evaluate.py --model runs/demo_cpu --dataset synthetic --split validation --max_samples 2000 --reliability
 python scripts/evaluate.py --model runs/demo_cpu --long_lines 50 --min_chars 200   # 200+ characters in 32x2048 px
 python scripts/evaluate.py --model runs/demo_cpu --dataset synthetic --split validation --compare_bf16
@@ -21,7 +22,7 @@ from tqdm.auto import tqdm
 from transformers import AutoModel, AutoProcessor
 
 import mambaocr_hf  # noqa: F401  (registers the Auto classes)
-from mambaocr_hf.data import SyntheticTextGenerator, load_ocr_dataset, skip_counts
+from mambaocr_hf.data import SyntheticTextGenerator, load_ocr_dataset, reset_skip_counts, skip_counts
 from mambaocr_hf.data.lines import render_long_line
 from mambaocr_hf.data.sources import split_folders
 from mambaocr_hf.data.synthetic import synthetic_config_from
@@ -37,7 +38,13 @@ from mambaocr_hf.modeling_mambaocr import FP32_MARGIN
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="checkpoint folder or Hub id")
-    parser.add_argument("--dataset", default=None, help="a source for load_ocr_dataset (path, 'synthetic', hub id)")
+    parser.add_argument(
+        "--dataset",
+        nargs="+",
+        default=None,
+        help="sources for load_ocr_dataset (path, 'synthetic', hub id); several print one table, a row per source "
+        "plus their mean",
+    )
     parser.add_argument("--split", default=None)
     parser.add_argument("--max_samples", type=int, default=None)
     parser.add_argument("--batch_size", type=int, default=64)
@@ -79,17 +86,67 @@ def main() -> None:
         parser.error("--compare_bf16 runs float32 and bf16 side by side: leave out --bf16")
     if not args.fp32_margin >= 0:
         parser.error("--fp32_margin must be >= 0 (0: never re-run in float32)")
-    if args.dataset and args.split is None and split_folders(args.dataset):
-        parser.error(
-            f"{args.dataset} has split folders ({', '.join(split_folders(args.dataset))}): pass --split to say which "
-            "to evaluate (without it every split would be read, training data included)"
-        )
+    for dataset in args.dataset or []:
+        if args.split is None and split_folders(dataset):
+            parser.error(
+                f"{dataset} has split folders ({', '.join(split_folders(dataset))}): pass --split to say which "
+                "to evaluate (without it every split would be read, training data included)"
+            )
+    if args.dataset and len(args.dataset) > 1 and (args.compare_bf16 or args.reliability):
+        parser.error("--compare_bf16 and --reliability take one --dataset")
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(args.threads)
 
     synthetic_config = synthetic_config_from(args.synthetic_config)
     model = AutoModel.from_pretrained(args.model).eval()
     processor = AutoProcessor.from_pretrained(args.model)
+    if args.long_lines:
+        metrics = evaluate_source(args, model, processor, None, synthetic_config)
+    elif len(args.dataset) == 1:
+        metrics = evaluate_source(args, model, processor, args.dataset[0], synthetic_config)
+    else:
+        metrics = {"sources": {}}
+        for source in args.dataset:
+            reset_skip_counts()
+            metrics["sources"][source] = evaluate_source(args, model, processor, source, synthetic_config)
+            print()
+        metrics["mean"] = mean_metrics(list(metrics["sources"].values()))
+        print(format_sources_table(args.model, metrics["sources"], metrics["mean"]))
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as handle:
+            json.dump(metrics, handle, indent=2)
+
+
+TABLE_COLUMNS = (
+    ("num_samples", "images", "{:d}"),
+    ("word_accuracy_ci_alnum", "word acc. (ci alnum)", "{:.2%}"),
+    ("word_accuracy", "exact case", "{:.2%}"),
+    ("cer", "CER", "{:.4f}"),
+    ("num_skipped", "skipped", "{:d}"),
+)
+
+
+def mean_metrics(results: list[dict]) -> dict:
+    """The unweighted mean over sources (each benchmark counts once, as the literature averages them)."""
+    mean = {key: sum(result[key] for result in results) / len(results) for key, _, _ in TABLE_COLUMNS}
+    mean["num_samples"] = sum(result["num_samples"] for result in results)
+    mean["num_skipped"] = sum(result["num_skipped"] for result in results)
+    return mean
+
+
+def format_sources_table(model: str, sources: dict[str, dict], mean: dict) -> str:
+    """A markdown table: a row per source and their mean (word accuracy under the standard protocol, exact-case
+    accuracy, CER)."""
+    lines = [f"{model}", "| source | " + " | ".join(title for _, title, _ in TABLE_COLUMNS) + " |"]
+    lines.append("|---|" + "---:|" * len(TABLE_COLUMNS))
+    for name, result in [*sources.items(), ("mean", mean)]:
+        cells = [form.format(int(result[key]) if form == "{:d}" else result[key]) for key, _, form in TABLE_COLUMNS]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def evaluate_source(args, model, processor, source_name: str | None, synthetic_config) -> dict:
+    """Metrics of `model` on one source (`None`: the generated long lines), printed as they are computed."""
     if args.long_lines:
         # held-out renders (split "long_lines"), squeezed to max_width like the image processor would
         generator = SyntheticTextGenerator(
@@ -104,13 +161,13 @@ def main() -> None:
 
         dataset, total, source = lines(), args.long_lines, f"{args.long_lines} generated long lines"
     else:
-        options = {"config": synthetic_config, "seed": args.dataset_seed} if args.dataset == "synthetic" else {}
+        options = {"config": synthetic_config, "seed": args.dataset_seed} if source_name == "synthetic" else {}
         # the training filters would leave out hard samples (too narrow for CTC to align the label, extreme aspect
         # ratio) and report metrics on the easy rest: here they are read, and count as the errors they are; only
         # samples that cannot be evaluated (unreadable image, empty label, none of its characters in the charset) are
         # skipped, and counted in the report
         dataset = load_ocr_dataset(
-            args.dataset,
+            source_name,
             split=args.split,
             processor=processor,
             check_ctc=False,
@@ -120,7 +177,7 @@ def main() -> None:
         )
         if args.max_samples:
             dataset = dataset.take(args.max_samples)
-        total, source = args.max_samples, args.dataset + (f" [{args.split}]" if args.split else "")
+        total, source = args.max_samples, source_name + (f" [{args.split}]" if args.split else "")
     predictions, references, scores, widths, batch, bf16_predictions = [], [], [], [], [], []
     model_seconds = 0.0
     start = time.perf_counter()
@@ -202,9 +259,7 @@ def main() -> None:
         print("\nWord accuracy against the word score (reject reads below a threshold to trade coverage for accuracy)")
         print(format_reliability_table(rows))
         metrics["reliability"] = rows
-    if args.output:
-        with open(args.output, "w", encoding="utf-8") as handle:
-            json.dump(metrics, handle, indent=2)
+    return metrics
 
 
 if __name__ == "__main__":

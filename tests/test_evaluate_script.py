@@ -80,3 +80,39 @@ def test_evaluate_long_lines_with_beam_search_and_reliability(tmp_path):
     assert [row["threshold"] for row in metrics["reliability"]][:2] == [0.0, 0.1]
     assert metrics["reliability"][0]["coverage"] == 1.0
     assert "| score ≥ | coverage |" in result.stdout
+
+
+def test_evaluate_several_sources_prints_one_table(tmp_path):
+    model = MambaOCRForCTC(MambaOCRConfig(**tiny_config_kwargs()))
+    save_checkpoint(model, MambaOCRProcessor.from_defaults(), tmp_path / "model")
+    for name, words in (("set_a", ["abc", "hello"]), ("set_b", ["42", "xyz", "ok"])):
+        folder = tmp_path / name
+        folder.mkdir()
+        lines = []
+        for index, word in enumerate(words):
+            image = Image.new("RGB", (24 * len(word), 32), "white")
+            ImageDraw.Draw(image).text((4, 8), word, fill="black")
+            image.save(folder / f"{index}.png")
+            lines.append(f"{index}.png\t{word}")
+        (folder / "labels.tsv").write_text("\n".join(lines) + "\n")
+    output = tmp_path / "metrics.json"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "evaluate.py"), "--model", str(tmp_path / "model"), "--dataset",
+         str(tmp_path / "set_a"), str(tmp_path / "set_b"), "--output", str(output)],
+        env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    metrics = json.loads(output.read_text())
+    a, b = (metrics["sources"][str(tmp_path / name)] for name in ("set_a", "set_b"))
+    assert (a["num_samples"], b["num_samples"]) == (2, 3)
+    mean = metrics["mean"]
+    assert mean["num_samples"] == 5
+    for key in ("cer", "word_accuracy", "word_accuracy_ci_alnum"):
+        assert abs(mean[key] - (a[key] + b[key]) / 2) < 1e-9  # each set counts once, as benchmarks are averaged
+    table = result.stdout[result.stdout.index("| source |") :].splitlines()
+    assert "word acc. (ci alnum)" in table[0] and "exact case" in table[0] and "CER" in table[0]
+    assert [row.split("|")[1].strip() for row in table[2:5]] == [
+        str(tmp_path / "set_a"),
+        str(tmp_path / "set_b"),
+        "mean",
+    ]
