@@ -180,8 +180,8 @@ def collect_images(files: Sequence[Any] | None, pasted: Image.Image | None) -> t
         try:
             images.append((name, to_pil_image(path)))
         except (OSError, ValueError) as error:
-            cause = str(error).split("(", 1)[-1].rstrip(").") if "(" in str(error) else str(error)
-            problems.append(f"`{name}` is not an image (or cannot be decoded: {cause})")
+            logger.info(f"Cannot read {path}: {error}")
+            problems.append(f"`{name}` is not an image that can be read (PNG, JPEG, WebP, BMP, TIFF, GIF ...)")
     return images, problems
 
 
@@ -273,7 +273,7 @@ def _model_banner(model: str, reader, load_error: str | None) -> str:
 
 
 def build_demo(
-    model_path: str | None = DEFAULT_MODEL,
+    model_path: str | None = None,
     *,
     reader=None,
     device: str | None = None,
@@ -284,8 +284,9 @@ def build_demo(
     """The demo page as a Gradio `Blocks` (not launched: call [`launch_demo`] or `.launch()`).
 
     Args:
-        model_path: a checkpoint folder, a PEFT adapter folder or a Hub model id. A model that cannot be loaded gives a
-            page that says why (and how to get one) instead of an exception.
+        model_path: a checkpoint folder, a PEFT adapter folder or a Hub model id (default: `runs/demo_cpu`, what
+            `make demo` trains). A model that cannot be loaded gives a page that says why (and how to get one) instead
+            of an exception.
         reader: an already built `scene-text-recognition` pipeline to use instead of loading `model_path`.
         device: where to load the model (`"cpu"`, `"cuda"`, ...; default: CPU).
         num_examples: synthetic example crops rendered for the page (0: none).
@@ -299,9 +300,10 @@ def build_demo(
     """
     load_error = None
     if reader is None:
+        model_path = model_path or DEFAULT_MODEL
         reader, load_error = load_reader(model_path, device)
-    elif model_path is None:
-        model_path = reader.model.name_or_path
+    else:
+        model_path = model_path or reader.model.name_or_path
     runner = DemoReader(reader, load_error)
     native_bf16 = bf16_available(reader)
     example_paths: list[str] = []
