@@ -51,11 +51,13 @@ def start_page(demo, port: int | None = None) -> str:
 
 
 def open_browser(playwright, executable: str | None = None):
-    """Headless Chromium from the system (`--no-sandbox`: CI runs as root)."""
+    """Headless Chromium from the system (`--no-sandbox`: CI runs as root; containers often have a tiny /dev/shm)."""
     executable = executable or find_chromium()
     if executable is None:
         raise RuntimeError("No Chromium found: install Debian's `chromium` package or set $CHROMIUM.")
-    return playwright.chromium.launch(executable_path=executable, headless=True, args=["--no-sandbox"])
+    return playwright.chromium.launch(
+        executable_path=executable, headless=True, args=["--no-sandbox", "--disable-dev-shm-usage"]
+    )
 
 
 def upload_and_wait(page, images: Sequence[str | os.PathLike], timeout_ms: int = RESULT_TIMEOUT_MS) -> None:

@@ -180,6 +180,9 @@ def test_api_endpoint_with_gradio_client(server, crops, reader):
     assert text == expected_text and "Skipped: `notes.txt` is not an image" in status
     with pytest.raises(Exception, match="notes.txt` is not an image"):
         client.predict([handle_file(str(not_an_image))], None, 1, "", "", "", False, 0.5, api_name="/read")
+    # bf16 (where it is not native, the pipeline emulates it: the same text, slower)
+    text, *_, status = client.predict([handle_file(str(crop))], None, 1, "", "", "", True, 0.5, api_name="/read")
+    assert text == reader([Image.open(crop)], bf16=True)[0]["generated_text"] and "bf16)" in status
     with pytest.raises(Exception, match="charset lacks"):
         client.predict([handle_file(str(crop))], None, 1, "", "", "@", False, 0.5, api_name="/read")
 
@@ -244,3 +247,23 @@ def test_console_script_extra_and_space_files():
     missing = set(config["options"]["install_requires"].split()) - requirements
     assert not missing, f"spaces/mambaocr/requirements.txt lacks {sorted(missing)}"
     assert set(extras["demo"].split()) <= requirements
+
+
+def test_page_loads_an_adapter_folder(checkpoint, crops, tmp_path):
+    peft = pytest.importorskip("peft")
+    from mambaocr_hf.peft_utils import get_peft_model, save_adapter
+
+    peft_model = get_peft_model(MambaOCRForCTC.from_pretrained(checkpoint).eval())
+    with torch.no_grad():  # stand-in for training: the adapter changes the read
+        for name, param in peft_model.named_parameters():
+            if "lora_B" in name:
+                param.add_(torch.randn(param.shape) * 0.5)
+    adapter = tmp_path / "adapter"
+    save_adapter(
+        peft_model, adapter, processor=MambaOCRProcessor.from_pretrained(checkpoint), base_model=str(checkpoint)
+    )
+    reader, error = app.load_reader(str(adapter))
+    assert error is None and (isinstance(reader.model, peft.PeftModel) or hasattr(reader.model, "peft_config"))
+    (crop, _), _ = crops
+    text, score, picture, *_ = app.DemoReader(reader)([str(crop)], None)
+    assert text == reader([Image.open(crop)])[0]["generated_text"] and picture.height > 96
