@@ -172,15 +172,13 @@ def collect_images(files: Sequence[Any] | None, pasted: Image.Image | None) -> t
     from ..image_processing_mambaocr import to_pil_image
 
     images, problems = [], []
-    if pasted is not None:
-        images.append(("pasted image", to_pil_image(pasted)))
-    for item in files or []:
-        path = _file_path(item)
-        name = os.path.basename(path)
+    named = [] if pasted is None else [("pasted image", pasted)]
+    named += [(os.path.basename(_file_path(item)), _file_path(item)) for item in files or []]
+    for name, source in named:
         try:
-            images.append((name, to_pil_image(path)))
+            images.append((name, to_pil_image(source)))
         except (OSError, ValueError) as error:
-            logger.info(f"Cannot read {path}: {error}")
+            logger.info(f"Cannot read {name}: {error}")
             problems.append(f"`{name}` is not an image that can be read (PNG, JPEG, WebP, BMP, TIFF, GIF ...)")
     return images, problems
 
@@ -267,7 +265,7 @@ def _model_banner(model: str, reader, load_error: str | None) -> str:
     config = reader.model.config
     tokenizer = reader.processor.tokenizer
     return (
-        f"Model `{model}` · {getattr(config, 'preset', None) or config.backbone} backbone · charset of "
+        f"Model `{model}` · {config.backbone} backbone · charset of "
         f"{len(tokenizer) - 1} characters · one CTC frame per {config.frame_stride} px · {reader.device}"
     )
 
@@ -367,8 +365,24 @@ def build_demo(
         )
         options = [beam_width, lexicon, allowed, blocked, bf16, threshold]
         outputs = [text, scores, picture, gallery, table, status]
-        gr.on([read.click, files.upload], runner, [files, pasted, *options], outputs, api_name="read")
-        pasted.change(runner.read_pasted, [pasted, *options], outputs, api_visibility="private")
+        # one read at a time, whichever event asks (the model is one, and parallel reads only share its cores)
+        gr.on(
+            [read.click, files.upload],
+            runner,
+            [files, pasted, *options],
+            outputs,
+            api_name="read",
+            concurrency_limit=1,
+            concurrency_id="read",
+        )
+        pasted.change(
+            runner.read_pasted,
+            [pasted, *options],
+            outputs,
+            api_visibility="private",
+            concurrency_limit=1,
+            concurrency_id="read",
+        )
         if example_paths:
             gr.Examples(
                 example_paths, inputs=[pasted], label="Synthetic examples (rendered by the app)", elem_id="examples"
