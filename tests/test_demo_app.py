@@ -216,7 +216,7 @@ def test_page_loads_an_adapter_folder(checkpoint, crops, tmp_path):
     from mambaocr_hf.peft_utils import get_peft_model, save_adapter
 
     peft_model = get_peft_model(MambaOCRForCTC.from_pretrained(checkpoint).eval())
-    with torch.no_grad():  # stand-in for training: the adapter changes the read
+    with torch.no_grad():  # stand-in for training
         for name, param in peft_model.named_parameters():
             if "lora_B" in name:
                 param.add_(torch.randn(param.shape) * 0.5)
@@ -275,7 +275,7 @@ def test_page_says_when_an_upload_is_not_an_image(page, crops):
 def test_api_endpoint_with_gradio_client(server, crops, reader):
     from gradio_client import Client, handle_file
 
-    (crop, second), not_an_image = crops
+    (crop, _), not_an_image = crops
     client = Client(server, verbose=False)
     assert "/read" in client.view_api(print_info=False, return_format="dict")["named_endpoints"]
     text, score, picture, gallery, table, status = client.predict(
