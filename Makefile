@@ -1,12 +1,13 @@
 # Two entry points, each doing its own set-up on a fresh clone:
 #   make demo   the main job: train the CPU demo preset on synthetic words (see README)
 #   make test   the test suite
+#   make demo-page   the demo web page (Gradio) on the checkpoint `make demo` trained: http://127.0.0.1:7860
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo smoke test lint clean
+.PHONY: install demo demo-page smoke test lint clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +21,9 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) scripts/train.py scripts/configs/demo_cpu.json
+
+demo-page: $(STAMP)
+	GRADIO_ANALYTICS_ENABLED=False $(PY) -m mambaocr_hf.demo --model $(or $(MODEL),runs/demo_cpu)
 
 smoke: $(STAMP)
 	$(PY) scripts/demo.py
