@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 from transformers.utils import logging
 
+from .fonts import cache_root
 from .lines import render_long_line
 from .synthetic import SyntheticTextGenerator
 from .writers import write_dataset
@@ -75,10 +76,7 @@ def rendered_samples(
 
 
 def default_cache_dir() -> Path:
-    root = os.environ.get("MAMBAOCR_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.join(Path.home(), ".cache")), "mambaocr_hf"
-    )
-    return Path(root) / "synthetic"
+    return cache_root() / "synthetic"
 
 
 def synthetic_cache(

@@ -131,6 +131,15 @@ def _guess_category(family: str, style: str, font: ImageFont.FreeTypeFont) -> st
     return "sans_serif"
 
 
+def cache_root() -> Path:
+    """Where the data layer keeps what it computes once per machine: `$MAMBAOCR_CACHE`, else
+    `$XDG_CACHE_HOME/mambaocr_hf` (`~/.cache/mambaocr_hf`)."""
+    root = os.environ.get("MAMBAOCR_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.join(Path.home(), ".cache")), "mambaocr_hf"
+    )
+    return Path(root)
+
+
 class _ProfileCache:
     """Per-file font probes (`_profile`), kept in memory and in a JSON file shared by every process of a machine."""
 
@@ -141,10 +150,7 @@ class _ProfileCache:
 
     @staticmethod
     def path() -> Path:
-        root = os.environ.get("MAMBAOCR_CACHE") or os.path.join(
-            os.environ.get("XDG_CACHE_HOME", os.path.join(Path.home(), ".cache")), "mambaocr_hf"
-        )
-        return Path(root) / f"font_profiles_v{_PROFILE_VERSION}.json"
+        return cache_root() / f"font_profiles_v{_PROFILE_VERSION}.json"
 
     def _load(self) -> dict[str, dict]:
         if self._profiles is None:
