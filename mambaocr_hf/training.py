@@ -213,11 +213,13 @@ class OCRTrainer(Trainer):
     resumes.
 
     CTC already zeroes infinite losses (`ctc_zero_infinity`); this also catches NaN from anywhere else (a bad image,
-    an overflow): the step's gradients are dropped (the optimizer then skips those parameters), the event is counted
-    in `nonfinite_steps` and logged. With gradient accumulation the whole accumulated step is dropped, not just the
-    bad micro-batch (keeping the good part would cost a copy of every gradient per micro-batch). Under `--fp16` the
-    GradScaler does this itself (it skips a step whose gradients are not finite and lowers its scale), so gradients
-    are left to it and only a non-finite loss is counted.
+    an overflow): the step's gradients are dropped (the optimizer then skips those parameters), the BatchNorm running
+    statistics its forward passes changed are restored, its loss is left out of the logged `loss` and `train_loss`
+    averages (the log says `skipped_steps`), and the event is counted in `nonfinite_steps` and logged. With gradient
+    accumulation the whole accumulated step is dropped, the micro-batches before and after the bad one too (keeping
+    the good part would cost a copy of every gradient per micro-batch). Under `--fp16` the GradScaler drops the
+    gradients itself (it skips a step whose gradients are not finite and lowers its scale), so they are left to it;
+    a non-finite loss is counted and skipped as above, an overflow of the gradients alone is the scaler's normal work.
 
     `train_seconds` and `nonfinite_steps` cover the whole run: each checkpoint carries them (`RunTotalsCallback`), and
     a run resumed from it starts from them. `resumed_from_step` is the step it resumed at (None for a fresh run).
@@ -227,6 +229,7 @@ class OCRTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.add_callback(RunTotalsCallback())
         self.resumed_from_step: int | None = None
+        self._reset_step_guard()
 
     @property
     def run_totals(self) -> RunTotalsCallback:
@@ -257,8 +260,11 @@ class OCRTrainer(Trainer):
         totals = RunTotalsCallback(**saved)
         self.add_callback(totals)
         totals.start()
+        self._reset_step_guard()
         try:
-            return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+            output = super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+            # Trainer returns its own average; `log` corrected the one in the metrics for skipped steps
+            return output._replace(training_loss=output.metrics.get("train_loss", output.training_loss))
         finally:
             self.run_totals.stop()
 
@@ -278,6 +284,9 @@ class OCRTrainer(Trainer):
         return dataloader
 
     def training_step(self, model, inputs, num_items_in_batch=None):
+        if self._window_batches == 0:  # the first micro-batch of an optimizer step
+            self._batch_norm_before = [buffer.clone() for buffer in _batch_norm_buffers(model)]
+        self._window_batches += 1
         loss = super().training_step(model, inputs, num_items_in_batch)
         loss_finite = bool(torch.isfinite(loss).all())
         scaler = getattr(self.accelerator, "scaler", None)
@@ -285,23 +294,81 @@ class OCRTrainer(Trainer):
             # fp16: the GradScaler finds non-finite gradients itself, skips that optimizer step and lowers its scale
             # (overflow in the first steps is how it finds its scale). Dropping the gradients here would leave it
             # nothing to check: it raises, and its scale never comes down.
-            if not loss_finite:
+            finite = loss_finite
+        else:
+            grads = [p.grad for p in model.parameters() if p.grad is not None]
+            finite = loss_finite and (not grads or bool(torch.isfinite(torch.nn.utils.get_total_norm(grads))))
+        if not finite and not self._dropping_step:
+            self._dropping_step = True
+            if scaler is not None and scaler.is_enabled():
                 self._count_nonfinite("loss", "the gradient scaler skips this step")
-                return torch.zeros_like(loss)
-            return loss
-        grads = [p.grad for p in model.parameters() if p.grad is not None]
-        finite = loss_finite and (not grads or bool(torch.isfinite(torch.nn.utils.get_total_norm(grads))))
-        if not finite:
-            model.zero_grad(set_to_none=True)
-            self._count_nonfinite("loss or gradient", "this step's gradients were dropped")
-            return torch.zeros_like(loss)
-        return loss
+            else:
+                self._count_nonfinite("loss or gradient", "this step's gradients were dropped")
+        if self._dropping_step:
+            if scaler is None or not scaler.is_enabled():
+                # the whole optimizer step goes: also the gradients of the micro-batches after the bad one
+                model.zero_grad(set_to_none=True)
+            # its forward passes must not count in BatchNorm's running statistics either (a diverging batch
+            # leaves them inf)
+            with torch.no_grad():
+                for buffer, before in zip(_batch_norm_buffers(model), self._batch_norm_before):
+                    buffer.copy_(before)
+            # what this step's earlier micro-batches added to Trainer's running loss is taken back: the dropped step
+            # adds nothing, and `log` averages over the steps that were taken
+            returned = torch.zeros_like(loss) - self._window_loss
+        else:
+            returned = loss
+        self._window_loss = self._window_loss + returned.detach()
+        if self.accelerator.sync_gradients:  # the last micro-batch: the optimizer steps next
+            self._log_steps += 1
+            self._log_skipped += int(self._dropping_step)
+            self._run_steps += 1
+            self._run_skipped += int(self._dropping_step)
+            self._window_batches, self._window_loss, self._dropping_step = 0, 0.0, False
+            self._batch_norm_before = []
+        return returned.to(loss.dtype)
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        """Trainer's log, with the steps dropped for a non-finite loss or gradient left out of the loss averages:
+        `loss` averages the steps taken since the last log, and `skipped_steps` counts the others (a log of
+        skipped steps only has no `loss`); `train_loss` averages the steps taken in this `train()` call."""
+        if "loss" in logs and self._log_steps:
+            taken = self._log_steps - self._log_skipped
+            if self._log_skipped:
+                logs["skipped_steps"] = self._log_skipped
+                if taken:
+                    logs["loss"] = logs["loss"] * self._log_steps / taken
+                else:
+                    del logs["loss"]
+            self._log_steps = self._log_skipped = 0
+        if "train_loss" in logs and self._run_skipped:
+            taken = self._run_steps - self._run_skipped
+            logs["train_loss"] = logs["train_loss"] * self._run_steps / taken if taken else float("nan")
+            logs["train_skipped_steps"] = self._run_skipped
+        super().log(logs, start_time)
+
+    def _reset_step_guard(self) -> None:
+        self._window_batches, self._window_loss, self._dropping_step = 0, 0.0, False
+        self._batch_norm_before: list[torch.Tensor] = []
+        self._log_steps = self._log_skipped = self._run_steps = self._run_skipped = 0
 
     def _count_nonfinite(self, what: str, outcome: str) -> None:
         self.run_totals.nonfinite_steps += 1
         logger.warning(
-            f"Non-finite {what} at step {self.state.global_step}: {outcome} ({self.nonfinite_steps} so far)."
+            f"Non-finite {what} in step {self.state.global_step + 1}: {outcome}, and the step is skipped (left out of "
+            f"the loss average, BatchNorm statistics restored; {self.nonfinite_steps} so far)."
         )
+
+
+def _batch_norm_buffers(model: torch.nn.Module) -> list[torch.Tensor]:
+    """The running statistics of every BatchNorm of `model` (what a training-mode forward changes)."""
+    return [
+        buffer
+        for module in model.modules()
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm)
+        for buffer in (module.running_mean, module.running_var, module.num_batches_tracked)
+        if buffer is not None
+    ]
 
 
 def _read_json(path: str) -> dict:

@@ -410,3 +410,59 @@ def test_tensorboard_logging_when_installed(installed, monkeypatch, tmp_path):
     setup_training_run(args, logging.getLogger("test"))
     assert args.report_to == (["tensorboard"] if installed else [])
     assert args.remove_unused_columns is False
+
+
+@pytest.mark.parametrize("accumulation", [1, 2])
+def test_dropped_nonfinite_step_is_skipped_everywhere(tmp_path, accumulation):
+    """Issue 20 item 8: a step whose forward diverges (here: the images of step 2 turned to NaN) is logged as
+    skipped (no `loss` of 0.0), left out of the `loss`/`train_loss` averages, changes no weight, and leaves
+    BatchNorm's running statistics as they were (its forward made them NaN). With gradient accumulation the whole
+    step goes: the bad micro-batch is step 2's first, and the one after it must not update the weights either."""
+    from transformers import TrainerCallback
+
+    from .conftest import tiny_config_kwargs
+
+    processor = MambaOCRProcessor.from_defaults()
+    model = MambaOCRForCTC(MambaOCRConfig(**tiny_config_kwargs(max_width=128)))
+    model.apply_freeze_strategy("full")
+    calls = []
+
+    def poison(module, args):  # forward pre-hook of the backbone: (pixel_values, valid_pixels)
+        calls.append(1)
+        if len(calls) == accumulation + 1:  # the first micro-batch of step 2
+            return (args[0] * float("nan"),) + tuple(args[1:])
+        return None
+
+    model.backbone.register_forward_pre_hook(poison)
+    args = TrainingArguments(
+        output_dir=str(tmp_path), max_steps=3, per_device_train_batch_size=2, gradient_accumulation_steps=accumulation,
+        report_to="none", use_cpu=True, remove_unused_columns=False, save_strategy="no", logging_steps=1,
+        learning_rate=1e-3,
+    )  # fmt: skip
+    dataset = load_ocr_dataset("synthetic", processor=processor, num_samples=12, seed=0)
+    trainer = OCRTrainer(model=model, args=args, train_dataset=dataset, data_collator=OCRDataCollator(processor))
+
+    def snapshot():
+        return {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
+
+    after_steps = []
+
+    class Record(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            after_steps.append(snapshot())
+
+    trainer.add_callback(Record())
+    result = trainer.train()
+    assert len(calls) == 3 * accumulation and trainer.nonfinite_steps == 1
+    step1, step2, step3 = after_steps[:3]
+    for name, tensor in step2.items():  # weights and BatchNorm statistics as the step before left them
+        assert torch.equal(tensor, step1[name]), name
+    assert all(torch.isfinite(t).all() for t in step3.values() if t.is_floating_point())
+    assert any(not torch.equal(step3[name], step2[name]) for name in step3)  # and training goes on
+    logs = {entry["step"]: entry for entry in trainer.state.log_history if "learning_rate" in entry}
+    assert "loss" not in logs[2] and logs[2]["skipped_steps"] == 1
+    losses = [logs[step]["loss"] for step in (1, 3)]
+    assert all(loss > 0 for loss in losses)
+    assert result.training_loss == pytest.approx(sum(losses) / 2, rel=1e-4)
+    assert result.metrics["train_loss"] == pytest.approx(sum(losses) / 2, rel=1e-4)
+    assert result.metrics["train_skipped_steps"] == 1
