@@ -7,8 +7,10 @@ import dataclasses
 import json
 import logging as std_logging
 import os
+import re
 import sys
 import time
+import zipfile
 from collections.abc import Callable
 
 import numpy as np
@@ -23,6 +25,8 @@ from transformers.utils import logging
 from .cpu_kernels import cpu_supports_bf16
 
 logger = logging.get_logger(__name__)
+
+_CHECKPOINT_NAME = re.compile(r"checkpoint-(\d+)")
 
 
 def setup_training_run(training_args: TrainingArguments, script_logger: std_logging.Logger) -> None:
@@ -247,8 +251,10 @@ class OCRTrainer(Trainer):
 
     def train(self, resume_from_checkpoint: str | os.PathLike | bool | None = None, **kwargs):
         checkpoint = resume_from_checkpoint
-        if checkpoint is True and os.path.isdir(self.args.output_dir):  # Trainer's meaning: the last checkpoint
-            checkpoint = get_last_checkpoint(self.args.output_dir)
+        if checkpoint is True:  # Trainer's meaning: the last checkpoint; ours: the last complete one
+            checkpoint = resume_from_checkpoint = resolve_resume_checkpoint(
+                True, self.args.output_dir, require_optimizer_state=not self.args.save_only_model
+            )
         saved, self.resumed_from_step = {}, None
         if isinstance(checkpoint, (str, os.PathLike)):
             # a checkpoint of another trainer (or of an older MambaOCR) has no totals: its time is unknown
@@ -378,10 +384,106 @@ def _read_json(path: str) -> dict:
         return json.load(handle)
 
 
-def resolve_resume_checkpoint(value: str | bool | None, output_dir: str, auto_resume: bool = False) -> str | None:
-    """What `--resume_from_checkpoint` means for our scripts: a path; "True" (or True) for the last checkpoint in
-    `output_dir`; "False" to start afresh. Unset, with `auto_resume`, a run whose `output_dir` holds checkpoints
-    continues from the last one (a killed run restarted with the same command). A missing checkpoint is an error."""
+_WEIGHT_FILES = ("model.safetensors", "adapter_model.safetensors", "pytorch_model.bin", "adapter_model.bin")
+_WEIGHT_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
+
+
+def _file_problem(path: str) -> str | None:
+    """Why the file at `path` cannot be a whole saved file (missing, empty, cut short), or None. Reads only headers:
+    a safetensors file is exactly its header plus its tensors' bytes, and `torch.save` writes a zip archive whose
+    directory is at its end (both lost when a write is killed)."""
+    name = os.path.basename(path)
+    if not os.path.isfile(path):
+        return f"no {name}"
+    size = os.path.getsize(path)
+    if size == 0:
+        return f"{name} is empty"
+    if name.endswith(".safetensors"):
+        try:
+            with open(path, "rb") as handle:
+                header_size = int.from_bytes(handle.read(8), "little")
+                if 8 + header_size > size:
+                    raise ValueError
+                header = json.loads(handle.read(header_size))
+            end = max((entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"), default=0)
+        except (ValueError, KeyError, TypeError, IndexError, UnicodeDecodeError):
+            return f"{name} is damaged (unreadable header)"
+        if size != 8 + header_size + end:
+            return f"{name} is cut short ({size} of {8 + header_size + end} bytes)"
+    elif name.endswith((".pt", ".pth", ".bin")) and not zipfile.is_zipfile(path):
+        return f"{name} is cut short or damaged (not a whole torch.save archive)"
+    elif name.endswith(".json"):
+        try:
+            with open(path, encoding="utf-8") as handle:
+                json.load(handle)
+        except (ValueError, UnicodeDecodeError):
+            return f"{name} is cut short or damaged"
+    return None
+
+
+def checkpoint_problem(checkpoint: str, require_optimizer_state: bool = True) -> str | None:
+    """Why `checkpoint` cannot be resumed from, or None if it is complete: `trainer_state.json` with the step, the
+    model weights (or a PEFT adapter's), and, unless the run saves the model only (`save_only_model`), the
+    optimizer's and scheduler's state, each present and whole-looking (see `_file_problem`). Trainer writes a
+    checkpoint in place, `trainer_state.json` last, so a run killed while saving leaves one that fails this."""
+    problem = _file_problem(os.path.join(checkpoint, TRAINER_STATE_NAME))
+    if problem is None and "global_step" not in _read_json(os.path.join(checkpoint, TRAINER_STATE_NAME)):
+        problem = f"{TRAINER_STATE_NAME} has no global_step"
+    if problem is not None:
+        return problem
+    weights = [name for name in _WEIGHT_FILES if os.path.isfile(os.path.join(checkpoint, name))]
+    indexes = [name for name in _WEIGHT_INDEXES if os.path.isfile(os.path.join(checkpoint, name))]
+    files = [os.path.join(checkpoint, name) for name in weights]
+    for index in indexes:  # sharded weights: the index and every shard it names
+        problem = _file_problem(os.path.join(checkpoint, index))
+        if problem is not None:
+            return problem
+        shards = set(_read_json(os.path.join(checkpoint, index)).get("weight_map", {}).values())
+        files += [os.path.join(checkpoint, shard) for shard in sorted(shards)]
+    if not files:
+        return "no model weights (" + " / ".join(_WEIGHT_FILES) + ")"
+    if require_optimizer_state:
+        optimizer = next(
+            (name for name in ("optimizer.pt", "optimizer.bin") if os.path.exists(os.path.join(checkpoint, name))),
+            "optimizer.pt",
+        )
+        files += [os.path.join(checkpoint, optimizer), os.path.join(checkpoint, "scheduler.pt")]
+    for path in files:
+        problem = _file_problem(path)
+        if problem is not None:
+            return problem
+    return None
+
+
+def last_complete_checkpoint(output_dir: str, require_optimizer_state: bool = True) -> str | None:
+    """The newest `checkpoint-N` of `output_dir` that is complete (`checkpoint_problem`), or None. Newer incomplete
+    ones (a run killed while it saved) are passed over with a warning naming them and what they lack."""
+    if not os.path.isdir(output_dir):
+        return None
+    numbered = []
+    for name in os.listdir(output_dir):
+        match = _CHECKPOINT_NAME.fullmatch(name)
+        if match and os.path.isdir(os.path.join(output_dir, name)):
+            numbered.append((int(match.group(1)), os.path.join(output_dir, name)))
+    for _, checkpoint in sorted(numbered, reverse=True):
+        problem = checkpoint_problem(checkpoint, require_optimizer_state)
+        if problem is None:
+            return checkpoint
+        logger.warning(
+            f"Passing over the incomplete checkpoint {checkpoint} ({problem}; a run killed while saving leaves "
+            "such a folder): resuming from an earlier one. Delete it once this run has saved past it."
+        )
+    return None
+
+
+def resolve_resume_checkpoint(
+    value: str | bool | None, output_dir: str, auto_resume: bool = False, require_optimizer_state: bool = True
+) -> str | None:
+    """What `--resume_from_checkpoint` means for our scripts: a path; "True" (or True) for the last complete
+    checkpoint in `output_dir` (`last_complete_checkpoint`: one a kill left half-written is passed over, with a
+    warning); "False" to start afresh. Unset, with `auto_resume`, a run whose `output_dir` holds checkpoints
+    continues from the last complete one (a killed run restarted with the same command). A missing or incomplete
+    checkpoint path is an error. `require_optimizer_state=False` for runs that save the model only."""
     if isinstance(value, str) and value.lower() in ("true", "false"):
         value = value.lower() == "true"
     if value is False:
@@ -389,20 +491,28 @@ def resolve_resume_checkpoint(value: str | bool | None, output_dir: str, auto_re
     if value is None:
         if not auto_resume or not os.path.isdir(output_dir):
             return None
-        checkpoint = get_last_checkpoint(output_dir)
+        checkpoint = last_complete_checkpoint(output_dir, require_optimizer_state)
         if checkpoint is not None:
             logger.warning(f"Resuming from {checkpoint} (pass --overwrite_output_dir True to start afresh).")
+        elif get_last_checkpoint(output_dir) is not None:
+            logger.warning(f"{output_dir} holds no complete checkpoint: starting afresh.")
         return checkpoint
     if value is True:
-        checkpoint = get_last_checkpoint(output_dir) if os.path.isdir(output_dir) else None
+        checkpoint = last_complete_checkpoint(output_dir, require_optimizer_state)
         if checkpoint is None:
             raise ValueError(
-                f"--resume_from_checkpoint True: {output_dir} holds no checkpoint-N folder to resume from. Pass a "
-                "checkpoint path, or drop the flag to start afresh."
+                f"--resume_from_checkpoint True: {output_dir} holds no complete checkpoint-N folder to resume from. "
+                "Pass a checkpoint path, or drop the flag to start afresh."
             )
         return checkpoint
     if not os.path.isdir(value):
         raise ValueError(f"--resume_from_checkpoint {value}: no such checkpoint folder.")
+    problem = checkpoint_problem(value, require_optimizer_state)
+    if problem is not None:
+        raise ValueError(
+            f"--resume_from_checkpoint {value}: the checkpoint is incomplete ({problem}); a run killed while saving "
+            "leaves such a folder. Pass an earlier checkpoint, or True for the last complete one."
+        )
     return value
 
 
@@ -532,7 +642,9 @@ def parameter_table(model) -> str:
 __all__ = [
     "OCRTrainer",
     "RunTotalsCallback",
+    "checkpoint_problem",
     "cpu_supports_bf16",
+    "last_complete_checkpoint",
     "make_compute_metrics",
     "parameter_table",
     "parse_args_with_preset",

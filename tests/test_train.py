@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from PIL import Image
+from safetensors.torch import save_file
 from transformers import TrainingArguments
 
 from mambaocr_hf import MambaOCRConfig, MambaOCRForCTC, MambaOCRProcessor
@@ -342,19 +343,81 @@ def test_gradient_accumulation_gives_the_full_batch_gradient(tmp_path):
     torch.testing.assert_close(model.classifier.weight.grad, reference.classifier.weight.grad, rtol=1e-4, atol=1e-6)
 
 
+def _complete_checkpoint(path: Path, step: int) -> Path:
+    """The files Trainer writes into a checkpoint (tiny, but whole)."""
+    path.mkdir()
+    save_file({"weight": torch.zeros(3)}, str(path / "model.safetensors"))
+    torch.save({"state": {}}, path / "optimizer.pt")
+    torch.save({"last_epoch": step}, path / "scheduler.pt")
+    (path / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+    return path
+
+
 def test_resume_checkpoint_flag(tmp_path):
-    (tmp_path / "checkpoint-2").mkdir()
-    (tmp_path / "checkpoint-10").mkdir()
+    _complete_checkpoint(tmp_path / "checkpoint-2", 2)
+    _complete_checkpoint(tmp_path / "checkpoint-10", 10)
     last = str(tmp_path / "checkpoint-10")
     assert resolve_resume_checkpoint("True", str(tmp_path)) == last == resolve_resume_checkpoint(True, str(tmp_path))
     assert resolve_resume_checkpoint(None, str(tmp_path), auto_resume=True) == last
     assert resolve_resume_checkpoint(None, str(tmp_path)) is None  # finetune_lora: no resume unless asked
     assert resolve_resume_checkpoint("false", str(tmp_path), auto_resume=True) is None
     assert resolve_resume_checkpoint(str(tmp_path / "checkpoint-2"), str(tmp_path)) == str(tmp_path / "checkpoint-2")
-    with pytest.raises(ValueError, match="holds no checkpoint-N folder"):
+    with pytest.raises(ValueError, match="holds no complete checkpoint-N folder"):
         resolve_resume_checkpoint("True", str(tmp_path / "empty"))
     with pytest.raises(ValueError, match="no such checkpoint folder"):
         resolve_resume_checkpoint(str(tmp_path / "checkpoint-7"), str(tmp_path))
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda c: (c / "trainer_state.json").unlink(),  # killed before Trainer wrote its state (it comes last)
+        lambda c: _truncate(c / "trainer_state.json"),
+        lambda c: _truncate(c / "model.safetensors"),
+        lambda c: (c / "model.safetensors").write_bytes(b""),
+        lambda c: _truncate(c / "optimizer.pt"),
+        lambda c: (c / "scheduler.pt").unlink(),
+    ],
+    ids=["no_state", "cut_state", "cut_weights", "empty_weights", "cut_optimizer", "no_scheduler"],
+)
+def test_resume_passes_over_an_incomplete_checkpoint(tmp_path, caplog, damage):
+    """Issue 20 item 2: a run killed while Trainer wrote `checkpoint-N` (in place) leaves an incomplete folder; the
+    rerun resumes from the newest complete checkpoint and names the one it passed over."""
+    earlier = str(_complete_checkpoint(tmp_path / "checkpoint-2", 2))
+    damage(_complete_checkpoint(tmp_path / "checkpoint-10", 10))
+    with caplog.at_level("WARNING"):
+        assert resolve_resume_checkpoint(None, str(tmp_path), auto_resume=True) == earlier
+        assert resolve_resume_checkpoint(True, str(tmp_path)) == earlier
+    assert "Passing over the incomplete checkpoint" in caplog.text and "checkpoint-10" in caplog.text
+    with pytest.raises(ValueError, match="checkpoint is incomplete"):  # named explicitly: an error, not a crash later
+        resolve_resume_checkpoint(str(tmp_path / "checkpoint-10"), str(tmp_path))
+
+
+def test_trainer_resumes_from_the_last_complete_checkpoint(tmp_path, caplog):
+    """The same through `OCRTrainer.train(resume_from_checkpoint=True)` on a real run whose newest checkpoint lost
+    its trainer_state.json and had its weights cut (Trainer itself takes the newest folder and fails)."""
+    from .conftest import tiny_config_kwargs
+
+    processor = MambaOCRProcessor.from_defaults()
+    model = MambaOCRForCTC(MambaOCRConfig(**tiny_config_kwargs(max_width=128)))
+    args = TrainingArguments(
+        output_dir=str(tmp_path), max_steps=2, per_device_train_batch_size=2, report_to="none", use_cpu=True,
+        remove_unused_columns=False, save_strategy="steps", save_steps=1,
+    )  # fmt: skip
+    dataset = load_ocr_dataset("synthetic", processor=processor, num_samples=8, seed=0)
+    OCRTrainer(model=model, args=args, train_dataset=dataset, data_collator=OCRDataCollator(processor)).train()
+    (tmp_path / "checkpoint-2" / "trainer_state.json").unlink()
+    _truncate(tmp_path / "checkpoint-2" / "model.safetensors")
+    args.max_steps = 3
+    trainer = OCRTrainer(model=model, args=args, train_dataset=dataset, data_collator=OCRDataCollator(processor))
+    with caplog.at_level("WARNING"):
+        trainer.train(resume_from_checkpoint=True)
+    assert trainer.resumed_from_step == 1 and trainer.state.global_step == 3
+    assert f"Passing over the incomplete checkpoint {tmp_path / 'checkpoint-2'} (no trainer_state.json" in caplog.text
 
 
 def test_parameter_table_and_bf16_probe():
