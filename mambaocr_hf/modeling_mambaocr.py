@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import hashlib
 import json
 import math
 import os
@@ -57,6 +58,12 @@ _LOADING_CHECKPOINT: contextvars.ContextVar[bool] = contextvars.ContextVar(
 # Guards what the backbone builds lazily during a call (the fused CPU path's folded and packed weights, the
 # channels-last weights, the padding hooks of layers added later) against concurrent calls from several threads.
 _LAZY_STATE_LOCK = threading.RLock()
+
+# What a MambaOCR adapter folder carries of its base (see `peft_utils.save_adapter`): `mambaocr_adapter.json`, and in
+# the adapter's weights the base's fingerprint (an ASCII string as a uint8 tensor), so that every route that loads
+# the adapter can tell whether the base is the one it was trained on.
+ADAPTER_INFO_NAME = "mambaocr_adapter.json"
+BASE_FINGERPRINT_KEY = "mambaocr_base_fingerprint"
 
 # `forward_bf16`'s default: the logit gap below which a frame counts as a near-tie (see there for the measurements)
 FP32_MARGIN = 0.05
@@ -994,6 +1001,8 @@ class MambaOCRPreTrainedModel(PreTrainedModel):
     # gradient-accumulation steps itself (forward's `**kwargs` would make it think the model normalises the loss, and
     # accumulated gradients were k times, data-parallel ones world-size times, too large)
     accepts_loss_kwargs = False
+    # an adapter's base fingerprint is read by `load_adapter` / `_check_adapter_base`, not loaded into a tensor
+    _keys_to_ignore_on_load_unexpected = [rf"(^|\.){BASE_FINGERPRINT_KEY}$"]
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
@@ -1021,6 +1030,53 @@ class MambaOCRPreTrainedModel(PreTrainedModel):
 
             self.config.custom_pipelines = CUSTOM_PIPELINES
         return super().save_pretrained(save_directory, *args, **kwargs)
+
+    def load_adapter(self, peft_model_id: str | None = None, *args, adapter_state_dict: dict | None = None, **kwargs):
+        """transformers' `load_adapter`, the route of `AutoModel.from_pretrained(adapter_dir)` and of
+        `pipeline(model=adapter_dir)`: warns, as `peft_utils.load_adapter` does, when the base weights are not those
+        the adapter was trained on. transformers loads the adapter's weights with its own loader (no
+        `load_state_dict` hook runs), so the fingerprint is taken out of them here."""
+        hub_kwargs = {k: kwargs[k] for k in ("revision", "token") if kwargs.get(k) is not None}
+        key = f"base_model.model.{BASE_FINGERPRINT_KEY}"
+        if adapter_state_dict is None and peft_model_id is not None:
+            weights = cached_file(
+                peft_model_id,
+                "adapter_model.safetensors",
+                _raise_exceptions_for_missing_entries=False,
+                _raise_exceptions_for_connection_errors=False,
+                **hub_kwargs,
+            )
+            if weights is not None:
+                from safetensors import safe_open
+
+                with safe_open(weights, framework="pt") as handle:
+                    carries_fingerprint = key in handle.keys()
+                if carries_fingerprint:
+                    from safetensors.torch import load_file
+
+                    adapter_state_dict = load_file(weights)
+        trained_on = None
+        if adapter_state_dict is not None and key in adapter_state_dict:
+            adapter_state_dict = dict(adapter_state_dict)
+            trained_on = bytes(adapter_state_dict.pop(key).tolist()).decode("ascii", "replace")
+        output = super().load_adapter(peft_model_id, *args, adapter_state_dict=adapter_state_dict, **kwargs)
+        info = {}
+        if peft_model_id is not None:  # what the adapter says of its base (older adapters: only here)
+            info_file = cached_file(
+                peft_model_id,
+                ADAPTER_INFO_NAME,
+                _raise_exceptions_for_missing_entries=False,
+                _raise_exceptions_for_connection_errors=False,
+                **hub_kwargs,
+            )
+            if info_file is not None:
+                with open(info_file, encoding="utf-8") as handle:
+                    info = json.load(handle)
+        trained_on = trained_on or info.get("base_fingerprint")
+        if trained_on:
+            where = f"at {peft_model_id}" if peft_model_id is not None else "being loaded"
+            warn_if_other_base(self, trained_on, where, info.get("base_model"))
+        return output
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
@@ -1054,9 +1110,9 @@ def _adapter_that_grew_the_charset(path, kwargs: dict) -> tuple[str, str, int] |
     """`(adapter folder, base, adapter vocab size)` when loading a local MambaOCR PEFT adapter folder whose charset is
     larger than its base's (see `mambaocr_hf.peft_utils`); otherwise `None`."""
     adapter_dir = (kwargs.get("adapter_kwargs") or {}).get("_adapter_model_path") or path
-    if adapter_dir is None or not os.path.isfile(os.path.join(adapter_dir, "mambaocr_adapter.json")):
+    if adapter_dir is None or not os.path.isfile(os.path.join(adapter_dir, ADAPTER_INFO_NAME)):
         return None
-    with open(os.path.join(adapter_dir, "mambaocr_adapter.json"), encoding="utf-8") as handle:
+    with open(os.path.join(adapter_dir, ADAPTER_INFO_NAME), encoding="utf-8") as handle:
         info = json.load(handle)
     if info.get("vocab_size", 0) <= info.get("base_vocab_size", 0):
         return None
@@ -1113,6 +1169,53 @@ def _check_head_rows(module: MambaOCRForCTC, state_dict: dict, prefix: str, *arg
                 )
 
 
+def _base_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The base model's own tensors by their original names, whether or not PEFT wraps the model or injected its
+    layers."""
+    model = model.get_base_model() if hasattr(model, "get_base_model") else model
+    state = {}
+    for name, tensor in model.state_dict().items():
+        if "lora_" in name or ".modules_to_save." in name:
+            continue
+        state[name.replace(".base_layer.", ".").replace(".original_module.", ".")] = tensor
+    return state
+
+
+def base_fingerprint(model: nn.Module) -> str:
+    """A short hash of the base weights (the CTC head excepted, which a charset extension resizes): an adapter trained
+    on one base means nothing on another of the same shape."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(_base_state(model).items()):
+        if name.startswith("classifier."):
+            continue
+        digest.update(name.encode())
+        digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def warn_if_other_base(model: nn.Module, trained_on: str, adapter: str, base_model: str | None = None) -> bool:
+    """Warn (and return True) when `model`'s base weights are not those (fingerprint `trained_on`) the adapter was
+    trained on: it loads, since the shapes fit, but its predictions are not the fine-tuned ones."""
+    fingerprint = base_fingerprint(model)
+    if fingerprint == trained_on:
+        return False
+    logger.warning(
+        f"The base weights differ from those the adapter {adapter} was trained on (fingerprint {fingerprint} vs "
+        f"{trained_on}" + (f", base {base_model!r}" if base_model else "") + "): its predictions will not be the "
+        "fine-tuned ones unless this is the same base in another precision."
+    )
+    return True
+
+
+def _check_adapter_base(module: nn.Module, state_dict: dict, prefix: str, *args) -> None:
+    """`load_state_dict` pre-hook: the route of PEFT (`PeftModel.from_pretrained`, `PeftModel.load_adapter`, so also
+    `peft_utils.load_adapter`). Takes the base fingerprint out of an adapter's weights (it is no model tensor) and
+    warns if this base is another one."""
+    fingerprint = state_dict.pop(prefix + BASE_FINGERPRINT_KEY, None)
+    if fingerprint is not None:
+        warn_if_other_base(module, bytes(fingerprint.tolist()).decode("ascii", "replace"), "being loaded")
+
+
 class MambaOCRForCTC(MambaOCRPreTrainedModel):
     r"""
     MambaOCR scene-text recognizer: `pixel_values` → patched ResNet (+ adapters) → projection → sequence encoder →
@@ -1145,6 +1248,7 @@ class MambaOCRForCTC(MambaOCRPreTrainedModel):
         self.dropout = nn.Dropout(config.hidden_dropout)
         self.classifier = nn.Linear(config.hidden_size, config.vocab_size)
         self.register_load_state_dict_pre_hook(_check_head_rows)
+        self.register_load_state_dict_pre_hook(_check_adapter_base)
         self.post_init()
 
     # -- freezing ------------------------------------------------------------------------------------------------------
