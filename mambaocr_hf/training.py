@@ -448,6 +448,12 @@ def checkpoint_problem(checkpoint: str, require_optimizer_state: bool = True) ->
             "optimizer.pt",
         )
         files += [os.path.join(checkpoint, optimizer), os.path.join(checkpoint, "scheduler.pt")]
+    # written only in some runs (per rank, under fp16), but read back when present
+    files += sorted(
+        os.path.join(checkpoint, name)
+        for name in os.listdir(checkpoint)
+        if name == "scaler.pt" or (name.startswith("rng_state") and name.endswith(".pth"))
+    )
     for path in files:
         problem = _file_problem(path)
         if problem is not None:

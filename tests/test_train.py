@@ -381,8 +381,9 @@ def _truncate(path: Path) -> None:
         lambda c: (c / "model.safetensors").write_bytes(b""),
         lambda c: _truncate(c / "optimizer.pt"),
         lambda c: (c / "scheduler.pt").unlink(),
+        lambda c: (c / "rng_state.pth").write_bytes(b"PK\x03\x04 cut short"),  # optional, but read when present
     ],
-    ids=["no_state", "cut_state", "cut_weights", "empty_weights", "cut_optimizer", "no_scheduler"],
+    ids=["no_state", "cut_state", "cut_weights", "empty_weights", "cut_optimizer", "no_scheduler", "cut_rng"],
 )
 def test_resume_passes_over_an_incomplete_checkpoint(tmp_path, caplog, damage):
     """Issue 20 item 2: a run killed while Trainer wrote `checkpoint-N` (in place) leaves an incomplete folder; the
