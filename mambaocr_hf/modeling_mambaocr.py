@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
+import hashlib
 import json
 import math
 import os
+import threading
 from dataclasses import dataclass
 
 import timm
@@ -51,6 +54,16 @@ logger = logging.get_logger(__name__)
 _LOADING_CHECKPOINT: contextvars.ContextVar[bool] = contextvars.ContextVar(
     "mambaocr_loading_checkpoint", default=False
 )
+
+# Guards what the backbone builds lazily during a call (the fused CPU path's folded and packed weights, the
+# channels-last weights, the padding hooks of layers added later) against concurrent calls from several threads.
+_LAZY_STATE_LOCK = threading.RLock()
+
+# What a MambaOCR adapter folder carries of its base (see `peft_utils.save_adapter`): `mambaocr_adapter.json`, and in
+# the adapter's weights the base's fingerprint (an ASCII string as a uint8 tensor), so that every route that loads
+# the adapter can tell whether the base is the one it was trained on.
+ADAPTER_INFO_NAME = "mambaocr_adapter.json"
+BASE_FINGERPRINT_KEY = "mambaocr_base_fingerprint"
 
 # `forward_bf16`'s default: the logit gap below which a frame counts as a near-tie (see there for the measurements)
 FP32_MARGIN = 0.05
@@ -147,21 +160,44 @@ def _kernel_width(module: nn.Module) -> int:
     return kernel[-1] if isinstance(kernel, tuple) else kernel
 
 
-class _PaddingMaskHook:
+# The padding of the backbone call running in this thread (or asyncio task): `(valid_pixels [batch], input_width)`.
+# The layers that mix columns sit inside timm's blocks, whose forward takes one tensor, so their masks (forward
+# pre-hooks) cannot receive it as an argument; the backbone sets it from its own arguments around each block it runs.
+# A context variable is private to each thread, so concurrent calls of one model never see each other's padding (a
+# module attribute was shared by them), and the module keeps no per-call state.
+_PADDING: contextvars.ContextVar[tuple[torch.Tensor, int] | None] = contextvars.ContextVar(
+    "mambaocr_padding", default=None
+)
+
+
+@contextlib.contextmanager
+def _padding_columns(valid_pixels: torch.Tensor | None, input_width: int):
+    """Scope in which the backbone's padding masks zero the columns past each image's `valid_pixels` (of an input
+    `input_width` wide); `valid_pixels=None` turns them off."""
+    token = _PADDING.set(None if valid_pixels is None else (valid_pixels, input_width))
+    try:
+        yield
+    finally:
+        _PADDING.reset(token)
+
+
+def _mask_columns(hidden_states: torch.Tensor, valid_pixels: torch.Tensor, input_width: int) -> torch.Tensor:
+    """`hidden_states` `[batch, channels, height, width]` with the columns past each image's true width zeroed."""
+    width = hidden_states.shape[-1]
+    # columns at this resolution = ceil(valid input columns * width / input width)
+    valid = torch.div(valid_pixels * width + input_width - 1, input_width, rounding_mode="floor")
+    mask = torch.arange(width, device=hidden_states.device)[None, :] < valid[:, None]  # [batch, width]
+    return hidden_states * mask[:, None, None, :].to(hidden_states.dtype)
+
+
+def _padding_mask_hook(module: nn.Module, args: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...] | None:
     """Forward pre-hook of a column-mixing backbone layer: zeroes its input's padding columns (see
-    `MambaOCRBackbone`). An object rather than a bound method, so that a deep copy of one block (PEFT's
-    `modules_to_save` trains a copy) keeps reading the live backbone's mask, not that of a stray backbone copy."""
-
-    def __init__(self, backbone: MambaOCRBackbone):
-        self.backbone = backbone
-
-    def __call__(self, module: nn.Module, args: tuple[torch.Tensor, ...]):
-        return self.backbone._mask_padding_columns(module, args)
-
-    def __deepcopy__(self, memo: dict) -> _PaddingMaskHook:
-        # copying the whole backbone: follow the copy; copying a part of it: stay with the original
-        copied_backbone = memo.get(id(self.backbone))
-        return self if copied_backbone is None else _PaddingMaskHook(copied_backbone)
+    `MambaOCRBackbone`). A plain function of the call's padding, so copies of a block (PEFT's `modules_to_save`
+    trains one) mask as the original does."""
+    padding = _PADDING.get()
+    if padding is None:
+        return None
+    return (_mask_columns(args[0], *padding),) + tuple(args[1:])
 
 
 class MambaOCRBackbone(nn.Module):
@@ -211,8 +247,6 @@ class MambaOCRBackbone(nn.Module):
                 self.adapters[stage] = nn.ModuleList(
                     MambaOCRAdapter(_block_out_channels(block), config.adapter_size) for block in blocks
                 )
-        self._valid_pixels: torch.Tensor | None = None  # [batch] valid input columns, set during forward
-        self._input_width = 1
         self._warned_width_multiple = False
         self._fused_plan: dict | None = None  # folded weights of the fused CPU inference path (built on first use)
         self._install_padding_masks()
@@ -244,23 +278,14 @@ class MambaOCRBackbone(nn.Module):
         """Hook every column-mixing layer of the ResNet that has no padding mask yet. Also run before each forward:
         layers added after construction (PEFT LoRA's `lora_A` convolutions, which read the block's input beside the
         masked base layer) get their mask too."""
-        for module in self.body.modules():
-            if (
-                isinstance(module, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d))
-                and _kernel_width(module) > 1
-                and not any(isinstance(hook, _PaddingMaskHook) for hook in module._forward_pre_hooks.values())
-            ):
-                module.register_forward_pre_hook(_PaddingMaskHook(self))
-
-    def _mask_padding_columns(self, module: nn.Module, args: tuple[torch.Tensor, ...]):
-        if self._valid_pixels is None:
-            return None
-        hidden_states = args[0]
-        width = hidden_states.shape[-1]
-        # columns at this resolution = ceil(valid input columns * width / input width)
-        valid = torch.div(self._valid_pixels * width + self._input_width - 1, self._input_width, rounding_mode="floor")
-        mask = torch.arange(width, device=hidden_states.device)[None, :] < valid[:, None]  # [batch, width]
-        return (hidden_states * mask[:, None, None, :].to(hidden_states.dtype),) + tuple(args[1:])
+        with _LAZY_STATE_LOCK:
+            for module in self.body.modules():
+                if (
+                    isinstance(module, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d))
+                    and _kernel_width(module) > 1
+                    and _padding_mask_hook not in module._forward_pre_hooks.values()
+                ):
+                    module.register_forward_pre_hook(_padding_mask_hook)
 
     def load_pretrained_weights(self) -> None:
         """Load ImageNet weights into the ResNet (adapters stay at their identity initialisation)."""
@@ -320,14 +345,10 @@ class MambaOCRBackbone(nn.Module):
         block: nn.Module,
         adapter: nn.Module,
     ) -> torch.Tensor:
-        # the mask state is passed in, not read from the last forward: a checkpointed block is recomputed during
-        # backward, possibly after other forwards have run
-        previous = self._valid_pixels, self._input_width
-        self._valid_pixels, self._input_width = valid_pixels, input_width
-        try:
+        # the padding is passed in: a checkpointed block is recomputed during backward, after the forward has returned
+        # (and, on GPUs, in autograd's own thread)
+        with _padding_columns(valid_pixels, input_width):
             hidden_states = block(hidden_states)
-        finally:
-            self._valid_pixels, self._input_width = previous
         return adapter(hidden_states) if adapter is not None else hidden_states
 
     @torch.no_grad()
@@ -336,9 +357,10 @@ class MambaOCRBackbone(nn.Module):
         unaffected). On CPU oneDNN runs channels-last convolutions without reordering activations: the default model
         at batch 32 × 32×128 runs ~9% faster in float32 and ~25% faster in bf16 (measured on a 2-core AMD EPYC).
         Checkpoints are saved and load as usual."""
-        for parameter in self.parameters():
-            if parameter.dim() == 4 and not parameter.is_contiguous(memory_format=torch.channels_last):
-                parameter.data = parameter.data.contiguous(memory_format=torch.channels_last)
+        with _LAZY_STATE_LOCK:  # once, not by two threads at a time
+            for parameter in self.parameters():
+                if parameter.dim() == 4 and not parameter.is_contiguous(memory_format=torch.channels_last):
+                    parameter.data = parameter.data.contiguous(memory_format=torch.channels_last)
 
     # -- fused inference on CPU ----------------------------------------------------------------------------------------
 
@@ -380,7 +402,7 @@ class MambaOCRBackbone(nn.Module):
 
         def plain(module: nn.Module) -> bool:
             return not module._forward_hooks and all(
-                isinstance(hook, _PaddingMaskHook) for hook in module._forward_pre_hooks.values()
+                hook is _padding_mask_hook for hook in module._forward_pre_hooks.values()
             )
 
         def steps(modules: list[nn.Module | None], dtype: torch.dtype = dtype) -> list[tuple] | None:
@@ -446,7 +468,9 @@ class MambaOCRBackbone(nn.Module):
                     key += (tensor.data_ptr(), tensor._version)
         return tuple(key)
 
-    def _forward_fused(self, pixel_values: torch.Tensor, dtype: torch.dtype) -> torch.Tensor | None:
+    def _forward_fused(
+        self, pixel_values: torch.Tensor, dtype: torch.dtype, valid_pixels: torch.Tensor | None
+    ) -> torch.Tensor | None:
         """The ResNet for inference on CPU with every BatchNorm folded into its convolution and the bias, residual
         add and ReLU computed inside oneDNN's convolution: one pass over each activation instead of four. The folded
         weights are kept (in the compute dtype, so bf16 autocast does not re-cast every weight on every call) until a
@@ -455,35 +479,46 @@ class MambaOCRBackbone(nn.Module):
         oneDNN runs fastest with weights reordered for one input shape, and 2-3.5x slower than with plain weights on
         inputs of any other shape (measured on AVX2), while reordering them all costs about as much as one batch of
         32. So the weights are packed for an input shape once it comes a second time, for the last
-        `_PACKED_SHAPES` such shapes; other shapes run with the plain folded weights."""
+        `_PACKED_SHAPES` such shapes; other shapes run with the plain folded weights.
+
+        `valid_pixels` (`[batch]`) is each image's true width, `None` if nothing is padded."""
+        input_width = pixel_values.shape[-1]
         key = self._fusion_key(dtype)
-        if self._fused_plan is None or self._fused_plan["key"] != key:  # also remembers "cannot fuse" for this key
-            self._fused_plan = {"key": key, "plan": self._build_fused_plan(dtype), "uses": {}}
-        plan = self._fused_plan["plan"]
-        if plan is None:
-            return None
-        shape, uses = tuple(pixel_values.shape), self._fused_plan["uses"]
-        uses[shape] = uses.pop(shape, 0) + 1  # the most recent shape last
-        if len(uses) > 64:
-            del uses[next(iter(uses))]
-        pack = uses[shape] > 1
-        packed_shapes = [seen for seen, count in uses.items() if count > 1][-self._PACKED_SHAPES :]
+        shape = tuple(pixel_values.shape)
+        # the plan and its packed weights are shared by the threads running this model: they are read and changed
+        # under the lock, and a call keeps the tensors it took even if another call drops them from the cache
+        with _LAZY_STATE_LOCK:
+            cache = self._fused_plan
+            if cache is None or cache["key"] != key:  # also remembers "cannot fuse" for this key
+                cache = self._fused_plan = {"key": key, "plan": self._build_fused_plan(dtype), "uses": {}}
+            plan, uses = cache["plan"], cache["uses"]
+            if plan is None:
+                return None
+            uses[shape] = uses.pop(shape, 0) + 1  # the most recent shape last
+            if len(uses) > 64:
+                del uses[next(iter(uses))]
+            pack = uses[shape] > 1
+            packed_shapes = [seen for seen, count in uses.items() if count > 1][-self._PACKED_SHAPES :]
+
+        def packed_weight(weight: torch.Tensor, module: nn.Module, packed: dict, input_shape: torch.Size):
+            with _LAZY_STATE_LOCK:
+                if shape not in packed:
+                    for stale in [seen for seen in packed if seen not in packed_shapes]:
+                        del packed[stale]
+                    packed[shape] = pack_conv_weight(weight, module, input_shape)
+                return packed[shape]
 
         def run(hidden_states: torch.Tensor, steps: list, residual: torch.Tensor | None = None) -> torch.Tensor:
             for position, step in enumerate(steps):
                 kind, module = step[0], step[1]
-                if self._valid_pixels is not None and _kernel_width(module) > 1:  # as `_install_padding_masks` hooks
-                    hidden_states = self._mask_padding_columns(module, (hidden_states,))[0]
+                if valid_pixels is not None and _kernel_width(module) > 1:  # as `_install_padding_masks` hooks
+                    hidden_states = _mask_columns(hidden_states, valid_pixels, input_width)
                 if kind == "module":
                     hidden_states = module.forward(hidden_states)  # masked above: skip its padding-mask hook
                     continue
                 weight, bias, relu, packed = step[2:]
                 if pack:
-                    if shape not in packed:
-                        for stale in [seen for seen in packed if seen not in packed_shapes]:
-                            del packed[stale]
-                        packed[shape] = pack_conv_weight(weight, module, hidden_states.shape)
-                    weight = packed[shape]
+                    weight = packed_weight(weight, module, packed, hidden_states.shape)
                 if residual is not None and position == len(steps) - 1:  # the block's last convolution
                     hidden_states = fused_conv(hidden_states, weight, bias, module, relu=True, residual=residual)
                 else:
@@ -504,53 +539,48 @@ class MambaOCRBackbone(nn.Module):
 
         `valid_pixels` (`[batch]`) is each image's true width; `None` means no padding.
         """
-        self._input_width = pixel_values.shape[-1]
+        input_width = pixel_values.shape[-1]
         if not _is_tracing():
             self._install_padding_masks()
-        if valid_pixels is not None and not _is_tracing() and bool((valid_pixels >= self._input_width).all()):
+        if valid_pixels is not None and not _is_tracing() and bool((valid_pixels >= input_width).all()):
             valid_pixels = None  # nothing is padded: skip the masks
         if valid_pixels is not None and not _is_tracing() and not self._warned_width_multiple:
             stride = self.config.frame_stride
-            if self._input_width % stride or bool((valid_pixels % stride != 0).any()):
-                self._warned_width_multiple = True
+            if input_width % stride or bool((valid_pixels % stride != 0).any()):
+                self._warned_width_multiple = True  # a once-only warning: a race at worst gives it twice
                 logger.warning(
                     f"Padded images whose widths are not multiples of frame_stride={stride}: the stride-2 "
                     "poolings then average a padding column into an image's last frame, so it reads slightly "
                     "differently than alone. Pad with `MambaOCRImageProcessor.for_model_config(config)` (widths "
                     f"rounded to {stride}); checkpoints saved by the training scripts already do."
                 )
-        self._valid_pixels = valid_pixels
         if pixel_values.device.type == "cpu" and not _is_tracing() and not is_exporting():
             self._use_channels_last()
             pixel_values = pixel_values.contiguous(memory_format=torch.channels_last)
         body = self.body
         fused_dtype = self._fused_dtype(pixel_values)
-        try:
-            hidden_states = None if fused_dtype is None else self._forward_fused(pixel_values, fused_dtype)
-            if hidden_states is not None:
-                return hidden_states.mean(dim=2).transpose(1, 2)
+        hidden_states = None if fused_dtype is None else self._forward_fused(pixel_values, fused_dtype, valid_pixels)
+        if hidden_states is not None:
+            return hidden_states.mean(dim=2).transpose(1, 2)
+        with _padding_columns(valid_pixels, input_width):
             hidden_states = body.act1(body.bn1(body.conv1(pixel_values)))
             hidden_states = body.maxpool(hidden_states)
-            for stage in ("layer1", "layer2", "layer3", "layer4"):
-                adapters = self.adapters[stage] if stage in self.adapters else None
-                for index, block in enumerate(getattr(body, stage)):
-                    adapter = adapters[index] if adapters is not None else None
-                    if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
-                        hidden_states = checkpoint(
-                            _ForwardOnceStats(self._run_stage_block, block, adapter),
-                            hidden_states,
-                            valid_pixels,
-                            self._input_width,
-                            block,
-                            adapter,
-                            use_reentrant=False,
-                        )
-                    else:
-                        hidden_states = self._run_stage_block(
-                            hidden_states, valid_pixels, self._input_width, block, adapter
-                        )
-        finally:
-            self._valid_pixels = None
+        for stage in ("layer1", "layer2", "layer3", "layer4"):
+            adapters = self.adapters[stage] if stage in self.adapters else None
+            for index, block in enumerate(getattr(body, stage)):
+                adapter = adapters[index] if adapters is not None else None
+                if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
+                    hidden_states = checkpoint(
+                        _ForwardOnceStats(self._run_stage_block, block, adapter),
+                        hidden_states,
+                        valid_pixels,
+                        input_width,
+                        block,
+                        adapter,
+                        use_reentrant=False,
+                    )
+                else:
+                    hidden_states = self._run_stage_block(hidden_states, valid_pixels, input_width, block, adapter)
         # [batch, channels, height, frames] -> [batch, frames, channels]; height is 1 for 32-pixel images
         return hidden_states.mean(dim=2).transpose(1, 2)
 
@@ -971,6 +1001,8 @@ class MambaOCRPreTrainedModel(PreTrainedModel):
     # gradient-accumulation steps itself (forward's `**kwargs` would make it think the model normalises the loss, and
     # accumulated gradients were k times, data-parallel ones world-size times, too large)
     accepts_loss_kwargs = False
+    # an adapter's base fingerprint is read by `load_adapter` / `_check_adapter_base`, not loaded into a tensor
+    _keys_to_ignore_on_load_unexpected = [rf"(^|\.){BASE_FINGERPRINT_KEY}$"]
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
@@ -998,6 +1030,53 @@ class MambaOCRPreTrainedModel(PreTrainedModel):
 
             self.config.custom_pipelines = CUSTOM_PIPELINES
         return super().save_pretrained(save_directory, *args, **kwargs)
+
+    def load_adapter(self, peft_model_id: str | None = None, *args, adapter_state_dict: dict | None = None, **kwargs):
+        """transformers' `load_adapter`, the route of `AutoModel.from_pretrained(adapter_dir)` and of
+        `pipeline(model=adapter_dir)`: warns, as `peft_utils.load_adapter` does, when the base weights are not those
+        the adapter was trained on. transformers loads the adapter's weights with its own loader (no
+        `load_state_dict` hook runs), so the fingerprint is taken out of them here."""
+        hub_kwargs = {k: kwargs[k] for k in ("revision", "token") if kwargs.get(k) is not None}
+        key = f"base_model.model.{BASE_FINGERPRINT_KEY}"
+        if adapter_state_dict is None and peft_model_id is not None:
+            weights = cached_file(
+                peft_model_id,
+                "adapter_model.safetensors",
+                _raise_exceptions_for_missing_entries=False,
+                _raise_exceptions_for_connection_errors=False,
+                **hub_kwargs,
+            )
+            if weights is not None:
+                from safetensors import safe_open
+
+                with safe_open(weights, framework="pt") as handle:
+                    carries_fingerprint = key in handle.keys()
+                if carries_fingerprint:
+                    from safetensors.torch import load_file
+
+                    adapter_state_dict = load_file(weights)
+        trained_on = None
+        if adapter_state_dict is not None and key in adapter_state_dict:
+            adapter_state_dict = dict(adapter_state_dict)
+            trained_on = bytes(adapter_state_dict.pop(key).tolist()).decode("ascii", "replace")
+        output = super().load_adapter(peft_model_id, *args, adapter_state_dict=adapter_state_dict, **kwargs)
+        info = {}
+        if peft_model_id is not None:  # what the adapter says of its base (older adapters: only here)
+            info_file = cached_file(
+                peft_model_id,
+                ADAPTER_INFO_NAME,
+                _raise_exceptions_for_missing_entries=False,
+                _raise_exceptions_for_connection_errors=False,
+                **hub_kwargs,
+            )
+            if info_file is not None:
+                with open(info_file, encoding="utf-8") as handle:
+                    info = json.load(handle)
+        trained_on = trained_on or info.get("base_fingerprint")
+        if trained_on:
+            where = f"at {peft_model_id}" if peft_model_id is not None else "being loaded"
+            warn_if_other_base(self, trained_on, where, info.get("base_model"))
+        return output
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
@@ -1031,9 +1110,9 @@ def _adapter_that_grew_the_charset(path, kwargs: dict) -> tuple[str, str, int] |
     """`(adapter folder, base, adapter vocab size)` when loading a local MambaOCR PEFT adapter folder whose charset is
     larger than its base's (see `mambaocr_hf.peft_utils`); otherwise `None`."""
     adapter_dir = (kwargs.get("adapter_kwargs") or {}).get("_adapter_model_path") or path
-    if adapter_dir is None or not os.path.isfile(os.path.join(adapter_dir, "mambaocr_adapter.json")):
+    if adapter_dir is None or not os.path.isfile(os.path.join(adapter_dir, ADAPTER_INFO_NAME)):
         return None
-    with open(os.path.join(adapter_dir, "mambaocr_adapter.json"), encoding="utf-8") as handle:
+    with open(os.path.join(adapter_dir, ADAPTER_INFO_NAME), encoding="utf-8") as handle:
         info = json.load(handle)
     if info.get("vocab_size", 0) <= info.get("base_vocab_size", 0):
         return None
@@ -1090,6 +1169,53 @@ def _check_head_rows(module: MambaOCRForCTC, state_dict: dict, prefix: str, *arg
                 )
 
 
+def _base_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The base model's own tensors by their original names, whether or not PEFT wraps the model or injected its
+    layers."""
+    model = model.get_base_model() if hasattr(model, "get_base_model") else model
+    state = {}
+    for name, tensor in model.state_dict().items():
+        if "lora_" in name or ".modules_to_save." in name:
+            continue
+        state[name.replace(".base_layer.", ".").replace(".original_module.", ".")] = tensor
+    return state
+
+
+def base_fingerprint(model: nn.Module) -> str:
+    """A short hash of the base weights (the CTC head excepted, which a charset extension resizes): an adapter trained
+    on one base means nothing on another of the same shape."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(_base_state(model).items()):
+        if name.startswith("classifier."):
+            continue
+        digest.update(name.encode())
+        digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def warn_if_other_base(model: nn.Module, trained_on: str, adapter: str, base_model: str | None = None) -> bool:
+    """Warn (and return True) when `model`'s base weights are not those (fingerprint `trained_on`) the adapter was
+    trained on: it loads, since the shapes fit, but its predictions are not the fine-tuned ones."""
+    fingerprint = base_fingerprint(model)
+    if fingerprint == trained_on:
+        return False
+    logger.warning(
+        f"The base weights differ from those the adapter {adapter} was trained on (fingerprint {fingerprint} vs "
+        f"{trained_on}" + (f", base {base_model!r}" if base_model else "") + "): its predictions will not be the "
+        "fine-tuned ones unless this is the same base in another precision."
+    )
+    return True
+
+
+def _check_adapter_base(module: nn.Module, state_dict: dict, prefix: str, *args) -> None:
+    """`load_state_dict` pre-hook: the route of PEFT (`PeftModel.from_pretrained`, `PeftModel.load_adapter`, so also
+    `peft_utils.load_adapter`). Takes the base fingerprint out of an adapter's weights (it is no model tensor) and
+    warns if this base is another one."""
+    fingerprint = state_dict.pop(prefix + BASE_FINGERPRINT_KEY, None)
+    if fingerprint is not None:
+        warn_if_other_base(module, bytes(fingerprint.tolist()).decode("ascii", "replace"), "being loaded")
+
+
 class MambaOCRForCTC(MambaOCRPreTrainedModel):
     r"""
     MambaOCR scene-text recognizer: `pixel_values` → patched ResNet (+ adapters) → projection → sequence encoder →
@@ -1122,6 +1248,7 @@ class MambaOCRForCTC(MambaOCRPreTrainedModel):
         self.dropout = nn.Dropout(config.hidden_dropout)
         self.classifier = nn.Linear(config.hidden_size, config.vocab_size)
         self.register_load_state_dict_pre_hook(_check_head_rows)
+        self.register_load_state_dict_pre_hook(_check_adapter_base)
         self.post_init()
 
     # -- freezing ------------------------------------------------------------------------------------------------------

@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import unicodedata
@@ -24,7 +23,15 @@ import torch
 from torch import nn
 from transformers.utils import logging
 
-from .modeling_mambaocr import MambaOCRAdapter, MambaOCRForCTC
+from .modeling_mambaocr import (
+    ADAPTER_INFO_NAME,
+    BASE_FINGERPRINT_KEY,
+    MambaOCRAdapter,
+    MambaOCRForCTC,
+    _base_state,
+    base_fingerprint,
+    warn_if_other_base,
+)
 
 logger = logging.get_logger(__name__)
 
@@ -35,8 +42,8 @@ DEFAULT_MODULES_TO_SAVE = ("adapters", "projection", "classifier")
 # ResNet stages whose convolutions get LoRA by default: the last stage adapts most to a new domain.
 DEFAULT_BACKBONE_LORA_STAGES = ("layer4",)
 RESNET_STAGES = ("layer1", "layer2", "layer3", "layer4")
-# Written beside PEFT's files: what the adapter was trained on, to check that a base fits before loading.
-ADAPTER_INFO_NAME = "mambaocr_adapter.json"
+# `ADAPTER_INFO_NAME` (from the modeling file, which reads it too) is written beside PEFT's files: what the adapter
+# was trained on, to check that a base fits before loading.
 # Fields of `MambaOCRConfig` that change parameter shapes: an adapter only fits a base that agrees on all of them.
 ARCHITECTURE_FIELDS = (
     "backbone", "frame_stride", "adapter_size", "adapter_stages", "hidden_size", "sequence_model", "num_hidden_layers",
@@ -259,29 +266,6 @@ def extend_charset(model: MambaOCRForCTC, processor, new_characters: str):
 # -- saving, checking and loading adapters --------------------------------------------------------------------------
 
 
-def _base_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The base model's own tensors by their original names, whether or not PEFT wraps the model."""
-    model = model.get_base_model() if hasattr(model, "get_base_model") else model
-    state = {}
-    for name, tensor in model.state_dict().items():
-        if "lora_" in name or ".modules_to_save." in name:
-            continue
-        state[name.replace(".base_layer.", ".").replace(".original_module.", ".")] = tensor
-    return state
-
-
-def base_fingerprint(model: nn.Module) -> str:
-    """A short hash of the base weights (the CTC head excepted, which a charset extension resizes): an adapter trained
-    on one base means nothing on another of the same shape."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(_base_state(model).items()):
-        if name.startswith("classifier."):
-            continue
-        digest.update(name.encode())
-        digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
-    return digest.hexdigest()[:16]
-
-
 def _adapter_info(model, tokenizer, base_model: str | None, base_vocab_size: int | None) -> dict:
     inner = _unwrap(model)
     return {
@@ -435,6 +419,7 @@ def save_adapter(
     base_model = base_model or next(iter(peft_model.peft_config.values())).base_model_name_or_path
     info = _adapter_info(peft_model, tokenizer, base_model, base_vocab_size)
     (save_directory / ADAPTER_INFO_NAME).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    _embed_base_fingerprint(save_directory, info["base_fingerprint"])
     if info["vocab_size"] != info["base_vocab_size"]:
         if processor is None:
             logger.warning(
@@ -447,6 +432,25 @@ def save_adapter(
     write_adapter_card(save_directory, peft_model, metrics, training_data, datasets, repo_id)
     logger.info(f"Saved the MambaOCR adapter to {save_directory}.")
     return save_directory
+
+
+def _embed_base_fingerprint(save_directory: Path, fingerprint: str) -> None:
+    """Add the base's fingerprint to PEFT's adapter weights: `PeftModel.from_pretrained` reads those and not
+    `mambaocr_adapter.json`, and the model's load hook checks it there (see `modeling_mambaocr._check_adapter_base`)."""
+    from safetensors.torch import load_file, save_file
+
+    path = save_directory / "adapter_model.safetensors"
+    if not path.is_file():  # `safe_serialization=False` in PEFT: the json still carries it for `load_adapter`
+        return
+    tensors = load_file(path)
+    tensors[f"base_model.model.{BASE_FINGERPRINT_KEY}"] = torch.tensor(
+        list(fingerprint.encode("ascii")), dtype=torch.uint8
+    )
+    save_file(tensors, path, metadata={"format": "pt"})
+
+
+def _carries_base_fingerprint(adapter_dir: Path) -> bool:
+    return f"base_model.model.{BASE_FINGERPRINT_KEY}" in _adapter_tensor_shapes(adapter_dir)
 
 
 def _adapter_tensor_shapes(adapter_dir: Path) -> dict[str, tuple[int, ...]]:
@@ -464,9 +468,10 @@ def read_adapter_info(adapter_dir: str | os.PathLike) -> dict | None:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
-def check_adapter_compatibility(model, adapter_dir: str | os.PathLike) -> None:
+def check_adapter_compatibility(model, adapter_dir: str | os.PathLike, check_base_weights: bool = True) -> None:
     """Raise a `ValueError` saying what differs when the adapter at `adapter_dir` cannot fit `model` (another
-    architecture, another charset size); warn when the base weights differ from those it was trained on."""
+    architecture, another charset size); with `check_base_weights`, warn when the base weights differ from those it
+    was trained on (loading the adapter warns too)."""
     adapter_dir = Path(adapter_dir)
     if not (adapter_dir / "adapter_config.json").is_file():
         raise FileNotFoundError(f"{adapter_dir} holds no adapter_config.json: it is not a PEFT adapter folder.")
@@ -502,14 +507,8 @@ def check_adapter_compatibility(model, adapter_dir: str | os.PathLike) -> None:
                 else "it was trained with another charset. Load it on the base it was trained from."
             )
         )
-    if info is not None and info.get("base_fingerprint"):
-        fingerprint = base_fingerprint(model)
-        if fingerprint != info["base_fingerprint"]:
-            logger.warning(
-                f"The base weights differ from those the adapter at {adapter_dir} was trained on (fingerprint "
-                f"{fingerprint} vs {info['base_fingerprint']}, base {info.get('base_model')!r}): its predictions will "
-                "not be the fine-tuned ones unless this is the same base in another precision."
-            )
+    if check_base_weights and info is not None and info.get("base_fingerprint"):
+        warn_if_other_base(model, info["base_fingerprint"], f"at {adapter_dir}", info.get("base_model"))
 
 
 def load_adapter(
@@ -536,14 +535,16 @@ def load_adapter(
 
         base = AutoModel.from_pretrained(base, **kwargs)
     info = read_adapter_info(adapter_dir)
+    # adapter weights that carry the base's fingerprint are checked as they load (by the model's load hook)
+    check_base_weights = not _carries_base_fingerprint(adapter_dir)
     if isinstance(base, peft.PeftModel):
-        check_adapter_compatibility(base, adapter_dir)
+        check_adapter_compatibility(base, adapter_dir, check_base_weights)
         base.load_adapter(str(adapter_dir), adapter_name=adapter_name, is_trainable=is_trainable)
         return base
     inner = _unwrap(base)
     if info is not None and info["base_vocab_size"] == inner.config.vocab_size < info["vocab_size"]:
         _grow_head(inner, info["vocab_size"])
-    check_adapter_compatibility(base, adapter_dir)
+    check_adapter_compatibility(base, adapter_dir, check_base_weights)
     return peft.PeftModel.from_pretrained(base, str(adapter_dir), adapter_name=adapter_name, is_trainable=is_trainable)
 
 

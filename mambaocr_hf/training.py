@@ -7,8 +7,10 @@ import dataclasses
 import json
 import logging as std_logging
 import os
+import re
 import sys
 import time
+import zipfile
 from collections.abc import Callable
 
 import numpy as np
@@ -23,6 +25,8 @@ from transformers.utils import logging
 from .cpu_kernels import cpu_supports_bf16
 
 logger = logging.get_logger(__name__)
+
+_CHECKPOINT_NAME = re.compile(r"checkpoint-(\d+)")
 
 
 def setup_training_run(training_args: TrainingArguments, script_logger: std_logging.Logger) -> None:
@@ -232,11 +236,13 @@ class OCRTrainer(Trainer):
     resumes.
 
     CTC already zeroes infinite losses (`ctc_zero_infinity`); this also catches NaN from anywhere else (a bad image,
-    an overflow): the step's gradients are dropped (the optimizer then skips those parameters), the event is counted
-    in `nonfinite_steps` and logged. With gradient accumulation the whole accumulated step is dropped, not just the
-    bad micro-batch (keeping the good part would cost a copy of every gradient per micro-batch). Under `--fp16` the
-    GradScaler does this itself (it skips a step whose gradients are not finite and lowers its scale), so gradients
-    are left to it and only a non-finite loss is counted.
+    an overflow): the step's gradients are dropped (the optimizer then skips those parameters), the BatchNorm running
+    statistics its forward passes changed are restored, its loss is left out of the logged `loss` and `train_loss`
+    averages (the log says `skipped_steps`), and the event is counted in `nonfinite_steps` and logged. With gradient
+    accumulation the whole accumulated step is dropped, the micro-batches before and after the bad one too (keeping
+    the good part would cost a copy of every gradient per micro-batch). Under `--fp16` the GradScaler drops the
+    gradients itself (it skips a step whose gradients are not finite and lowers its scale), so they are left to it;
+    a non-finite loss is counted and skipped as above, an overflow of the gradients alone is the scaler's normal work.
 
     `train_seconds` and `nonfinite_steps` cover the whole run: each checkpoint carries them (`RunTotalsCallback`), and
     a run resumed from it starts from them. `resumed_from_step` is the step it resumed at (None for a fresh run).
@@ -248,6 +254,7 @@ class OCRTrainer(Trainer):
         self.resumed_from_step: int | None = None
         # the training batches' collator when it differs from the evaluation one (augmentation)
         self.train_data_collator = train_data_collator
+        self._reset_step_guard()
 
     @property
     def run_totals(self) -> RunTotalsCallback:
@@ -265,8 +272,10 @@ class OCRTrainer(Trainer):
 
     def train(self, resume_from_checkpoint: str | os.PathLike | bool | None = None, **kwargs):
         checkpoint = resume_from_checkpoint
-        if checkpoint is True and os.path.isdir(self.args.output_dir):  # Trainer's meaning: the last checkpoint
-            checkpoint = get_last_checkpoint(self.args.output_dir)
+        if checkpoint is True:  # Trainer's meaning: the last checkpoint; ours: the last complete one
+            checkpoint = resume_from_checkpoint = resolve_resume_checkpoint(
+                True, self.args.output_dir, require_optimizer_state=not self.args.save_only_model
+            )
         saved, self.resumed_from_step = {}, None
         if isinstance(checkpoint, (str, os.PathLike)):
             # a checkpoint of another trainer (or of an older MambaOCR) has no totals: its time is unknown
@@ -278,8 +287,11 @@ class OCRTrainer(Trainer):
         totals = RunTotalsCallback(**saved)
         self.add_callback(totals)
         totals.start()
+        self._reset_step_guard()
         try:
-            return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+            output = super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+            # Trainer returns its own average; `log` corrected the one in the metrics for skipped steps
+            return output._replace(training_loss=output.metrics.get("train_loss", output.training_loss))
         finally:
             self.run_totals.stop()
 
@@ -306,6 +318,9 @@ class OCRTrainer(Trainer):
         return dataloader
 
     def training_step(self, model, inputs, num_items_in_batch=None):
+        if self._window_batches == 0:  # the first micro-batch of an optimizer step
+            self._batch_norm_before = [buffer.clone() for buffer in _batch_norm_buffers(model)]
+        self._window_batches += 1
         loss = super().training_step(model, inputs, num_items_in_batch)
         loss_finite = bool(torch.isfinite(loss).all())
         scaler = getattr(self.accelerator, "scaler", None)
@@ -313,23 +328,81 @@ class OCRTrainer(Trainer):
             # fp16: the GradScaler finds non-finite gradients itself, skips that optimizer step and lowers its scale
             # (overflow in the first steps is how it finds its scale). Dropping the gradients here would leave it
             # nothing to check: it raises, and its scale never comes down.
-            if not loss_finite:
+            finite = loss_finite
+        else:
+            grads = [p.grad for p in model.parameters() if p.grad is not None]
+            finite = loss_finite and (not grads or bool(torch.isfinite(torch.nn.utils.get_total_norm(grads))))
+        if not finite and not self._dropping_step:
+            self._dropping_step = True
+            if scaler is not None and scaler.is_enabled():
                 self._count_nonfinite("loss", "the gradient scaler skips this step")
-                return torch.zeros_like(loss)
-            return loss
-        grads = [p.grad for p in model.parameters() if p.grad is not None]
-        finite = loss_finite and (not grads or bool(torch.isfinite(torch.nn.utils.get_total_norm(grads))))
-        if not finite:
-            model.zero_grad(set_to_none=True)
-            self._count_nonfinite("loss or gradient", "this step's gradients were dropped")
-            return torch.zeros_like(loss)
-        return loss
+            else:
+                self._count_nonfinite("loss or gradient", "this step's gradients were dropped")
+        if self._dropping_step:
+            if scaler is None or not scaler.is_enabled():
+                # the whole optimizer step goes: also the gradients of the micro-batches after the bad one
+                model.zero_grad(set_to_none=True)
+            # its forward passes must not count in BatchNorm's running statistics either (a diverging batch
+            # leaves them inf)
+            with torch.no_grad():
+                for buffer, before in zip(_batch_norm_buffers(model), self._batch_norm_before):
+                    buffer.copy_(before)
+            # what this step's earlier micro-batches added to Trainer's running loss is taken back: the dropped step
+            # adds nothing, and `log` averages over the steps that were taken
+            returned = torch.zeros_like(loss) - self._window_loss
+        else:
+            returned = loss
+        self._window_loss = self._window_loss + returned.detach()
+        if self.accelerator.sync_gradients:  # the last micro-batch: the optimizer steps next
+            self._log_steps += 1
+            self._log_skipped += int(self._dropping_step)
+            self._run_steps += 1
+            self._run_skipped += int(self._dropping_step)
+            self._window_batches, self._window_loss, self._dropping_step = 0, 0.0, False
+            self._batch_norm_before = []
+        return returned.to(loss.dtype)
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        """Trainer's log, with the steps dropped for a non-finite loss or gradient left out of the loss averages:
+        `loss` averages the steps taken since the last log, and `skipped_steps` counts the others (a log of
+        skipped steps only has no `loss`); `train_loss` averages the steps taken in this `train()` call."""
+        if "loss" in logs and self._log_steps:
+            taken = self._log_steps - self._log_skipped
+            if self._log_skipped:
+                logs["skipped_steps"] = self._log_skipped
+                if taken:
+                    logs["loss"] = logs["loss"] * self._log_steps / taken
+                else:
+                    del logs["loss"]
+            self._log_steps = self._log_skipped = 0
+        if "train_loss" in logs and self._run_skipped:
+            taken = self._run_steps - self._run_skipped
+            logs["train_loss"] = logs["train_loss"] * self._run_steps / taken if taken else float("nan")
+            logs["train_skipped_steps"] = self._run_skipped
+        super().log(logs, start_time)
+
+    def _reset_step_guard(self) -> None:
+        self._window_batches, self._window_loss, self._dropping_step = 0, 0.0, False
+        self._batch_norm_before: list[torch.Tensor] = []
+        self._log_steps = self._log_skipped = self._run_steps = self._run_skipped = 0
 
     def _count_nonfinite(self, what: str, outcome: str) -> None:
         self.run_totals.nonfinite_steps += 1
         logger.warning(
-            f"Non-finite {what} at step {self.state.global_step}: {outcome} ({self.nonfinite_steps} so far)."
+            f"Non-finite {what} in step {self.state.global_step + 1}: {outcome}, and the step is skipped (left out of "
+            f"the loss average, BatchNorm statistics restored; {self.nonfinite_steps} so far)."
         )
+
+
+def _batch_norm_buffers(model: torch.nn.Module) -> list[torch.Tensor]:
+    """The running statistics of every BatchNorm of `model` (what a training-mode forward changes)."""
+    return [
+        buffer
+        for module in model.modules()
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm)
+        for buffer in (module.running_mean, module.running_var, module.num_batches_tracked)
+        if buffer is not None
+    ]
 
 
 def _read_json(path: str) -> dict:
@@ -339,10 +412,112 @@ def _read_json(path: str) -> dict:
         return json.load(handle)
 
 
-def resolve_resume_checkpoint(value: str | bool | None, output_dir: str, auto_resume: bool = False) -> str | None:
-    """What `--resume_from_checkpoint` means for our scripts: a path; "True" (or True) for the last checkpoint in
-    `output_dir`; "False" to start afresh. Unset, with `auto_resume`, a run whose `output_dir` holds checkpoints
-    continues from the last one (a killed run restarted with the same command). A missing checkpoint is an error."""
+_WEIGHT_FILES = ("model.safetensors", "adapter_model.safetensors", "pytorch_model.bin", "adapter_model.bin")
+_WEIGHT_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
+
+
+def _file_problem(path: str) -> str | None:
+    """Why the file at `path` cannot be a whole saved file (missing, empty, cut short), or None. Reads only headers:
+    a safetensors file is exactly its header plus its tensors' bytes, and `torch.save` writes a zip archive whose
+    directory is at its end (both lost when a write is killed)."""
+    name = os.path.basename(path)
+    if not os.path.isfile(path):
+        return f"no {name}"
+    size = os.path.getsize(path)
+    if size == 0:
+        return f"{name} is empty"
+    if name.endswith(".safetensors"):
+        try:
+            with open(path, "rb") as handle:
+                header_size = int.from_bytes(handle.read(8), "little")
+                if 8 + header_size > size:
+                    raise ValueError
+                header = json.loads(handle.read(header_size))
+            end = max((entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"), default=0)
+        except (ValueError, KeyError, TypeError, IndexError, UnicodeDecodeError):
+            return f"{name} is damaged (unreadable header)"
+        if size != 8 + header_size + end:
+            return f"{name} is cut short ({size} of {8 + header_size + end} bytes)"
+    elif name.endswith((".pt", ".pth", ".bin")) and not zipfile.is_zipfile(path):
+        return f"{name} is cut short or damaged (not a whole torch.save archive)"
+    elif name.endswith(".json"):
+        try:
+            with open(path, encoding="utf-8") as handle:
+                json.load(handle)
+        except (ValueError, UnicodeDecodeError):
+            return f"{name} is cut short or damaged"
+    return None
+
+
+def checkpoint_problem(checkpoint: str, require_optimizer_state: bool = True) -> str | None:
+    """Why `checkpoint` cannot be resumed from, or None if it is complete: `trainer_state.json` with the step, the
+    model weights (or a PEFT adapter's), and, unless the run saves the model only (`save_only_model`), the
+    optimizer's and scheduler's state, each present and whole-looking (see `_file_problem`). Trainer writes a
+    checkpoint in place, `trainer_state.json` last, so a run killed while saving leaves one that fails this."""
+    problem = _file_problem(os.path.join(checkpoint, TRAINER_STATE_NAME))
+    if problem is None and "global_step" not in _read_json(os.path.join(checkpoint, TRAINER_STATE_NAME)):
+        problem = f"{TRAINER_STATE_NAME} has no global_step"
+    if problem is not None:
+        return problem
+    weights = [name for name in _WEIGHT_FILES if os.path.isfile(os.path.join(checkpoint, name))]
+    indexes = [name for name in _WEIGHT_INDEXES if os.path.isfile(os.path.join(checkpoint, name))]
+    files = [os.path.join(checkpoint, name) for name in weights]
+    for index in indexes:  # sharded weights: the index and every shard it names
+        problem = _file_problem(os.path.join(checkpoint, index))
+        if problem is not None:
+            return problem
+        shards = set(_read_json(os.path.join(checkpoint, index)).get("weight_map", {}).values())
+        files += [os.path.join(checkpoint, shard) for shard in sorted(shards)]
+    if not files:
+        return "no model weights (" + " / ".join(_WEIGHT_FILES) + ")"
+    if require_optimizer_state:
+        optimizer = next(
+            (name for name in ("optimizer.pt", "optimizer.bin") if os.path.exists(os.path.join(checkpoint, name))),
+            "optimizer.pt",
+        )
+        files += [os.path.join(checkpoint, optimizer), os.path.join(checkpoint, "scheduler.pt")]
+    # written only in some runs (per rank, under fp16), but read back when present
+    files += sorted(
+        os.path.join(checkpoint, name)
+        for name in os.listdir(checkpoint)
+        if name == "scaler.pt" or (name.startswith("rng_state") and name.endswith(".pth"))
+    )
+    for path in files:
+        problem = _file_problem(path)
+        if problem is not None:
+            return problem
+    return None
+
+
+def last_complete_checkpoint(output_dir: str, require_optimizer_state: bool = True) -> str | None:
+    """The newest `checkpoint-N` of `output_dir` that is complete (`checkpoint_problem`), or None. Newer incomplete
+    ones (a run killed while it saved) are passed over with a warning naming them and what they lack."""
+    if not os.path.isdir(output_dir):
+        return None
+    numbered = []
+    for name in os.listdir(output_dir):
+        match = _CHECKPOINT_NAME.fullmatch(name)
+        if match and os.path.isdir(os.path.join(output_dir, name)):
+            numbered.append((int(match.group(1)), os.path.join(output_dir, name)))
+    for _, checkpoint in sorted(numbered, reverse=True):
+        problem = checkpoint_problem(checkpoint, require_optimizer_state)
+        if problem is None:
+            return checkpoint
+        logger.warning(
+            f"Passing over the incomplete checkpoint {checkpoint} ({problem}; a run killed while saving leaves "
+            "such a folder): resuming from an earlier one. Delete it once this run has saved past it."
+        )
+    return None
+
+
+def resolve_resume_checkpoint(
+    value: str | bool | None, output_dir: str, auto_resume: bool = False, require_optimizer_state: bool = True
+) -> str | None:
+    """What `--resume_from_checkpoint` means for our scripts: a path; "True" (or True) for the last complete
+    checkpoint in `output_dir` (`last_complete_checkpoint`: one a kill left half-written is passed over, with a
+    warning); "False" to start afresh. Unset, with `auto_resume`, a run whose `output_dir` holds checkpoints
+    continues from the last complete one (a killed run restarted with the same command). A missing or incomplete
+    checkpoint path is an error. `require_optimizer_state=False` for runs that save the model only."""
     if isinstance(value, str) and value.lower() in ("true", "false"):
         value = value.lower() == "true"
     if value is False:
@@ -350,20 +525,28 @@ def resolve_resume_checkpoint(value: str | bool | None, output_dir: str, auto_re
     if value is None:
         if not auto_resume or not os.path.isdir(output_dir):
             return None
-        checkpoint = get_last_checkpoint(output_dir)
+        checkpoint = last_complete_checkpoint(output_dir, require_optimizer_state)
         if checkpoint is not None:
             logger.warning(f"Resuming from {checkpoint} (pass --overwrite_output_dir True to start afresh).")
+        elif get_last_checkpoint(output_dir) is not None:
+            logger.warning(f"{output_dir} holds no complete checkpoint: starting afresh.")
         return checkpoint
     if value is True:
-        checkpoint = get_last_checkpoint(output_dir) if os.path.isdir(output_dir) else None
+        checkpoint = last_complete_checkpoint(output_dir, require_optimizer_state)
         if checkpoint is None:
             raise ValueError(
-                f"--resume_from_checkpoint True: {output_dir} holds no checkpoint-N folder to resume from. Pass a "
-                "checkpoint path, or drop the flag to start afresh."
+                f"--resume_from_checkpoint True: {output_dir} holds no complete checkpoint-N folder to resume from. "
+                "Pass a checkpoint path, or drop the flag to start afresh."
             )
         return checkpoint
     if not os.path.isdir(value):
         raise ValueError(f"--resume_from_checkpoint {value}: no such checkpoint folder.")
+    problem = checkpoint_problem(value, require_optimizer_state)
+    if problem is not None:
+        raise ValueError(
+            f"--resume_from_checkpoint {value}: the checkpoint is incomplete ({problem}); a run killed while saving "
+            "leaves such a folder. Pass an earlier checkpoint, or True for the last complete one."
+        )
     return value
 
 
@@ -493,7 +676,9 @@ def parameter_table(model) -> str:
 __all__ = [
     "OCRTrainer",
     "RunTotalsCallback",
+    "checkpoint_problem",
     "cpu_supports_bf16",
+    "last_complete_checkpoint",
     "make_compute_metrics",
     "parameter_table",
     "parse_args_with_preset",

@@ -238,7 +238,11 @@ def main() -> None:
     )
     minutes = 0.0
     if not peft_args.evaluate_only:
-        checkpoint = resolve_resume_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
+        checkpoint = resolve_resume_checkpoint(
+            training_args.resume_from_checkpoint,
+            training_args.output_dir,
+            require_optimizer_state=not training_args.save_only_model,
+        )
         minutes = train_and_report(trainer, checkpoint)["train_minutes"]
 
     eval_metrics = trainer.evaluate()

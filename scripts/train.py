@@ -224,7 +224,10 @@ def main() -> None:
 
     # unset: a killed run restarted with the same command continues from its last checkpoint
     checkpoint = resolve_resume_checkpoint(
-        training_args.resume_from_checkpoint, training_args.output_dir, auto_resume=not data_args.overwrite_output_dir
+        training_args.resume_from_checkpoint,
+        training_args.output_dir,
+        auto_resume=not data_args.overwrite_output_dir,
+        require_optimizer_state=not training_args.save_only_model,
     )
     minutes = train_and_report(trainer, checkpoint)["train_minutes"]
 

@@ -9,7 +9,9 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import importlib.util  # noqa: E402
 import shutil  # noqa: E402
+import sys  # noqa: E402
 import textwrap  # noqa: E402
+import threading  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
@@ -75,3 +77,32 @@ def make_hub_cache(checkpoint, cache, repo_id: str = "org/mambaocr"):
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text(commit)
     return cache
+
+
+def run_in_threads(function, items, num_threads: int = 2) -> tuple[dict, list]:
+    """`function(item)` for every item, the items dealt round-robin to `num_threads` threads started together; the
+    results by item index and the exceptions raised."""
+    results, errors = {}, []
+    start = threading.Barrier(num_threads)
+
+    def work(indices):
+        start.wait()
+        for index in indices:
+            try:
+                results[index] = function(items[index])
+            except Exception as error:  # collected: a raise in a thread would not fail the test
+                errors.append(error)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)  # switch threads often, as a busy server's calls interleave
+    try:
+        threads = [
+            threading.Thread(target=work, args=(range(k, len(items), num_threads),)) for k in range(num_threads)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    return results, errors

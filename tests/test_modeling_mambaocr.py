@@ -7,7 +7,7 @@ from safetensors.torch import save_file
 from mambaocr_hf import MambaOCRConfig, MambaOCRForCTC, MambaOCRProcessor
 from mambaocr_hf.modeling_mambaocr import FREEZE_STRATEGIES
 
-from .conftest import tiny_config_kwargs
+from .conftest import run_in_threads, tiny_config_kwargs
 
 
 class MambaOCRModelTester:
@@ -400,3 +400,35 @@ def test_padded_widths_off_the_frame_stride_are_warned_about(caplog):
         frames = int(padded.frame_lengths[1])
         if not warned:
             torch.testing.assert_close(padded.logits[1, :frames], alone.logits[0], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("path", ["fused", "modules"])
+def test_one_model_called_from_two_threads(path):
+    """Issue 20 item 1: the padding of a call travels with the call, so two threads calling one model on padded
+    batches of mixed widths and sizes get exactly what sequential calls give (before, one thread's padding mask was
+    applied to the other's batch: shape errors and wrong logits). `fused` runs the folded CPU backbone and its
+    shared weight cache, `modules` the module path with its padding hooks (autograd on)."""
+    model = MambaOCRForCTC(MambaOCRConfig(**tiny_config_kwargs(num_hidden_layers=1))).eval()
+    widths = [(24, 64), (64,), (16, 64, 40), (48, 8), (32,), (8, 64, 64)]
+    batches = []
+    for index in range(36):
+        sizes = widths[index % len(widths)]
+        width = max(sizes)
+        pixel_mask = (torch.arange(width)[None, :] < torch.tensor(sizes)[:, None]).long()
+        batches.append({"pixel_values": torch.randn(len(sizes), 3, 32, width) * pixel_mask[:, None, None, :],
+                        "pixel_mask": pixel_mask})  # fmt: skip
+    grad = path == "modules"
+
+    def logits(batch):
+        with torch.set_grad_enabled(grad):
+            return model(**batch).logits.detach()
+
+    expected = [logits(batch) for batch in batches]
+    results, errors = run_in_threads(logits, batches)
+    assert not errors, f"{len(errors)} calls raised, e.g. {errors[0]!r}"
+    wrong = [
+        i
+        for i, out in results.items()
+        if out.shape != expected[i].shape or not torch.allclose(out, expected[i], rtol=1e-4, atol=1e-5)
+    ]
+    assert not wrong, f"{len(wrong)} of {len(batches)} calls differ from sequential ones, e.g. batch {wrong[0]}"

@@ -246,7 +246,7 @@ def test_adapters_for_another_base_or_vocab_are_refused(base_dir, tmp_path):
 
     same_shape = get_peft_model(_model())  # same architecture, other weights: loads, with a warning
     save_adapter(same_shape, tmp_path / "other_weights", base_model="elsewhere")
-    logger = logging.get_logger("mambaocr_hf.peft_utils")
+    logger = logging.get_logger("mambaocr_hf.modeling_mambaocr")  # the one check every loading route shares
     with CaptureLogger(logger) as captured:
         check_adapter_compatibility(AutoModel.from_pretrained(base_dir), tmp_path / "other_weights")
     assert "base weights differ" in captured.out
@@ -375,3 +375,29 @@ def test_finetune_script_end_to_end(base_dir, tmp_path):
     model = AutoModel.from_pretrained(merged)
     assert type(model) is MambaOCRForCTC and model.config.vocab_size == 38
     assert MambaOCRProcessor.from_pretrained(merged).tokenizer.convert_tokens_to_ids("!") == 37
+
+
+@pytest.mark.parametrize("route", ["load_adapter", "peft", "auto_model", "pipeline"])
+def test_every_route_warns_about_an_adapter_from_another_base(base_dir, tmp_path, caplog, route):
+    """Issue 20 item 9: an adapter names its base (`base_model_name_or_path`), but that base's weights are not the
+    ones it was trained on (same shapes: say the base was retrained and saved over). Every way to load it warns,
+    not only `load_adapter`; an adapter on its own base loads without the warning."""
+    torch.manual_seed(1)
+    trained_on = _model()  # another base of the same shape
+    for name, base in (("other", trained_on), ("own", AutoModel.from_pretrained(base_dir))):
+        peft_model = get_peft_model(base).eval()
+        _perturb_lora(peft_model)
+        save_adapter(peft_model, tmp_path / name, base_model=str(base_dir))
+    loaders = {
+        "load_adapter": lambda adapter: load_adapter(str(base_dir), adapter),
+        "peft": lambda adapter: peft.PeftModel.from_pretrained(AutoModel.from_pretrained(base_dir), str(adapter)),
+        "auto_model": lambda adapter: AutoModel.from_pretrained(adapter),
+        "pipeline": lambda adapter: pipeline("scene-text-recognition", model=str(adapter)).model,
+    }
+    for name, warned in (("other", True), ("own", False)):
+        caplog.clear()
+        with caplog.at_level("WARNING"):
+            model = loaders[route](tmp_path / name)
+        assert caplog.text.count("base weights differ") == int(warned), (name, caplog.text)
+        assert "unexpected" not in caplog.text.lower(), caplog.text  # the fingerprint is no model tensor
+        _logits(model.eval())  # and the adapter loaded and runs

@@ -13,7 +13,7 @@ from transformers import pipeline
 
 from mambaocr_hf import MambaOCRConfig, MambaOCRForCTC, MambaOCRPipeline, MambaOCRProcessor, save_checkpoint
 
-from .conftest import WITHOUT_MAMBAOCR_PREAMBLE, make_hub_cache, tiny_config_kwargs
+from .conftest import WITHOUT_MAMBAOCR_PREAMBLE, make_hub_cache, run_in_threads, tiny_config_kwargs
 
 
 @pytest.fixture(scope="module")
@@ -204,3 +204,19 @@ def test_both_routes_from_a_folder_and_from_the_hub_cache(checkpoint, reader, tm
         expected_module = "transformers_modules" if task == "image-to-text" else "mambaocr_hf.pipeline_mambaocr"
         assert output["class"].startswith(expected_module)
         assert_same_results(output["results"], expected)
+
+
+def test_pipeline_called_from_several_threads(reader):
+    """Issue 20 item 13: one pipeline serving several threads (as a web server's workers do), each reading padded
+    batches of images of mixed widths, gives what sequential calls give."""
+    rng = np.random.default_rng(1)
+    requests = [
+        [rng.integers(0, 255, (32, int(width), 3), dtype=np.uint8) for width in rng.integers(8, 160, size=size)]
+        for size in [1, 2, 3, 4] * 4
+    ]
+    expected = [reader(images, batch_size=4) for images in requests]
+    results, errors = run_in_threads(lambda images: reader(images, batch_size=4), requests, num_threads=3)
+    assert not errors, f"{len(errors)} calls raised, e.g. {errors[0]!r}"
+    assert sorted(results) == list(range(len(requests)))
+    for index, result in results.items():
+        assert_same_results(result, expected[index])

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from PIL import Image
+from safetensors.torch import save_file
 from transformers import TrainingArguments
 
 from mambaocr_hf import MambaOCRConfig, MambaOCRForCTC, MambaOCRProcessor
@@ -342,19 +343,82 @@ def test_gradient_accumulation_gives_the_full_batch_gradient(tmp_path):
     torch.testing.assert_close(model.classifier.weight.grad, reference.classifier.weight.grad, rtol=1e-4, atol=1e-6)
 
 
+def _complete_checkpoint(path: Path, step: int) -> Path:
+    """The files Trainer writes into a checkpoint (tiny, but whole)."""
+    path.mkdir()
+    save_file({"weight": torch.zeros(3)}, str(path / "model.safetensors"))
+    torch.save({"state": {}}, path / "optimizer.pt")
+    torch.save({"last_epoch": step}, path / "scheduler.pt")
+    (path / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+    return path
+
+
 def test_resume_checkpoint_flag(tmp_path):
-    (tmp_path / "checkpoint-2").mkdir()
-    (tmp_path / "checkpoint-10").mkdir()
+    _complete_checkpoint(tmp_path / "checkpoint-2", 2)
+    _complete_checkpoint(tmp_path / "checkpoint-10", 10)
     last = str(tmp_path / "checkpoint-10")
     assert resolve_resume_checkpoint("True", str(tmp_path)) == last == resolve_resume_checkpoint(True, str(tmp_path))
     assert resolve_resume_checkpoint(None, str(tmp_path), auto_resume=True) == last
     assert resolve_resume_checkpoint(None, str(tmp_path)) is None  # finetune_lora: no resume unless asked
     assert resolve_resume_checkpoint("false", str(tmp_path), auto_resume=True) is None
     assert resolve_resume_checkpoint(str(tmp_path / "checkpoint-2"), str(tmp_path)) == str(tmp_path / "checkpoint-2")
-    with pytest.raises(ValueError, match="holds no checkpoint-N folder"):
+    with pytest.raises(ValueError, match="holds no complete checkpoint-N folder"):
         resolve_resume_checkpoint("True", str(tmp_path / "empty"))
     with pytest.raises(ValueError, match="no such checkpoint folder"):
         resolve_resume_checkpoint(str(tmp_path / "checkpoint-7"), str(tmp_path))
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda c: (c / "trainer_state.json").unlink(),  # killed before Trainer wrote its state (it comes last)
+        lambda c: _truncate(c / "trainer_state.json"),
+        lambda c: _truncate(c / "model.safetensors"),
+        lambda c: (c / "model.safetensors").write_bytes(b""),
+        lambda c: _truncate(c / "optimizer.pt"),
+        lambda c: (c / "scheduler.pt").unlink(),
+        lambda c: (c / "rng_state.pth").write_bytes(b"PK\x03\x04 cut short"),  # optional, but read when present
+    ],
+    ids=["no_state", "cut_state", "cut_weights", "empty_weights", "cut_optimizer", "no_scheduler", "cut_rng"],
+)
+def test_resume_passes_over_an_incomplete_checkpoint(tmp_path, caplog, damage):
+    """Issue 20 item 2: a run killed while Trainer wrote `checkpoint-N` (in place) leaves an incomplete folder; the
+    rerun resumes from the newest complete checkpoint and names the one it passed over."""
+    earlier = str(_complete_checkpoint(tmp_path / "checkpoint-2", 2))
+    damage(_complete_checkpoint(tmp_path / "checkpoint-10", 10))
+    with caplog.at_level("WARNING"):
+        assert resolve_resume_checkpoint(None, str(tmp_path), auto_resume=True) == earlier
+        assert resolve_resume_checkpoint(True, str(tmp_path)) == earlier
+    assert "Passing over the incomplete checkpoint" in caplog.text and "checkpoint-10" in caplog.text
+    with pytest.raises(ValueError, match="checkpoint is incomplete"):  # named explicitly: an error, not a crash later
+        resolve_resume_checkpoint(str(tmp_path / "checkpoint-10"), str(tmp_path))
+
+
+def test_trainer_resumes_from_the_last_complete_checkpoint(tmp_path, caplog):
+    """The same through `OCRTrainer.train(resume_from_checkpoint=True)` on a real run whose newest checkpoint lost
+    its trainer_state.json and had its weights cut (Trainer itself takes the newest folder and fails)."""
+    from .conftest import tiny_config_kwargs
+
+    processor = MambaOCRProcessor.from_defaults()
+    model = MambaOCRForCTC(MambaOCRConfig(**tiny_config_kwargs(max_width=128)))
+    args = TrainingArguments(
+        output_dir=str(tmp_path), max_steps=2, per_device_train_batch_size=2, report_to="none", use_cpu=True,
+        remove_unused_columns=False, save_strategy="steps", save_steps=1,
+    )  # fmt: skip
+    dataset = load_ocr_dataset("synthetic", processor=processor, num_samples=8, seed=0)
+    OCRTrainer(model=model, args=args, train_dataset=dataset, data_collator=OCRDataCollator(processor)).train()
+    (tmp_path / "checkpoint-2" / "trainer_state.json").unlink()
+    _truncate(tmp_path / "checkpoint-2" / "model.safetensors")
+    args.max_steps = 3
+    trainer = OCRTrainer(model=model, args=args, train_dataset=dataset, data_collator=OCRDataCollator(processor))
+    with caplog.at_level("WARNING"):
+        trainer.train(resume_from_checkpoint=True)
+    assert trainer.resumed_from_step == 1 and trainer.state.global_step == 3
+    assert f"Passing over the incomplete checkpoint {tmp_path / 'checkpoint-2'} (no trainer_state.json" in caplog.text
 
 
 def test_parameter_table_and_bf16_probe():
@@ -410,3 +474,59 @@ def test_tensorboard_logging_when_installed(installed, monkeypatch, tmp_path):
     setup_training_run(args, logging.getLogger("test"))
     assert args.report_to == (["tensorboard"] if installed else [])
     assert args.remove_unused_columns is False
+
+
+@pytest.mark.parametrize("accumulation", [1, 2])
+def test_dropped_nonfinite_step_is_skipped_everywhere(tmp_path, accumulation):
+    """Issue 20 item 8: a step whose forward diverges (here: the images of step 2 turned to NaN) is logged as
+    skipped (no `loss` of 0.0), left out of the `loss`/`train_loss` averages, changes no weight, and leaves
+    BatchNorm's running statistics as they were (its forward made them NaN). With gradient accumulation the whole
+    step goes: the bad micro-batch is step 2's first, and the one after it must not update the weights either."""
+    from transformers import TrainerCallback
+
+    from .conftest import tiny_config_kwargs
+
+    processor = MambaOCRProcessor.from_defaults()
+    model = MambaOCRForCTC(MambaOCRConfig(**tiny_config_kwargs(max_width=128)))
+    model.apply_freeze_strategy("full")
+    calls = []
+
+    def poison(module, args):  # forward pre-hook of the backbone: (pixel_values, valid_pixels)
+        calls.append(1)
+        if len(calls) == accumulation + 1:  # the first micro-batch of step 2
+            return (args[0] * float("nan"),) + tuple(args[1:])
+        return None
+
+    model.backbone.register_forward_pre_hook(poison)
+    args = TrainingArguments(
+        output_dir=str(tmp_path), max_steps=3, per_device_train_batch_size=2, gradient_accumulation_steps=accumulation,
+        report_to="none", use_cpu=True, remove_unused_columns=False, save_strategy="no", logging_steps=1,
+        learning_rate=1e-3,
+    )  # fmt: skip
+    dataset = load_ocr_dataset("synthetic", processor=processor, num_samples=12, seed=0)
+    trainer = OCRTrainer(model=model, args=args, train_dataset=dataset, data_collator=OCRDataCollator(processor))
+
+    def snapshot():
+        return {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
+
+    after_steps = []
+
+    class Record(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            after_steps.append(snapshot())
+
+    trainer.add_callback(Record())
+    result = trainer.train()
+    assert len(calls) == 3 * accumulation and trainer.nonfinite_steps == 1
+    step1, step2, step3 = after_steps[:3]
+    for name, tensor in step2.items():  # weights and BatchNorm statistics as the step before left them
+        assert torch.equal(tensor, step1[name]), name
+    assert all(torch.isfinite(t).all() for t in step3.values() if t.is_floating_point())
+    assert any(not torch.equal(step3[name], step2[name]) for name in step3)  # and training goes on
+    logs = {entry["step"]: entry for entry in trainer.state.log_history if "learning_rate" in entry}
+    assert "loss" not in logs[2] and logs[2]["skipped_steps"] == 1
+    losses = [logs[step]["loss"] for step in (1, 3)]
+    assert all(loss > 0 for loss in losses)
+    assert result.training_loss == pytest.approx(sum(losses) / 2, rel=1e-4)
+    assert result.metrics["train_loss"] == pytest.approx(sum(losses) / 2, rel=1e-4)
+    assert result.metrics["train_skipped_steps"] == 1
