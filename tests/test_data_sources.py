@@ -293,6 +293,56 @@ def test_lmdb_reader_skips_bad_entries(tmp_path, processor):
     assert skip_counts(f"lmdb:{root}") == {"unreadable_image": 2, "empty_label": 1, "missing_image": 1}
 
 
+def test_truncated_lmdb_is_a_clear_error_not_a_crash(tmp_path):
+    """A data.mdb cut short (an interrupted copy) used to kill the process with SIGBUS when read: now opening it
+    names the file and says to copy it again. Read in a subprocess so a crash cannot take pytest down."""
+    import subprocess
+    import sys
+
+    root = tmp_path / "lmdb"
+    rows = [{"image": _encoded(color=(index, index, index)), "text": f"w{index}"} for index in range(200)]
+    write_lmdb(rows, root, show_progress=False)
+    data_file = root / "data.mdb"
+    with open(data_file, "r+b") as handle:
+        handle.truncate(data_file.stat().st_size // 2)
+    script = (
+        "import sys\n"
+        "from mambaocr_hf.data import load_ocr_dataset\n"
+        "try:\n"
+        "    rows = list(load_ocr_dataset(sys.argv[1]))\n"
+        "except ValueError as error:\n"
+        "    print(error)\n"
+        "    sys.exit(3)\n"
+        "print('read', len(rows))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(root)], capture_output=True, text=True, timeout=120, env=os.environ
+    )
+    assert result.returncode == 3, (result.returncode, result.stdout, result.stderr[-2000:])
+    assert str(data_file) in result.stdout and "truncated" in result.stdout and "again" in result.stdout
+
+    # cut below its two header pages: lmdb refuses it, and that is said the same way
+    with open(data_file, "r+b") as handle:
+        handle.truncate(1000)
+    from mambaocr_hf.data.lmdb_io import IncompleteLMDBError
+
+    with pytest.raises(IncompleteLMDBError, match="data.mdb.*again"):
+        load_ocr_dataset(str(root))
+
+
+@pytest.mark.parametrize("value", [b"many", b"-3", b"\xff1"])
+def test_lmdb_num_samples_that_is_not_a_count_is_a_clear_error(tmp_path, value):
+    root = str(tmp_path / "lmdb")
+    env = lmdb.open(root, map_size=1 << 24)
+    with env.begin(write=True) as txn:
+        txn.put(b"image-%09d" % 1, _encoded())
+        txn.put(b"label-%09d" % 1, b"ok")
+        txn.put(b"num-samples", value)
+    env.close()
+    with pytest.raises(ValueError, match=r"lmdb: its 'num-samples' value .* is not a count of samples"):
+        load_ocr_dataset(root)
+
+
 # MJSynth
 
 
