@@ -163,6 +163,21 @@ def test_folder_without_tokenizer_keeps_labels_and_finds_nested_label_files(tmp_
     assert len(_texts(load_ocr_dataset(str(tmp_path)))) == 6  # both labels.tsv files
 
 
+@pytest.mark.parametrize("line_break", [b"\r", b"\r\n", b"\n"])
+def test_labels_tsv_line_breaks_of_every_platform(tmp_path, processor, line_break):
+    """Old-Mac files (CR only) were read as one line: one sample with a label made of every line. Each line break
+    is read as such, also when the file is cut into shards (DataLoader workers)."""
+    folder = tmp_path / "folder"
+    for index in range(len(WORDS)):
+        _write(str(folder / f"{index}.png"), _encoded())
+    lines = [b"path\tlabel"] + [f"{index}.png\t{word}".encode() for index, word in enumerate(WORDS)]
+    (folder / "labels.tsv").write_bytes(line_break.join(lines) + line_break)
+    assert _texts(load_ocr_dataset(str(folder), processor=processor)) == WORDS
+    sharded = load_ocr_dataset(str(folder), processor=processor, num_shards=5)
+    assert sharded.num_shards == 5 and _texts(sharded) == WORDS
+    assert skip_counts(f"folder:{folder}") == {}
+
+
 def test_split_folders_and_non_streaming(tmp_path, processor):
     for split, words in (("train", WORDS[:3]), ("val", WORDS[3:5])):
         folder = tmp_path / split
