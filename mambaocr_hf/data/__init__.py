@@ -12,6 +12,7 @@ from .filters import (
     SampleFilter,
     ctc_frames,
     ctc_frames_needed,
+    label_change_counts,
     reset_skip_counts,
     skip_counts,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "detect_layout",
     "find_fonts",
     "interleave_sources",
+    "label_change_counts",
     "load_ocr_dataset",
     "parse_source_spec",
     "reset_skip_counts",

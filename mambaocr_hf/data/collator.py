@@ -107,12 +107,13 @@ class OCRDataCollator:
                     ) from None
                 except (ValueError, TypeError, OSError, UnidentifiedImageError) as error:
                     raise SkipSample("unreadable_image", f"{where} ({error})") from None
-                label = self.sample_filter.label(feature.get("text"), where)
+                label, change = self.sample_filter.label_and_change(feature.get("text"), where)
                 self.sample_filter.geometry(label, image.size, where)
             except SkipSample as error:
                 self.sample_filter.skip(error)
                 reasons.append(error.reason)
                 continue
+            self.sample_filter.keep(change)
             images.append(image)
             texts.append(label)
         if not images:

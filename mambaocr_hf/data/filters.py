@@ -8,6 +8,7 @@ import atexit
 import contextlib
 import io
 import logging as std_logging
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -30,6 +31,13 @@ SKIP_REASONS = {
     "extreme_aspect_ratio": "the image's aspect ratio is extreme",
     "label_too_long_for_ctc": "the image is too narrow for CTC to align the label",
 }
+# kept samples whose label was changed on the way: counted and logged like skips, but the sample trains
+CHANGE_REASONS = {
+    "characters_removed": (
+        "characters outside the charset were removed from the label (unknown_char_policy='map'), so the sample trains "
+        "on the shortened label; add them to the charset, or use unknown_char_policy='drop' to skip such samples"
+    ),
+}
 _SUMMARY_EVERY = 1000
 
 
@@ -48,11 +56,13 @@ class SkipSample(Exception):
 
 class SkipStats:
     """Counts the samples a source skipped, by reason, and logs them: the first of each reason with details, then a
-    summary every 1000 skips and when the process exits."""
+    summary every 1000 skips and when the process exits. Kept samples whose label was changed (`CHANGE_REASONS`)
+    are counted and logged the same way, in `changed`."""
 
     def __init__(self, name: str):
         self.name = name
         self.counts: Counter[str] = Counter()
+        self.changed: Counter[str] = Counter()
         self.kept = 0
 
     @property
@@ -70,10 +80,23 @@ class SkipStats:
         if self.skipped % _SUMMARY_EVERY == 0:
             logger.warning(self.summary())
 
+    def record_change(self, reason: str, detail: str) -> None:
+        """Count a kept sample whose label was changed (`reason` is a key of `CHANGE_REASONS`)."""
+        self.changed[reason] += 1
+        if self.changed[reason] == 1:
+            logger.warning(
+                f"[{self.name}] {detail}: {CHANGE_REASONS[reason]}. Later samples changed for this reason are counted, "
+                "not logged one by one."
+            )
+
     def summary(self) -> str:
         reasons = ", ".join(f"{count} {reason}" for reason, count in sorted(self.counts.items()))
         total = self.kept + self.skipped
-        return f"[{self.name}] skipped {self.skipped} of {total} samples read so far ({reasons or 'none'})."
+        text = f"[{self.name}] skipped {self.skipped} of {total} samples read so far ({reasons or 'none'})"
+        if self.changed:
+            changes = ", ".join(f"{count} {reason}" for reason, count in sorted(self.changed.items()))
+            text += f"; kept with a changed label: {changes}"
+        return text + "."
 
 
 _STATS: dict[str, SkipStats] = {}
@@ -96,6 +119,14 @@ def skip_counts(name: str | None = None) -> dict:
     return {key: dict(stats.counts) for key, stats in _STATS.items()}
 
 
+def label_change_counts(name: str | None = None) -> dict:
+    """Kept samples whose label was changed in this process (`CHANGE_REASONS`, e.g. characters outside the charset
+    removed under the `"map"` policy): `{reason: count}` for the source `name`, or `{source: {reason: count}}`."""
+    if name is not None:
+        return dict(_STATS[name].changed) if name in _STATS else {}
+    return {key: dict(stats.changed) for key, stats in _STATS.items() if stats.changed}
+
+
 def reset_skip_counts() -> None:
     """Forget all counts (tests, or a new epoch's report)."""
     _STATS.clear()
@@ -104,7 +135,7 @@ def reset_skip_counts() -> None:
 @atexit.register
 def _log_summaries() -> None:
     for stats in _STATS.values():
-        if stats.skipped:
+        if stats.skipped or stats.changed:
             logger.warning(stats.summary())
 
 
@@ -183,6 +214,16 @@ class LabelNormalizer:
             return text
         with _quiet_tokenizer():
             return self.folding_tokenizer.normalize_text(text)
+
+    def removed_characters(self, text: str) -> list[str]:
+        """Characters of `text` that the `"map"` policy removes (sorted, each once): those left outside the charset
+        once accents, case and `char_map` are folded (`"é"` folds to `"e"` and is not removed, `"€"` is)."""
+        if not self.unknown_characters(text):
+            return []
+        tokenizer = self.folding_tokenizer
+        if not text.isascii():  # as `normalize_text`: "e" + combining acute is one "é"
+            text = unicodedata.normalize("NFC", text)
+        return sorted({char for char in text if tokenizer.unknown_characters(tokenizer._fold(char))})
 
     def __call__(self, text: str) -> str | None:
         """The label for `text`, or `None` when the `"drop"` policy drops the sample.
@@ -329,8 +370,17 @@ class SampleFilter:
         """The cleaned label of a sample (raises `SkipSample` for a bad one).
 
         Labels read from files come as `bytes` (or as `str` decoded with `surrogateescape`): they are decoded as
-        UTF-8 strictly, never with replacement characters that would silently train a wrong label.
+        UTF-8 strictly, never with replacement characters that would silently train a wrong label. A label whose
+        characters outside the charset are removed (`"map"` policy) is counted as `characters_removed`.
         """
+        label, change = self.label_and_change(text, where)
+        if change is not None:
+            self.skip_stats.record_change(*change)
+        return label
+
+    def label_and_change(self, text, where: str = "sample") -> tuple[str, tuple[str, str] | None]:
+        """`label`, without counting the change it made: the cleaned label and `(reason, detail)` when the label was
+        changed (a key of `CHANGE_REASONS`), for the caller to count once the sample is kept (`keep`)."""
         if isinstance(text, (bytes, bytearray, memoryview)):
             try:
                 text = bytes(text).decode("utf-8")
@@ -347,6 +397,7 @@ class SampleFilter:
         text = text.strip()  # surrounding whitespace (a trailing "\r", a stray space) is never part of the text
         if not text:
             raise SkipSample("empty_label", where)
+        change = None
         if self.normalizer is not None:
             try:
                 label = self.normalizer(text)
@@ -357,10 +408,15 @@ class SampleFilter:
                 raise SkipSample("unknown_characters", f"{where} (label {text!r}, characters {unknown})")
             if not label:
                 raise SkipSample("label_emptied_by_charset", f"{where} (label {text!r})")
+            if label != text and self.normalizer.unknown_char_policy == "map":
+                removed = self.normalizer.removed_characters(text)
+                if removed:
+                    detail = f"{where}: label {text!r} trains as {label!r} (removed {removed})"
+                    change = ("characters_removed", detail)
             text = label
         if self.max_label_length is not None and len(text) > self.max_label_length:
             raise SkipSample("label_too_long", f"{where} (label {text!r}, {len(text)} > {self.max_label_length})")
-        return text
+        return text, change
 
     def geometry(self, label: str, size: tuple[int, int], where: str = "sample") -> None:
         """Check the image size against the label (raises `SkipSample` for a bad one)."""
@@ -387,19 +443,21 @@ class SampleFilter:
             raise BadSampleError(f"[{self.name}] bad sample: {error} (bad_sample_policy='raise').") from None
         self.skip_stats.record(error.reason, error.detail)
 
-    def keep(self) -> None:
-        """Count a good sample (for the "skipped N of M" summaries)."""
+    def keep(self, change: tuple[str, str] | None = None) -> None:
+        """Count a good sample (for the "skipped N of M" summaries), and the change made to its label if any."""
         self.skip_stats.kept += 1
+        if change is not None:
+            self.skip_stats.record_change(*change)
 
     def check_decoded(self, text, size: tuple[int, int], where: str) -> str | None:
         """The label of a sample whose image size is known, or `None` when it is skipped."""
         try:
-            label = self.label(text, where)
+            label, change = self.label_and_change(text, where)
             self.geometry(label, size, where)
         except SkipSample as error:
             self.skip(error)
             return None
-        self.keep()
+        self.keep(change)
         return label
 
     def check_encoded(self, text, data: bytes | None, where: str, verify: bool = True) -> str | None:
@@ -408,7 +466,7 @@ class SampleFilter:
         `data=None` means the image file is missing.
         """
         try:
-            label = self.label(text, where)
+            label, change = self.label_and_change(text, where)
             if data is None:
                 raise SkipSample("missing_image", where)
             try:
@@ -419,12 +477,13 @@ class SampleFilter:
         except SkipSample as error:
             self.skip(error)
             return None
-        self.keep()
+        self.keep(change)
         return label
 
 
 __all__ = [
     "BadSampleError",
+    "CHANGE_REASONS",
     "SKIP_REASONS",
     "SkipSample",
     "LabelNormalizer",
@@ -433,6 +492,7 @@ __all__ = [
     "ctc_frames",
     "ctc_frames_needed",
     "image_size",
+    "label_change_counts",
     "reset_skip_counts",
     "skip_counts",
 ]
