@@ -224,8 +224,11 @@ class OCRTrainer(Trainer):
     """
 
     def __init__(self, *args, **kwargs):
+        from .data.reporting import SkipReportCallback
+
         super().__init__(*args, **kwargs)
         self.add_callback(RunTotalsCallback())
+        self.add_callback(SkipReportCallback())  # skip totals (workers' too); no training data is an error
         self.resumed_from_step: int | None = None
 
     @property

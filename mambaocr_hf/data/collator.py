@@ -10,7 +10,7 @@ from transformers.image_processing_utils import BatchFeature
 from transformers.utils import logging
 
 from ..image_processing_mambaocr import to_pil_image
-from .filters import SampleFilter, SkipSample, SkipStats
+from .filters import SampleFilter, SkipSample, SkipStats, report_skip_counts
 
 logger = logging.get_logger(__name__)
 
@@ -116,6 +116,7 @@ class OCRDataCollator:
             self.sample_filter.keep(change)
             images.append(image)
             texts.append(label)
+        report_skip_counts()  # in a DataLoader worker: the training process's report sees this batch's counts
         if not images:
             if self.empty_batch == "reuse_last" and self._last_good is not None:
                 logger.warning(

@@ -7,8 +7,13 @@ from __future__ import annotations
 import atexit
 import contextlib
 import io
+import json
 import logging as std_logging
+import multiprocessing.util
+import os
+import time
 import unicodedata
+import weakref
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -64,6 +69,7 @@ class SkipStats:
         self.counts: Counter[str] = Counter()
         self.changed: Counter[str] = Counter()
         self.kept = 0
+        _ALL_STATS.add(self)
 
     @property
     def skipped(self) -> int:
@@ -72,6 +78,7 @@ class SkipStats:
 
     def record(self, reason: str, detail: str) -> None:
         self.counts[reason] += 1
+        _report_soon()
         if self.counts[reason] == 1:
             logger.warning(
                 f"[{self.name}] skipping {detail}: {SKIP_REASONS[reason]}. Later samples skipped for this reason are "
@@ -83,6 +90,7 @@ class SkipStats:
     def record_change(self, reason: str, detail: str) -> None:
         """Count a kept sample whose label was changed (`reason` is a key of `CHANGE_REASONS`)."""
         self.changed[reason] += 1
+        _report_soon()
         if self.changed[reason] == 1:
             logger.warning(
                 f"[{self.name}] {detail}: {CHANGE_REASONS[reason]}. Later samples changed for this reason are counted, "
@@ -100,6 +108,118 @@ class SkipStats:
 
 
 _STATS: dict[str, SkipStats] = {}
+# every counter of this process (sources' and collators' own), for the report to the training process
+_ALL_STATS: weakref.WeakSet[SkipStats] = weakref.WeakSet()
+
+
+# Counts of other processes. DataLoader workers read and check the samples, so their counts live there; when the
+# training process opens a report folder (`start_skip_report`, done by the trainer's `SkipReportCallback`), each
+# other process that counts (its workers, forked or spawned, inherit the folder through the environment) writes its
+# totals to `<folder>/<pid>.json`: at most once a second while counting, after each batch the collator makes, and
+# when it exits.
+SKIP_REPORT_ENV = "MAMBAOCR_SKIP_REPORT_DIR"
+_REPORT = {"owner": None, "last": 0.0, "finalizer_pid": None}
+
+
+def _clear_after_fork() -> None:
+    """A forked process counts what it reads itself, from zero (its copies of the parent's counts are the parent's
+    to report)."""
+    for stats in list(_ALL_STATS):
+        stats.counts.clear()
+        stats.changed.clear()
+        stats.kept = 0
+    _REPORT["last"], _REPORT["finalizer_pid"] = 0.0, None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_clear_after_fork)
+
+
+def start_skip_report(folder: str) -> None:
+    """Make this process the one that collects the counts: the processes it starts (DataLoader workers) write theirs
+    to `folder`, read back by `collect_skip_counts`."""
+    os.makedirs(folder, exist_ok=True)
+    os.environ[SKIP_REPORT_ENV] = folder
+    _REPORT["owner"] = os.getpid()
+
+
+def stop_skip_report(folder: str) -> None:
+    """Close the report opened by `start_skip_report(folder)` (processes started later no longer write to it)."""
+    if os.environ.get(SKIP_REPORT_ENV) == folder:
+        del os.environ[SKIP_REPORT_ENV]
+        _REPORT["owner"] = None
+
+
+def _snapshot() -> dict:
+    """This process's counts, by source: `{name: {"skipped": {...}, "changed": {...}, "kept": n}}`."""
+    merged: dict[str, dict] = {}
+    for stats in list(_ALL_STATS):
+        if not (stats.kept or stats.counts or stats.changed):
+            continue
+        entry = merged.setdefault(stats.name, {"skipped": Counter(), "changed": Counter(), "kept": 0})
+        entry["skipped"].update(stats.counts)
+        entry["changed"].update(stats.changed)
+        entry["kept"] += stats.kept
+    return {
+        name: {**entry, "skipped": dict(entry["skipped"]), "changed": dict(entry["changed"])}
+        for name, entry in merged.items()
+    }
+
+
+def report_skip_counts(force: bool = True) -> None:
+    """Write this process's counts for the training process (a no-op there, and where no report is open); without
+    `force`, at most once a second."""
+    folder = os.environ.get(SKIP_REPORT_ENV)
+    pid = os.getpid()
+    if not folder or pid == _REPORT["owner"]:
+        return
+    now = time.monotonic()
+    if not force and now - _REPORT["last"] < 1.0:
+        return
+    _REPORT["last"] = now
+    if not os.path.isdir(folder):  # the training process closed it
+        return
+    if _REPORT["finalizer_pid"] != pid:  # a worker's last counts are written when it exits
+        _REPORT["finalizer_pid"] = pid
+        multiprocessing.util.Finalize(None, report_skip_counts, exitpriority=10)
+    path = os.path.join(folder, f"{pid}.json")
+    try:
+        with open(path + ".tmp", "w", encoding="utf-8") as handle:
+            json.dump(_snapshot(), handle)
+        os.replace(path + ".tmp", path)  # the reader never sees half a file
+    except OSError as error:  # the report must never stop the data
+        logger.debug(f"Could not write the skip counts to {path}: {error}")
+
+
+def _report_soon() -> None:
+    if SKIP_REPORT_ENV in os.environ:
+        report_skip_counts(force=False)
+
+
+def collect_skip_counts(folder: str | None = None) -> dict:
+    """The counts of this process and of the processes that reported to `folder` (default: the open report), added
+    up by source: `{name: {"skipped": {reason: n}, "changed": {reason: n}, "kept": n}}`."""
+    folder = folder or os.environ.get(SKIP_REPORT_ENV)
+    reports = [_snapshot()]
+    if folder and os.path.isdir(folder):
+        for name in sorted(os.listdir(folder)):
+            if name.endswith(".json") and name != f"{os.getpid()}.json":
+                try:
+                    with open(os.path.join(folder, name), encoding="utf-8") as handle:
+                        reports.append(json.load(handle))
+                except (OSError, ValueError):
+                    continue
+    totals: dict[str, dict] = {}
+    for report in reports:
+        for source, entry in report.items():
+            total = totals.setdefault(source, {"skipped": Counter(), "changed": Counter(), "kept": 0})
+            total["skipped"].update(entry.get("skipped", {}))
+            total["changed"].update(entry.get("changed", {}))
+            total["kept"] += int(entry.get("kept", 0))
+    return {
+        source: {"skipped": dict(entry["skipped"]), "changed": dict(entry["changed"]), "kept": entry["kept"]}
+        for source, entry in sorted(totals.items())
+    }
 
 
 def get_skip_stats(name: str) -> SkipStats:
@@ -491,8 +611,12 @@ __all__ = [
     "SkipStats",
     "ctc_frames",
     "ctc_frames_needed",
+    "collect_skip_counts",
     "image_size",
     "label_change_counts",
+    "report_skip_counts",
     "reset_skip_counts",
     "skip_counts",
+    "start_skip_report",
+    "stop_skip_report",
 ]
