@@ -232,7 +232,8 @@ def get_skip_stats(name: str) -> SkipStats:
 def skip_counts(name: str | None = None) -> dict:
     """Samples skipped in this process: `{reason: count}` for the source `name`, or `{source: {reason: count}}`.
 
-    Counts live in the process that read the samples (a DataLoader worker counts its own).
+    Counts live in the process that read the samples (a DataLoader worker counts its own); `collect_skip_counts`
+    adds up those that workers reported to a training run (`SkipReportCallback`).
     """
     if name is not None:
         return dict(_STATS[name].counts) if name in _STATS else {}
