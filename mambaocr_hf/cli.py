@@ -6,6 +6,10 @@
     mambaocr crops/ --model runs/demo_cpu --beam_width 10 --lexicon words.txt --format tsv
 
 Unreadable files are reported and skipped; the exit status is 1 only when no image could be read.
+
+File names that are not valid UTF-8 are written escaped, never as invalid UTF-8: in JSON lines as \\udcXX escapes
+(os.fsencode(json.loads(line)["path"]) gives the file's bytes back), in TSV and tables as \\xNN. TSV fields escape
+backslash, tab, newline and carriage return as \\\\, \\t, \\n and \\r, so each record is one line of three fields.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import glob
 import json
 import logging
 import os
+import pickle
 import sys
 from collections.abc import Iterator, Sequence
 from typing import TextIO
@@ -66,6 +71,59 @@ def _readable(paths: Sequence[str], skipped: list[tuple[str, str]]) -> Iterator[
             logger.warning(f"Skipping {path}: {error}")
 
 
+_TSV_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def shown_path(path: str) -> str:
+    """`path` as text that encodes to UTF-8: a name that is not UTF-8 (its bytes kept as lone surrogates by
+    `os.fsdecode`) shows its bytes as `\\xNN`."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return os.fsencode(path).decode("utf-8", "backslashreplace")
+    return path
+
+
+def tsv_field(text: str) -> str:
+    """One TSV field: backslash, tab, newline and carriage return escaped, bytes that are not UTF-8 as `\\xNN`."""
+    return shown_path(text.translate(_TSV_ESCAPES))
+
+
+def jsonl_record(record: dict) -> str:
+    """One JSON line that is valid UTF-8 whatever the file name: lone surrogates (`os.fsdecode` of bytes that are not
+    UTF-8) become `\\udcXX` escapes, which `json.loads` reads back as the same string."""
+    return json.dumps(record, ensure_ascii=False).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def weights_load_error(model: str, error: BaseException) -> str | None:
+    """A message for a checkpoint whose weight file cannot be read (truncated, corrupt, not a weight file), or `None`
+    when `error` is not that kind of failure."""
+    try:
+        from safetensors import SafetensorError
+    except ImportError:  # pragma: no cover - safetensors comes with transformers
+        SafetensorError = ()  # noqa: N806
+    corrupt = isinstance(error, (SafetensorError, pickle.UnpicklingError, EOFError)) or (
+        isinstance(error, RuntimeError) and "PytorchStreamReader" in str(error)
+    )
+    if not corrupt:
+        return None
+    names = ("model.safetensors", "pytorch_model.bin", "adapter_model.safetensors", "adapter_model.bin")
+    found = [os.path.join(model, name) for name in names if os.path.isfile(os.path.join(model, name))]
+    where = " or ".join(found) if found else f"the weight file of {model!r}"
+    if isinstance(error, pickle.UnpicklingError):
+        # torch's own message suggests weights_only=False, which would run whatever code the pickle holds
+        detail = (
+            "torch.load(weights_only=True) refused it; do not load it with weights_only=False unless you trust its "
+            "source: that runs the code a pickle may hold"
+        )
+    else:
+        detail = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+    return (
+        f"Could not read the weights in {where}: the file is truncated or corrupt (an interrupted download or copy), "
+        f"or not a weight file ({detail}). Copy or download the checkpoint again, or save it again from the model."
+    )
+
+
 class _Writer:
     def __init__(self, stream: TextIO, fmt: str, char_details: bool):
         self.stream, self.format, self.char_details = stream, fmt, char_details
@@ -79,11 +137,11 @@ class _Writer:
             record = {"path": path, "text": text, "score": round(score, 6)}
             if self.char_details:
                 record["chars"] = result["chars"]
-            self.stream.write(json.dumps(record, ensure_ascii=False) + "\n")
+            self.stream.write(jsonl_record(record) + "\n")
         elif self.format == "tsv":
-            self.stream.write(f"{path}\t{text}\t{score:.4f}\n")
+            self.stream.write(f"{tsv_field(path)}\t{tsv_field(text)}\t{score:.4f}\n")
         else:
-            self.table_rows.append((path, text, score))
+            self.table_rows.append((tsv_field(path), tsv_field(text), score))
 
     def close(self) -> None:
         if self.format == "table" and self.table_rows:
@@ -176,9 +234,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             dtype=getattr(torch, args.dtype) if args.dtype else "auto",
             trust_remote_code=args.trust_remote_code or None,
         )
-    except RuntimeError as error:  # e.g. --device cuda on a machine without CUDA
-        raise SystemExit(f"Could not put the model on --device {args.device!r}: {error}") from error
-    except (OSError, ValueError) as error:
+    except Exception as error:
+        message = weights_load_error(args.model, error)
+        if message is not None:
+            raise SystemExit(message) from error
+        if isinstance(error, RuntimeError):  # e.g. --device cuda on a machine without CUDA
+            raise SystemExit(f"Could not put the model on --device {args.device!r}: {error}") from error
+        if not isinstance(error, (OSError, ValueError)):
+            raise
         raise SystemExit(
             f"Could not load the model {args.model!r}: give a checkpoint folder (with config.json), a PEFT adapter "
             f"folder or a Hub repo id (offline, it must be in the local Hub cache).\n{error}"

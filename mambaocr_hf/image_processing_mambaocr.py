@@ -24,9 +24,52 @@ _RESAMPLE = {
 }
 
 
-def _array_to_uint8(array: np.ndarray) -> np.ndarray:
+_WARNED: set[str] = set()
+
+
+def _warn_once(kind: str, message: str) -> None:
+    """Log `message` the first time a `kind` of doubtful input is seen in this process (a data pipeline would
+    otherwise repeat it for every image)."""
+    if kind not in _WARNED:
+        _WARNED.add(kind)
+        logger.warning(message + " This is said once.")
+
+
+def _check_float_range(array: np.ndarray, index: int) -> None:
+    """Refuse NaN and warn about what the float-to-uint8 conversion would silently destroy: infinities, and values
+    outside both [0, 1] and [0, 255] (an already normalised tensor is clipped to near-black)."""
+    if not array.size:
+        return
+    if np.isnan(array).any():
+        raise ValueError(
+            f"Image {index}: the float array holds NaN values ({int(np.isnan(array).sum())} of {array.size}), which "
+            "are no pixel value (they would read as black). Pass a finite image: a PIL image, uint8 values in "
+            "[0, 255], or floats in [0, 1]."
+        )
+    finite = np.isfinite(array)
+    if not finite.all():
+        _warn_once(
+            "inf",
+            f"Image {index}: the float array holds {int((~finite).sum())} infinite values; they are read as black "
+            "(-inf) or white (+inf). Pass a finite image: a PIL image, uint8 values in [0, 255], or floats in [0, 1].",
+        )
+        array = array[finite]
+        if not array.size:
+            return
+    low, high = float(array.min()), float(array.max())
+    if low < -0.01 or high > 255.5:
+        _warn_once(
+            "range",
+            f"Image {index}: float values in [{low:.3g}, {high:.3g}] fit neither [0, 1] nor [0, 255]; they are "
+            "clipped to [0, 255], which loses most of the image (an already normalised tensor, e.g. with ImageNet "
+            "mean and std, turns near-black). Pass the raw image instead (a PIL image, uint8 values in [0, 255], or "
+            "floats in [0, 1]): the processor normalises it itself.",
+        )
+
+
+def _array_to_uint8(array: np.ndarray, index: int = 0) -> np.ndarray:
     """Bring an integer or float array of any common range to uint8 (16-bit by its top byte, floats in [0, 1] or
-    [0, 255])."""
+    [0, 255]). NaN is refused; infinities and floats outside both ranges are clipped, with a warning."""
     if array.dtype == np.uint8:
         return array
     if array.dtype == np.bool_:
@@ -39,6 +82,7 @@ def _array_to_uint8(array: np.ndarray) -> np.ndarray:
             return (array.astype(np.float64) * (255.0 / (65535 if top <= 65535 else top))).astype(np.uint8)
         return array.clip(0, 255).astype(np.uint8)
     if np.issubdtype(array.dtype, np.floating):
+        _check_float_range(array, index)
         array = np.nan_to_num(array.astype(np.float32))
         scale = 255.0 if array.size and float(array.max()) <= 1.0 else 1.0
         return (array * scale).clip(0, 255).round().astype(np.uint8)
@@ -82,7 +126,7 @@ def to_pil_image(image, index: int = 0) -> Image.Image:
         if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
             return _composite_on_white(image)
         if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-            return Image.fromarray(_array_to_uint8(np.asarray(image)))
+            return Image.fromarray(_array_to_uint8(np.asarray(image), index))
         return image.convert("RGB")  # P, CMYK, 1, YCbCr, LAB, HSV
     if type(image).__module__.startswith("torch"):
         image = image.detach().cpu()
@@ -103,7 +147,7 @@ def to_pil_image(image, index: int = 0) -> Image.Image:
             )
         if image.shape[0] == 0 or image.shape[1] == 0:
             raise ValueError(f"Image {index} is empty (shape {image.shape}); it has no pixels to read.")
-        array = _array_to_uint8(image)
+        array = _array_to_uint8(image, index)
         if array.ndim == 3 and array.shape[-1] == 4:
             return _composite_on_white(Image.fromarray(array, mode="RGBA"))
         return Image.fromarray(np.ascontiguousarray(array))

@@ -249,8 +249,11 @@ class OCRTrainer(Trainer):
     """
 
     def __init__(self, *args, train_data_collator=None, **kwargs):
+        from .data.reporting import SkipReportCallback
+
         super().__init__(*args, **kwargs)
         self.add_callback(RunTotalsCallback())
+        self.add_callback(SkipReportCallback())  # skip totals (workers' too); no training data is an error
         self.resumed_from_step: int | None = None
         # the training batches' collator when it differs from the evaluation one (augmentation)
         self.train_data_collator = train_data_collator

@@ -52,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import mambaocr_hf  # noqa: F401  (registers the Auto classes)
     from mambaocr_hf import onnx_export
+    from mambaocr_hf.cli import weights_load_error
 
     try:
         onnx_export.require_onnx(runtime=not args.skip_validation)
@@ -60,7 +61,12 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     try:
         model = AutoModel.from_pretrained(args.model, trust_remote_code=args.trust_remote_code).eval()
-    except (OSError, ValueError) as error:
+    except Exception as error:
+        message = weights_load_error(args.model, error)  # a truncated or corrupt weight file
+        if message is not None:
+            return fail(message)
+        if not isinstance(error, (OSError, ValueError)):
+            raise
         return fail(f"could not load a model from {args.model!r}: {error}")
 
     try:

@@ -1,6 +1,8 @@
 """The `mambaocr` command / scripts/infer.py: inputs, formats, options and unreadable files."""
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 from importlib.metadata import entry_points
@@ -123,3 +125,58 @@ def test_console_entry_point_and_script(checkpoint, folder):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "a.png" in result.stdout
+
+
+@pytest.fixture
+def odd_names(tmp_path):
+    """Images whose names are not UTF-8 or hold a tab or a line break (legal on Linux file systems)."""
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    names = [b"a_plain.png", b"b_caf\xe9.png", b"c_tab\there.png", b"d_new\nline.png", b"e_cr\rname.png", b"f_\\x.png"]
+    for index, name in enumerate(names):
+        Image.new("RGB", (40 + 10 * index, 32), "white").save(os.path.join(os.fsencode(folder), name), format="PNG")
+    return folder, names
+
+
+def test_file_names_that_are_not_utf8_or_hold_tabs_are_escaped(checkpoint, odd_names, tmp_path, capsys):
+    folder, names = odd_names
+    out = tmp_path / "out.jsonl"
+    assert main([str(folder), "--model", str(checkpoint), "--format", "jsonl", "--output", str(out), "--quiet"]) == 0
+    lines = out.read_bytes().decode("utf-8").splitlines()  # valid UTF-8, one record per image
+    assert len(lines) == len(names)
+    assert sorted(os.path.basename(os.fsencode(json.loads(line)["path"])) for line in lines) == names
+    # stdout too: valid UTF-8, the same records
+    assert main([str(folder), "--model", str(checkpoint), "--format", "jsonl", "--quiet"]) == 0
+    stdout = capsys.readouterr().out
+    assert stdout.encode("utf-8").decode("utf-8").splitlines() == lines
+
+    out = tmp_path / "out.tsv"
+    assert main([str(folder), "--model", str(checkpoint), "--format", "tsv", "--output", str(out), "--quiet"]) == 0
+    rows = out.read_bytes().decode("utf-8").split("\n")
+    assert rows[-1] == "" and rows[0] == "path\ttext\tscore"
+    rows = rows[1:-1]
+    assert len(rows) == len(names) and all(row.count("\t") == 2 for row in rows)
+    shown = sorted(os.path.basename(row.split("\t")[0]) for row in rows)
+    assert shown == ["a_plain.png", "b_caf\\xe9.png", "c_tab\\there.png", "d_new\\nline.png", "e_cr\\rname.png"] + [
+        "f_\\\\x.png"
+    ]
+
+    assert main([str(folder), "--model", str(checkpoint), "--quiet"]) == 0  # the table: one line per image
+    table = capsys.readouterr().out.encode("utf-8").decode("utf-8").splitlines()
+    assert len(table) == 1 + len(names) and any("b_caf\\xe9.png" in row for row in table)
+
+
+def test_a_truncated_or_corrupt_weight_file_is_a_message(checkpoint, folder, tmp_path):
+    truncated = tmp_path / "truncated"
+    shutil.copytree(checkpoint, truncated)
+    weights = truncated / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    with pytest.raises(SystemExit, match=r"weights in .*model\.safetensors: the file is truncated or corrupt"):
+        main([str(folder), "--model", str(truncated)])
+
+    pickled = tmp_path / "pickled"
+    shutil.copytree(checkpoint, pickled)
+    (pickled / "model.safetensors").unlink()
+    (pickled / "pytorch_model.bin").write_bytes(b"\x80\x02not a pickle of tensors")
+    with pytest.raises(SystemExit, match=r"weights in .*pytorch_model\.bin.*do not load it with weights_only=False"):
+        main([str(folder), "--model", str(pickled)])

@@ -1,6 +1,7 @@
 """Sample checks shared by the data sources and the collator."""
 
 import io
+import logging
 import pickle
 
 import pytest
@@ -14,6 +15,7 @@ from mambaocr_hf.data import (
     SampleFilter,
     ctc_frames,
     ctc_frames_needed,
+    label_change_counts,
     skip_counts,
 )
 from mambaocr_hf.data.filters import image_size, reset_skip_counts
@@ -98,6 +100,31 @@ def test_sample_filter_skips_and_counts_each_bad_case():
     short = SampleFilter(max_label_length=3, name="unit-short")
     assert short.check_encoded("abcd", good, "long") is None
     assert skip_counts("unit-short") == {"label_too_long": 1}
+
+
+def test_characters_removed_by_the_map_policy_are_counted_and_logged(caplog):
+    """Under the default "map" policy "ab€cd" trains as "abcd": the sample is kept (that is the policy), but it is
+    now counted under its own reason and the first one is logged, as skips are. Folding alone ("É" → "e") is no
+    removal."""
+    reset_skip_counts()
+    sample_filter = SampleFilter.from_processor(MambaOCRProcessor.from_defaults(), name="unit-removed")
+    good = _png(96, 32)
+    with caplog.at_level(logging.WARNING):
+        assert sample_filter.check_encoded("ab€cd", good, "first") == "abcd"
+        assert sample_filter.check_encoded("Éte\u0301", good, "folded") == "ete"  # case, accents: folded only
+        assert sample_filter.check_encoded("x€y", good, "second") == "xy"
+        assert sample_filter.check_encoded("q€", None, "skipped anyway") is None  # counted as a skip only
+    assert label_change_counts("unit-removed") == {"characters_removed": 2}
+    assert skip_counts("unit-removed") == {"missing_image": 1}
+    assert sample_filter.skip_stats.kept == 3
+    messages = [record.getMessage() for record in caplog.records if "trains as" in record.getMessage()]
+    assert len(messages) == 1 and "'ab€cd' trains as 'abcd'" in messages[0] and "'€'" in messages[0]
+    assert "kept with a changed label: 2 characters_removed" in sample_filter.skip_stats.summary()
+    # the collator counts it too, for rows that did not come through a loader
+    collator = OCRDataCollator(MambaOCRProcessor.from_defaults())
+    collator([{"image": Image.new("RGB", (96, 32), "white"), "text": "ab€cd"}])
+    assert collator.sample_filter.skip_stats.changed == {"characters_removed": 1}
+    assert LabelNormalizer("abc").removed_characters("aé€b") == ["é", "€"]
 
 
 def test_strict_policies_raise():

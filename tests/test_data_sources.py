@@ -167,6 +167,21 @@ def test_folder_without_tokenizer_keeps_labels_and_finds_nested_label_files(tmp_
     assert len(_texts(load_ocr_dataset(str(tmp_path)))) == 7  # and the narrow crop, kept to be widened
 
 
+@pytest.mark.parametrize("line_break", [b"\r", b"\r\n", b"\n"])
+def test_labels_tsv_line_breaks_of_every_platform(tmp_path, processor, line_break):
+    """Old-Mac files (CR only) were read as one line: one sample with a label made of every line. Each line break
+    is read as such, also when the file is cut into shards (DataLoader workers)."""
+    folder = tmp_path / "folder"
+    for index in range(len(WORDS)):
+        _write(str(folder / f"{index}.png"), _encoded())
+    lines = [b"path\tlabel"] + [f"{index}.png\t{word}".encode() for index, word in enumerate(WORDS)]
+    (folder / "labels.tsv").write_bytes(line_break.join(lines) + line_break)
+    assert _texts(load_ocr_dataset(str(folder), processor=processor)) == WORDS
+    sharded = load_ocr_dataset(str(folder), processor=processor, num_shards=5)
+    assert sharded.num_shards == 5 and _texts(sharded) == WORDS
+    assert skip_counts(f"folder:{folder}") == {}
+
+
 def test_split_folders_and_non_streaming(tmp_path, processor):
     for split, words in (("train", WORDS[:3]), ("val", WORDS[3:5])):
         folder = tmp_path / split
@@ -295,6 +310,56 @@ def test_lmdb_reader_skips_bad_entries(tmp_path, processor):
     env.close()
     assert _texts(load_ocr_dataset(root, processor=processor)) == ["good"]
     assert skip_counts(f"lmdb:{root}") == {"unreadable_image": 2, "empty_label": 1, "missing_image": 1}
+
+
+def test_truncated_lmdb_is_a_clear_error_not_a_crash(tmp_path):
+    """A data.mdb cut short (an interrupted copy) used to kill the process with SIGBUS when read: now opening it
+    names the file and says to copy it again. Read in a subprocess so a crash cannot take pytest down."""
+    import subprocess
+    import sys
+
+    root = tmp_path / "lmdb"
+    rows = [{"image": _encoded(color=(index, index, index)), "text": f"w{index}"} for index in range(200)]
+    write_lmdb(rows, root, show_progress=False)
+    data_file = root / "data.mdb"
+    with open(data_file, "r+b") as handle:
+        handle.truncate(data_file.stat().st_size // 2)
+    script = (
+        "import sys\n"
+        "from mambaocr_hf.data import load_ocr_dataset\n"
+        "try:\n"
+        "    rows = list(load_ocr_dataset(sys.argv[1]))\n"
+        "except ValueError as error:\n"
+        "    print(error)\n"
+        "    sys.exit(3)\n"
+        "print('read', len(rows))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(root)], capture_output=True, text=True, timeout=120, env=os.environ
+    )
+    assert result.returncode == 3, (result.returncode, result.stdout, result.stderr[-2000:])
+    assert str(data_file) in result.stdout and "truncated" in result.stdout and "again" in result.stdout
+
+    # cut below its two header pages: lmdb refuses it, and that is said the same way
+    with open(data_file, "r+b") as handle:
+        handle.truncate(1000)
+    from mambaocr_hf.data.lmdb_io import IncompleteLMDBError
+
+    with pytest.raises(IncompleteLMDBError, match="data.mdb.*again"):
+        load_ocr_dataset(str(root))
+
+
+@pytest.mark.parametrize("value", [b"many", b"-3", b"\xff1"])
+def test_lmdb_num_samples_that_is_not_a_count_is_a_clear_error(tmp_path, value):
+    root = str(tmp_path / "lmdb")
+    env = lmdb.open(root, map_size=1 << 24)
+    with env.begin(write=True) as txn:
+        txn.put(b"image-%09d" % 1, _encoded())
+        txn.put(b"label-%09d" % 1, b"ok")
+        txn.put(b"num-samples", value)
+    env.close()
+    with pytest.raises(ValueError, match=r"lmdb: its 'num-samples' value .* is not a count of samples"):
+        load_ocr_dataset(root)
 
 
 # MJSynth

@@ -121,6 +121,37 @@ def test_bad_inputs(processor, images, error, message):
         processor(images)
 
 
+def test_nan_is_refused_and_infinities_and_normalised_tensors_are_warned_about(processor, caplog, monkeypatch):
+    """NaN read silently as black, infinities as black/white, and an already normalised tensor was clipped to
+    near-black: each now says what to pass instead."""
+    from mambaocr_hf import image_processing_mambaocr
+
+    monkeypatch.setattr(image_processing_mambaocr, "_WARNED", set(), raising=False)
+    image = _text_like().astype(np.float32) / 255
+    nan = image.copy()
+    nan[0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match=r"Image 1: the float array holds NaN values.*Pass a finite image"):
+        processor([image, nan])
+    with pytest.raises(ValueError, match="NaN"):
+        processor(torch.from_numpy(nan.transpose(2, 0, 1).copy()))
+    with caplog.at_level(logging.WARNING):
+        processor(image)  # floats in [0, 1]: no warning
+        assert not caplog.records
+        infinite = image.copy()
+        infinite[0, :2] = np.inf
+        processor(infinite)
+        assert "6 infinite values" in caplog.text and "Pass a finite image" in caplog.text
+        caplog.clear()
+        mean = torch.tensor(processor.image_mean)[:, None, None]
+        std = torch.tensor(processor.image_std)[:, None, None]
+        normalised = (torch.from_numpy(image.transpose(2, 0, 1).copy()) - mean) / std
+        processor(normalised)
+        assert "fit neither [0, 1] nor [0, 255]" in caplog.text and "Pass the raw image" in caplog.text
+        caplog.clear()
+        processor(normalised)  # said once per process, not per image
+        assert not caplog.records
+
+
 def test_round_trip(tmp_path):
     processor = MambaOCRImageProcessor(max_width=512, min_width=24, resample="bicubic")
     processor.save_pretrained(tmp_path)

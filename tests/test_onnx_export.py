@@ -2,6 +2,7 @@
 end. One export of a tiny checkpoint (through the script) serves every test of the module."""
 
 import importlib.util
+import shutil
 import warnings
 from pathlib import Path
 
@@ -157,6 +158,16 @@ def test_script_refuses_a_missing_model(tmp_path, capsys):
     code = export_script.main(["--model", str(tmp_path / "nowhere"), "--output", str(tmp_path / "model.onnx")])
     assert code == 2
     assert "no such directory" in capsys.readouterr().err
+
+
+def test_script_reports_a_truncated_weight_file(exported, tmp_path, capsys):
+    checkpoint = tmp_path / "checkpoint"
+    shutil.copytree(exported[1].parent.parent / "checkpoint", checkpoint)
+    weights = checkpoint / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    code = export_script.main(["--model", str(checkpoint), "--output", str(tmp_path / "out" / "model.onnx")])
+    assert code == 2
+    assert f"weights in {weights}: the file is truncated or corrupt" in capsys.readouterr().err
 
 
 def test_export_refuses_an_unwritable_output(exported, tmp_path):

@@ -10,7 +10,7 @@ from transformers.image_processing_utils import BatchFeature
 from transformers.utils import logging
 
 from ..image_processing_mambaocr import to_pil_image
-from .filters import SampleFilter, SkipSample, SkipStats, widen_for_ctc
+from .filters import SampleFilter, SkipSample, SkipStats, report_skip_counts, widen_for_ctc
 
 logger = logging.get_logger(__name__)
 
@@ -120,7 +120,7 @@ class OCRDataCollator:
                     ) from None
                 except (ValueError, TypeError, OSError, UnidentifiedImageError) as error:
                     raise SkipSample("unreadable_image", f"{where} ({error})") from None
-                label = self.sample_filter.label(feature.get("text"), where)
+                label, change = self.sample_filter.label_and_change(feature.get("text"), where)
                 if self.augment is not None:
                     image = self.augment(image)
                 self.sample_filter.geometry(label, image.size, where)
@@ -131,8 +131,10 @@ class OCRDataCollator:
                 self.sample_filter.skip(error)
                 reasons.append(error.reason)
                 continue
+            self.sample_filter.keep(change)
             images.append(image)
             texts.append(label)
+        report_skip_counts()  # in a DataLoader worker: the training process's report sees this batch's counts
         if not images:
             if self.empty_batch == "reuse_last" and self._last_good is not None:
                 logger.warning(

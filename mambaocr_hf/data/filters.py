@@ -7,8 +7,14 @@ from __future__ import annotations
 import atexit
 import contextlib
 import io
+import json
 import logging as std_logging
 import math
+import multiprocessing.util
+import os
+import time
+import unicodedata
+import weakref
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -31,6 +37,13 @@ SKIP_REASONS = {
     "extreme_aspect_ratio": "the image's aspect ratio is extreme",
     "label_too_long_for_ctc": "the image is too narrow for CTC to align the label",
 }
+# kept samples whose label was changed on the way: counted and logged like skips, but the sample trains
+CHANGE_REASONS = {
+    "characters_removed": (
+        "characters outside the charset were removed from the label (unknown_char_policy='map'), so the sample trains "
+        "on the shortened label; add them to the charset, or use unknown_char_policy='drop' to skip such samples"
+    ),
+}
 _SUMMARY_EVERY = 1000
 
 
@@ -49,12 +62,15 @@ class SkipSample(Exception):
 
 class SkipStats:
     """Counts the samples a source skipped, by reason, and logs them: the first of each reason with details, then a
-    summary every 1000 skips and when the process exits."""
+    summary every 1000 skips and when the process exits. Kept samples whose label was changed (`CHANGE_REASONS`)
+    are counted and logged the same way, in `changed`."""
 
     def __init__(self, name: str):
         self.name = name
         self.counts: Counter[str] = Counter()
+        self.changed: Counter[str] = Counter()
         self.kept = 0
+        _ALL_STATS.add(self)
 
     @property
     def skipped(self) -> int:
@@ -63,6 +79,7 @@ class SkipStats:
 
     def record(self, reason: str, detail: str) -> None:
         self.counts[reason] += 1
+        _report_soon()
         if self.counts[reason] == 1:
             logger.warning(
                 f"[{self.name}] skipping {detail}: {SKIP_REASONS[reason]}. Later samples skipped for this reason are "
@@ -71,13 +88,139 @@ class SkipStats:
         if self.skipped % _SUMMARY_EVERY == 0:
             logger.warning(self.summary())
 
+    def record_change(self, reason: str, detail: str) -> None:
+        """Count a kept sample whose label was changed (`reason` is a key of `CHANGE_REASONS`)."""
+        self.changed[reason] += 1
+        _report_soon()
+        if self.changed[reason] == 1:
+            logger.warning(
+                f"[{self.name}] {detail}: {CHANGE_REASONS[reason]}. Later samples changed for this reason are counted, "
+                "not logged one by one."
+            )
+
     def summary(self) -> str:
         reasons = ", ".join(f"{count} {reason}" for reason, count in sorted(self.counts.items()))
         total = self.kept + self.skipped
-        return f"[{self.name}] skipped {self.skipped} of {total} samples read so far ({reasons or 'none'})."
+        text = f"[{self.name}] skipped {self.skipped} of {total} samples read so far ({reasons or 'none'})"
+        if self.changed:
+            changes = ", ".join(f"{count} {reason}" for reason, count in sorted(self.changed.items()))
+            text += f"; kept with a changed label: {changes}"
+        return text + "."
 
 
 _STATS: dict[str, SkipStats] = {}
+# every counter of this process (sources' and collators' own), for the report to the training process
+_ALL_STATS: weakref.WeakSet[SkipStats] = weakref.WeakSet()
+
+
+# Counts of other processes. DataLoader workers read and check the samples, so their counts live there; when the
+# training process opens a report folder (`start_skip_report`, done by the trainer's `SkipReportCallback`), each
+# other process that counts (its workers, forked or spawned, inherit the folder through the environment) writes its
+# totals to `<folder>/<pid>.json`: at most once a second while counting, after each batch the collator makes, and
+# when it exits.
+SKIP_REPORT_ENV = "MAMBAOCR_SKIP_REPORT_DIR"
+_REPORT = {"owner": None, "last": 0.0, "finalizer_pid": None}
+
+
+def _clear_after_fork() -> None:
+    """A forked process counts what it reads itself, from zero (its copies of the parent's counts are the parent's
+    to report)."""
+    for stats in list(_ALL_STATS):
+        stats.counts.clear()
+        stats.changed.clear()
+        stats.kept = 0
+    _REPORT["last"], _REPORT["finalizer_pid"] = 0.0, None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_clear_after_fork)
+
+
+def start_skip_report(folder: str) -> None:
+    """Make this process the one that collects the counts: the processes it starts (DataLoader workers) write theirs
+    to `folder`, read back by `collect_skip_counts`."""
+    os.makedirs(folder, exist_ok=True)
+    os.environ[SKIP_REPORT_ENV] = folder
+    _REPORT["owner"] = os.getpid()
+
+
+def stop_skip_report(folder: str) -> None:
+    """Close the report opened by `start_skip_report(folder)` (processes started later no longer write to it)."""
+    if os.environ.get(SKIP_REPORT_ENV) == folder:
+        del os.environ[SKIP_REPORT_ENV]
+        _REPORT["owner"] = None
+
+
+def _snapshot() -> dict:
+    """This process's counts, by source: `{name: {"skipped": {...}, "changed": {...}, "kept": n}}`."""
+    merged: dict[str, dict] = {}
+    for stats in list(_ALL_STATS):
+        if not (stats.kept or stats.counts or stats.changed):
+            continue
+        entry = merged.setdefault(stats.name, {"skipped": Counter(), "changed": Counter(), "kept": 0})
+        entry["skipped"].update(stats.counts)
+        entry["changed"].update(stats.changed)
+        entry["kept"] += stats.kept
+    return {
+        name: {**entry, "skipped": dict(entry["skipped"]), "changed": dict(entry["changed"])}
+        for name, entry in merged.items()
+    }
+
+
+def report_skip_counts(force: bool = True) -> None:
+    """Write this process's counts for the training process (a no-op there, and where no report is open); without
+    `force`, at most once a second."""
+    folder = os.environ.get(SKIP_REPORT_ENV)
+    pid = os.getpid()
+    if not folder or pid == _REPORT["owner"]:
+        return
+    now = time.monotonic()
+    if not force and now - _REPORT["last"] < 1.0:
+        return
+    _REPORT["last"] = now
+    if not os.path.isdir(folder):  # the training process closed it
+        return
+    if _REPORT["finalizer_pid"] != pid:  # a worker's last counts are written when it exits
+        _REPORT["finalizer_pid"] = pid
+        multiprocessing.util.Finalize(None, report_skip_counts, exitpriority=10)
+    path = os.path.join(folder, f"{pid}.json")
+    try:
+        with open(path + ".tmp", "w", encoding="utf-8") as handle:
+            json.dump(_snapshot(), handle)
+        os.replace(path + ".tmp", path)  # the reader never sees half a file
+    except OSError as error:  # the report must never stop the data
+        logger.debug(f"Could not write the skip counts to {path}: {error}")
+
+
+def _report_soon() -> None:
+    if SKIP_REPORT_ENV in os.environ:
+        report_skip_counts(force=False)
+
+
+def collect_skip_counts(folder: str | None = None) -> dict:
+    """The counts of this process and of the processes that reported to `folder` (default: the open report), added
+    up by source: `{name: {"skipped": {reason: n}, "changed": {reason: n}, "kept": n}}`."""
+    folder = folder or os.environ.get(SKIP_REPORT_ENV)
+    reports = [_snapshot()]
+    if folder and os.path.isdir(folder):
+        for name in sorted(os.listdir(folder)):
+            if name.endswith(".json") and name != f"{os.getpid()}.json":
+                try:
+                    with open(os.path.join(folder, name), encoding="utf-8") as handle:
+                        reports.append(json.load(handle))
+                except (OSError, ValueError):
+                    continue
+    totals: dict[str, dict] = {}
+    for report in reports:
+        for source, entry in report.items():
+            total = totals.setdefault(source, {"skipped": Counter(), "changed": Counter(), "kept": 0})
+            total["skipped"].update(entry.get("skipped", {}))
+            total["changed"].update(entry.get("changed", {}))
+            total["kept"] += int(entry.get("kept", 0))
+    return {
+        source: {"skipped": dict(entry["skipped"]), "changed": dict(entry["changed"]), "kept": entry["kept"]}
+        for source, entry in sorted(totals.items())
+    }
 
 
 def get_skip_stats(name: str) -> SkipStats:
@@ -90,11 +233,20 @@ def get_skip_stats(name: str) -> SkipStats:
 def skip_counts(name: str | None = None) -> dict:
     """Samples skipped in this process: `{reason: count}` for the source `name`, or `{source: {reason: count}}`.
 
-    Counts live in the process that read the samples (a DataLoader worker counts its own).
+    Counts live in the process that read the samples (a DataLoader worker counts its own); `collect_skip_counts`
+    adds up those that workers reported to a training run (`SkipReportCallback`).
     """
     if name is not None:
         return dict(_STATS[name].counts) if name in _STATS else {}
     return {key: dict(stats.counts) for key, stats in _STATS.items()}
+
+
+def label_change_counts(name: str | None = None) -> dict:
+    """Kept samples whose label was changed in this process (`CHANGE_REASONS`, e.g. characters outside the charset
+    removed under the `"map"` policy): `{reason: count}` for the source `name`, or `{source: {reason: count}}`."""
+    if name is not None:
+        return dict(_STATS[name].changed) if name in _STATS else {}
+    return {key: dict(stats.changed) for key, stats in _STATS.items() if stats.changed}
 
 
 def reset_skip_counts() -> None:
@@ -105,7 +257,7 @@ def reset_skip_counts() -> None:
 @atexit.register
 def _log_summaries() -> None:
     for stats in _STATS.values():
-        if stats.skipped:
+        if stats.skipped or stats.changed:
             logger.warning(stats.summary())
 
 
@@ -184,6 +336,16 @@ class LabelNormalizer:
             return text
         with _quiet_tokenizer():
             return self.folding_tokenizer.normalize_text(text)
+
+    def removed_characters(self, text: str) -> list[str]:
+        """Characters of `text` that the `"map"` policy removes (sorted, each once): those left outside the charset
+        once accents, case and `char_map` are folded (`"é"` folds to `"e"` and is not removed, `"€"` is)."""
+        if not self.unknown_characters(text):
+            return []
+        tokenizer = self.folding_tokenizer
+        if not text.isascii():  # as `normalize_text`: "e" + combining acute is one "é"
+            text = unicodedata.normalize("NFC", text)
+        return sorted({char for char in text if tokenizer.unknown_characters(tokenizer._fold(char))})
 
     def __call__(self, text: str) -> str | None:
         """The label for `text`, or `None` when the `"drop"` policy drops the sample.
@@ -354,8 +516,17 @@ class SampleFilter:
         """The cleaned label of a sample (raises `SkipSample` for a bad one).
 
         Labels read from files come as `bytes` (or as `str` decoded with `surrogateescape`): they are decoded as
-        UTF-8 strictly, never with replacement characters that would silently train a wrong label.
+        UTF-8 strictly, never with replacement characters that would silently train a wrong label. A label whose
+        characters outside the charset are removed (`"map"` policy) is counted as `characters_removed`.
         """
+        label, change = self.label_and_change(text, where)
+        if change is not None:
+            self.skip_stats.record_change(*change)
+        return label
+
+    def label_and_change(self, text, where: str = "sample") -> tuple[str, tuple[str, str] | None]:
+        """`label`, without counting the change it made: the cleaned label and `(reason, detail)` when the label was
+        changed (a key of `CHANGE_REASONS`), for the caller to count once the sample is kept (`keep`)."""
         if isinstance(text, (bytes, bytearray, memoryview)):
             try:
                 text = bytes(text).decode("utf-8")
@@ -372,6 +543,7 @@ class SampleFilter:
         text = text.strip()  # surrounding whitespace (a trailing "\r", a stray space) is never part of the text
         if not text:
             raise SkipSample("empty_label", where)
+        change = None
         if self.normalizer is not None:
             try:
                 label = self.normalizer(text)
@@ -382,10 +554,15 @@ class SampleFilter:
                 raise SkipSample("unknown_characters", f"{where} (label {text!r}, characters {unknown})")
             if not label:
                 raise SkipSample("label_emptied_by_charset", f"{where} (label {text!r})")
+            if label != text and self.normalizer.unknown_char_policy == "map":
+                removed = self.normalizer.removed_characters(text)
+                if removed:
+                    detail = f"{where}: label {text!r} trains as {label!r} (removed {removed})"
+                    change = ("characters_removed", detail)
             text = label
         if self.max_label_length is not None and len(text) > self.max_label_length:
             raise SkipSample("label_too_long", f"{where} (label {text!r}, {len(text)} > {self.max_label_length})")
-        return text
+        return text, change
 
     def geometry(self, label: str, size: tuple[int, int], where: str = "sample") -> None:
         """Check the image size against the label (raises `SkipSample` for a bad one)."""
@@ -412,19 +589,21 @@ class SampleFilter:
             raise BadSampleError(f"[{self.name}] bad sample: {error} (bad_sample_policy='raise').") from None
         self.skip_stats.record(error.reason, error.detail)
 
-    def keep(self) -> None:
-        """Count a good sample (for the "skipped N of M" summaries)."""
+    def keep(self, change: tuple[str, str] | None = None) -> None:
+        """Count a good sample (for the "skipped N of M" summaries), and the change made to its label if any."""
         self.skip_stats.kept += 1
+        if change is not None:
+            self.skip_stats.record_change(*change)
 
     def check_decoded(self, text, size: tuple[int, int], where: str) -> str | None:
         """The label of a sample whose image size is known, or `None` when it is skipped."""
         try:
-            label = self.label(text, where)
+            label, change = self.label_and_change(text, where)
             self.geometry(label, size, where)
         except SkipSample as error:
             self.skip(error)
             return None
-        self.keep()
+        self.keep(change)
         return label
 
     def check_encoded(self, text, data: bytes | None, where: str, verify: bool = True) -> str | None:
@@ -433,7 +612,7 @@ class SampleFilter:
         `data=None` means the image file is missing.
         """
         try:
-            label = self.label(text, where)
+            label, change = self.label_and_change(text, where)
             if data is None:
                 raise SkipSample("missing_image", where)
             try:
@@ -444,12 +623,13 @@ class SampleFilter:
         except SkipSample as error:
             self.skip(error)
             return None
-        self.keep()
+        self.keep(change)
         return label
 
 
 __all__ = [
     "BadSampleError",
+    "CHANGE_REASONS",
     "SKIP_REASONS",
     "SkipSample",
     "LabelNormalizer",
@@ -457,8 +637,13 @@ __all__ = [
     "SkipStats",
     "ctc_frames",
     "ctc_frames_needed",
+    "collect_skip_counts",
     "image_size",
-    "widen_for_ctc",
+    "label_change_counts",
+    "report_skip_counts",
     "reset_skip_counts",
     "skip_counts",
+    "start_skip_report",
+    "stop_skip_report",
+    "widen_for_ctc",
 ]

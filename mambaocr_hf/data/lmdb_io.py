@@ -54,16 +54,53 @@ def _forget(root: str) -> None:
         _ENVIRONMENTS.pop(key).close()
 
 
+class IncompleteLMDBError(ValueError):
+    """An LMDB whose `data.mdb` cannot be read safely: shorter than its own header says (an interrupted copy or
+    download), or not an LMDB at all."""
+
+
+def _check_complete(root: str, env: lmdb.Environment) -> None:
+    """Raise `IncompleteLMDBError` when `data.mdb` is shorter than the pages its header says it holds.
+
+    LMDB maps the file into memory and trusts its header: reading a page past the end of a truncated file kills the
+    process with SIGBUS (exit 135; in a DataLoader worker PyTorch blames shared memory) instead of raising.
+    """
+    data_file = os.path.join(root, "data.mdb")
+    needed = (env.info()["last_pgno"] + 1) * env.stat()["psize"]
+    size = os.path.getsize(data_file)
+    if size < needed:
+        raise IncompleteLMDBError(
+            f"{data_file} is truncated: {size:,} bytes, but its header says the database holds {needed:,} bytes "
+            "(an interrupted copy or download leaves this). Copy or download it again; reading it would crash the "
+            "process (SIGBUS)."
+        )
+
+
 def open_lmdb(root: str) -> lmdb.Environment:
-    """A read-only environment, opened once per process (an environment must not be used across a fork)."""
+    """A read-only environment, opened once per process (an environment must not be used across a fork).
+
+    Raises `IncompleteLMDBError` for a truncated or unreadable `data.mdb`.
+    """
     root = os.path.abspath(root)
     key = (os.getpid(), root)
     with _OPEN_LOCK:  # threads of one process (a threaded reader) would otherwise open it twice, which LMDB refuses
         if key not in _ENVIRONMENTS:
             _forget(root)
-            _ENVIRONMENTS[key] = lmdb.open(
-                root, readonly=True, lock=False, readahead=False, meminit=False, max_readers=64, subdir=True
-            )
+            try:
+                env = lmdb.open(
+                    root, readonly=True, lock=False, readahead=False, meminit=False, max_readers=64, subdir=True
+                )
+            except lmdb.Error as error:  # e.g. a data.mdb cut shorter than its two header pages, or not an LMDB
+                raise IncompleteLMDBError(
+                    f"{os.path.join(root, 'data.mdb')} cannot be opened as an LMDB ({error}): it is incomplete or "
+                    "not an LMDB. Copy or download it again."
+                ) from None
+            try:
+                _check_complete(root, env)
+            except BaseException:
+                env.close()
+                raise
+            _ENVIRONMENTS[key] = env
         return _ENVIRONMENTS[key]
 
 
@@ -72,7 +109,17 @@ def lmdb_num_samples(root: str) -> int:
         value = txn.get(NUM_SAMPLES_KEY)
     if value is None:
         raise ValueError(f"{root} is an LMDB without a 'num-samples' key: not in the clovaai layout.")
-    return int(value.decode("ascii"))
+    try:
+        count = int(value.decode("ascii"))
+    except (UnicodeDecodeError, ValueError):
+        count = -1
+    if count < 0:
+        raise ValueError(
+            f"{root}: its 'num-samples' value {value[:40]!r} is not a count of samples (a non-negative integer "
+            "written as ASCII digits). Rewrite it (mambaocr_hf.data.write_lmdb writes it), or put the number of "
+            "samples there."
+        )
+    return count
 
 
 def lmdb_examples(shards: list[tuple[str, int, int]], sample_filter: SampleFilter, verify_images: bool = True):
@@ -191,6 +238,7 @@ def write_lmdb(
 
 
 __all__ = [
+    "IncompleteLMDBError",
     "encode_image",
     "find_lmdb_roots",
     "is_lmdb",
