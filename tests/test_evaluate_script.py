@@ -116,3 +116,22 @@ def test_evaluate_several_sources_prints_one_table(tmp_path):
         str(tmp_path / "set_b"),
         "mean",
     ]
+
+
+def test_peer_recognisers_are_scored_like_ours(tmp_path):
+    from .conftest import load_script
+
+    folder = tmp_path / "crops"
+    folder.mkdir()
+    words = ["Exit", "42", "CAFE"]
+    for index, word in enumerate(words):
+        Image.new("RGB", (24 * len(word), 32), "white").save(folder / f"{index}.png")
+    (folder / "labels.tsv").write_text("".join(f"{i}.png\t{w}\n" for i, w in enumerate(words)))
+    script = load_script("evaluate_peers")
+    reads = iter(["EXIT", "42", "cafe!"])  # right under the standard protocol, exact case only for "42"
+    script.PEERS = {"fake": lambda: lambda image: next(reads)}
+    results = script.main(["--dataset", str(folder), "--peers", "fake"])
+    scores = results["fake"][str(folder)]
+    assert scores["num_samples"] == 3 and scores["word_accuracy_ci_alnum"] == 1.0
+    assert abs(scores["word_accuracy"] - 1 / 3) < 1e-9
+    assert results["fake"]["mean"]["word_accuracy_ci_alnum"] == 1.0
