@@ -30,6 +30,8 @@ from mambaocr_hf.metrics import (
     compute_ocr_metrics,
     format_metrics_table,
     format_reliability_table,
+    format_sources_table,
+    mean_over_sources,
     score_reliability,
 )
 from mambaocr_hf.modeling_mambaocr import FP32_MARGIN
@@ -110,39 +112,11 @@ def main() -> None:
             reset_skip_counts()
             metrics["sources"][source] = evaluate_source(args, model, processor, source, synthetic_config)
             print()
-        metrics["mean"] = mean_metrics(list(metrics["sources"].values()))
+        metrics["mean"] = mean_over_sources(list(metrics["sources"].values()))
         print(format_sources_table(args.model, metrics["sources"], metrics["mean"]))
     if args.output:
         with open(args.output, "w", encoding="utf-8") as handle:
             json.dump(metrics, handle, indent=2)
-
-
-TABLE_COLUMNS = (
-    ("num_samples", "images", "{:d}"),
-    ("word_accuracy_ci_alnum", "word acc. (ci alnum)", "{:.2%}"),
-    ("word_accuracy", "exact case", "{:.2%}"),
-    ("cer", "CER", "{:.4f}"),
-    ("num_skipped", "skipped", "{:d}"),
-)
-
-
-def mean_metrics(results: list[dict]) -> dict:
-    """The unweighted mean over sources (each benchmark counts once, as the literature averages them)."""
-    mean = {key: sum(result[key] for result in results) / len(results) for key, _, _ in TABLE_COLUMNS}
-    mean["num_samples"] = sum(result["num_samples"] for result in results)
-    mean["num_skipped"] = sum(result["num_skipped"] for result in results)
-    return mean
-
-
-def format_sources_table(model: str, sources: dict[str, dict], mean: dict) -> str:
-    """A markdown table: a row per source and their mean (word accuracy under the standard protocol, exact-case
-    accuracy, CER)."""
-    lines = [f"{model}", "| source | " + " | ".join(title for _, title, _ in TABLE_COLUMNS) + " |"]
-    lines.append("|---|" + "---:|" * len(TABLE_COLUMNS))
-    for name, result in [*sources.items(), ("mean", mean)]:
-        cells = [form.format(int(result[key]) if form == "{:d}" else result[key]) for key, _, form in TABLE_COLUMNS]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
 
 
 def evaluate_source(args, model, processor, source_name: str | None, synthetic_config) -> dict:

@@ -19,7 +19,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from mambaocr_hf.data import load_ocr_dataset
-from mambaocr_hf.metrics import compute_ocr_metrics
+from mambaocr_hf.metrics import compute_ocr_metrics, format_sources_table, mean_over_sources
 
 
 def rapidocr_reader() -> Callable:
@@ -75,16 +75,9 @@ def main(argv: list[str] | None = None) -> dict:
                 predictions.append(read(row["image"]))
                 references.append(row["text"])
             results[peer][source] = compute_ocr_metrics(predictions, references)
-        print(f"\n{peer}\n| source | images | word acc. (ci alnum) | exact case | CER |\n|---|---:|---:|---:|---:|")
-        rows = list(results[peer].items())
-        mean = {
-            key: sum(r[key] for _, r in rows) / len(rows) for key in ("word_accuracy_ci_alnum", "word_accuracy", "cer")
-        }
-        mean["num_samples"] = sum(r["num_samples"] for _, r in rows)
-        results[peer]["mean"] = mean
-        for name, r in [*rows, ("mean", mean)]:
-            print(f"| {name} | {int(r['num_samples'])} | {r['word_accuracy_ci_alnum']:.2%} | {r['word_accuracy']:.2%} | "
-                  f"{r['cer']:.4f} |")  # fmt: skip
+        results[peer]["mean"] = mean_over_sources(list(results[peer].values()))
+        print("\n" + format_sources_table(peer, {k: v for k, v in results[peer].items() if k != "mean"},
+                                          results[peer]["mean"]))  # fmt: skip
     if args.output:
         with open(args.output, "w", encoding="utf-8") as handle:
             json.dump(results, handle, indent=2)

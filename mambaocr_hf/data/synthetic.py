@@ -386,11 +386,10 @@ class SyntheticTextGenerator:
         the sample's: only their parts that a loose box shows end up in the crop)."""
         context = Image.new("L", size, 0)
         draw = ImageDraw.Draw(context)
-        drawable = [path for path in (font.path,) if path]
         space = font.getlength(" ") or font.size * 0.3
         gap = space * rng.uniform(0.8, 2.5)
         words = [self.sampler.sample(rng)[0] for _ in range(6)]
-        words = [word for word in words if not (drawable and missing_characters(drawable[0], word))] or ["0"]
+        words = [word for word in words if not missing_characters(font.path, word)] or ["0"]
         x0, y0 = origin
         if rng.random() < 0.7:  # a word on the left, ending a gap before the text
             word = words[0]
@@ -515,7 +514,7 @@ class SyntheticTextGenerator:
             mode = int(rng.integers(4))
             if mode == 0:  # multiply: dark ink on a textured surface keeps the texture
                 painted = image * color[None, None, :] / 255.0
-                painted = np.where(luminance_of(color) < luminance_of(image.mean((0, 1))), painted, color)
+                painted = np.where(luminance(color) < luminance(image.mean((0, 1))), painted, color)
             elif mode == 1:  # overlay
                 base = image / 255.0
                 top = color[None, None, :] / 255.0
@@ -634,10 +633,6 @@ class SyntheticTextGenerator:
         while num_samples is None or index < num_samples:
             yield index
             index += num_shards
-
-
-def luminance_of(color: np.ndarray) -> float:
-    return float(np.asarray(color, dtype=np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32))
 
 
 def encode_image(image: Image.Image, image_format: str = "png") -> bytes:

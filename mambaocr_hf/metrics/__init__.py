@@ -12,6 +12,8 @@ from .ocr_metrics import (
     edit_distance,
     format_metrics_table,
     format_reliability_table,
+    format_sources_table,
+    mean_over_sources,
     normalize_alnum,
     score_reliability,
 )
@@ -25,7 +27,9 @@ __all__ = [
     "edit_distance",
     "format_metrics_table",
     "format_reliability_table",
+    "format_sources_table",
     "load_metric",
+    "mean_over_sources",
     "metric_module_path",
     "normalize_alnum",
     "score_reliability",

@@ -192,6 +192,37 @@ def format_metrics_table(metrics: Mapping[str, float], *, precision: int = 4) ->
     return "\n".join(lines)
 
 
+SOURCES_TABLE_COLUMNS = (
+    ("num_samples", "images", "{:d}"),
+    ("word_accuracy_ci_alnum", "word acc. (ci alnum)", "{:.2%}"),
+    ("word_accuracy", "exact case", "{:.2%}"),
+    ("cer", "CER", "{:.4f}"),
+    ("num_skipped", "skipped", "{:d}"),
+)
+
+
+def mean_over_sources(results: Sequence[Mapping]) -> dict:
+    """The unweighted mean over sources (each benchmark counts once, as the literature averages them)."""
+    mean = {key: sum(result.get(key, 0) for result in results) / len(results) for key, _, _ in SOURCES_TABLE_COLUMNS}
+    mean["num_samples"] = sum(result["num_samples"] for result in results)
+    mean["num_skipped"] = sum(result.get("num_skipped", 0) for result in results)
+    return mean
+
+
+def format_sources_table(title: str, sources: Mapping[str, Mapping], mean: Mapping) -> str:
+    """A markdown table: a row per source and their mean (word accuracy under the standard protocol, exact-case
+    accuracy, CER)."""
+    lines = [title, "| source | " + " | ".join(heading for _, heading, _ in SOURCES_TABLE_COLUMNS) + " |"]
+    lines.append("|---|" + "---:|" * len(SOURCES_TABLE_COLUMNS))
+    for name, result in [*sources.items(), ("mean", mean)]:
+        cells = [
+            form.format(int(result.get(key, 0)) if form == "{:d}" else result[key])
+            for key, _, form in SOURCES_TABLE_COLUMNS
+        ]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def score_reliability(
     predictions: Sequence[str],
     references: Sequence[str],
