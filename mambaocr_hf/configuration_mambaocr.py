@@ -17,6 +17,15 @@ ADAPTER_STAGES = ("layer1", "layer2", "layer3", "layer4")
 CTC_REDUCTIONS = ("mean", "sum", "none")
 # Vocabulary of the default charset: 36 lower-case alphanumerics plus the CTC blank (see `tokenization_mambaocr.py`).
 DEFAULT_VOCAB_SIZE = 37
+# What trains, by name (`MambaOCRForCTC.apply_freeze_strategy`, the training scripts' `--freeze_strategy`).
+FREEZE_STRATEGIES = ("adapters_layer4", "adapters", "frozen_backbone", "head_only", "full")
+# `MambaOCRForCTC.forward_bf16`'s default (and the pipeline's): the logit gap below which a frame counts as a near-tie.
+FP32_MARGIN = 0.05
+# What a MambaOCR adapter folder carries of its base (see `peft_utils.save_adapter`): `mambaocr_adapter.json`, and in
+# the adapter's weights the base's fingerprint (an ASCII string as a uint8 tensor), so that every route that loads
+# the adapter can tell whether the base is the one it was trained on.
+ADAPTER_INFO_NAME = "mambaocr_adapter.json"
+BASE_FINGERPRINT_KEY = "mambaocr_base_fingerprint"
 
 
 # Named sizes. `base` is the default; `small` trades accuracy for CPU speed (a ResNet18 with the same stride patch).

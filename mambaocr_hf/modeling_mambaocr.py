@@ -22,7 +22,13 @@ from transformers import initialization as init
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.utils import ModelOutput, cached_file, logging
 
-from .configuration_mambaocr import MambaOCRConfig
+from .configuration_mambaocr import (
+    ADAPTER_INFO_NAME,
+    BASE_FINGERPRINT_KEY,
+    FP32_MARGIN,
+    FREEZE_STRATEGIES,
+    MambaOCRConfig,
+)
 from .cpu_kernels import (
     MAX_RANK,
     MAX_STATE,
@@ -58,16 +64,6 @@ _LOADING_CHECKPOINT: contextvars.ContextVar[bool] = contextvars.ContextVar(
 # Guards what the backbone builds lazily during a call (the fused CPU path's folded and packed weights, the
 # channels-last weights, the padding hooks of layers added later) against concurrent calls from several threads.
 _LAZY_STATE_LOCK = threading.RLock()
-
-# What a MambaOCR adapter folder carries of its base (see `peft_utils.save_adapter`): `mambaocr_adapter.json`, and in
-# the adapter's weights the base's fingerprint (an ASCII string as a uint8 tensor), so that every route that loads
-# the adapter can tell whether the base is the one it was trained on.
-ADAPTER_INFO_NAME = "mambaocr_adapter.json"
-BASE_FINGERPRINT_KEY = "mambaocr_base_fingerprint"
-
-# `forward_bf16`'s default: the logit gap below which a frame counts as a near-tie (see there for the measurements)
-FP32_MARGIN = 0.05
-FREEZE_STRATEGIES = ("adapters_layer4", "adapters", "frozen_backbone", "head_only", "full")
 
 
 @dataclass

@@ -23,9 +23,8 @@ import torch
 from torch import nn
 from transformers.utils import logging
 
+from .configuration_mambaocr import ADAPTER_INFO_NAME, BASE_FINGERPRINT_KEY
 from .modeling_mambaocr import (
-    ADAPTER_INFO_NAME,
-    BASE_FINGERPRINT_KEY,
     MambaOCRAdapter,
     MambaOCRForCTC,
     _base_state,
@@ -42,8 +41,8 @@ DEFAULT_MODULES_TO_SAVE = ("adapters", "projection", "classifier")
 # ResNet stages whose convolutions get LoRA by default: the last stage adapts most to a new domain.
 DEFAULT_BACKBONE_LORA_STAGES = ("layer4",)
 RESNET_STAGES = ("layer1", "layer2", "layer3", "layer4")
-# `ADAPTER_INFO_NAME` (from the modeling file, which reads it too) is written beside PEFT's files: what the adapter
-# was trained on, to check that a base fits before loading.
+# `ADAPTER_INFO_NAME` (a constant of the configuration module: the modeling file reads it too) is written beside
+# PEFT's files: what the adapter was trained on, to check that a base fits before loading.
 # Fields of `MambaOCRConfig` that change parameter shapes: an adapter only fits a base that agrees on all of them.
 ARCHITECTURE_FIELDS = (
     "backbone", "frame_stride", "adapter_size", "adapter_stages", "hidden_size", "sequence_model", "num_hidden_layers",

@@ -22,10 +22,10 @@ from transformers.pipelines.base import Pipeline, no_collate_fn
 from transformers.pipelines.pt_utils import PipelineDataset, PipelineIterator
 from transformers.utils import logging
 
+from .configuration_mambaocr import FP32_MARGIN
 from .cpu_kernels import cpu_supports_bf16
 from .decoding import CTCLexicon, character_mask
 from .image_processing_mambaocr import to_pil_image
-from .modeling_mambaocr import FP32_MARGIN
 
 logger = logging.get_logger(__name__)
 

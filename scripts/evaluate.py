@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from transformers import AutoModel, AutoProcessor
 
 import mambaocr_hf  # noqa: F401  (registers the Auto classes)
+from mambaocr_hf.configuration_mambaocr import FP32_MARGIN
 from mambaocr_hf.data import SyntheticTextGenerator, load_ocr_dataset, reset_skip_counts, skip_counts
 from mambaocr_hf.data.lines import render_long_line
 from mambaocr_hf.data.sources import split_folders
@@ -34,7 +35,6 @@ from mambaocr_hf.metrics import (
     mean_over_sources,
     score_reliability,
 )
-from mambaocr_hf.modeling_mambaocr import FP32_MARGIN
 
 
 def main() -> None:

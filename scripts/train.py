@@ -21,12 +21,12 @@ import torch
 from transformers import AutoModel, AutoProcessor, HfArgumentParser, TrainingArguments
 
 from mambaocr_hf import MambaOCRConfig, MambaOCRForCTC, MambaOCRProcessor, save_checkpoint
+from mambaocr_hf.configuration_mambaocr import FREEZE_STRATEGIES
 from mambaocr_hf.data import interleave_sources, load_ocr_dataset, skip_counts
 from mambaocr_hf.data.cache import cache_synthetic_sources
 from mambaocr_hf.data.synthetic import synthetic_config_from
 from mambaocr_hf.image_processing_mambaocr import MambaOCRImageProcessor
 from mambaocr_hf.metrics import format_metrics_table
-from mambaocr_hf.modeling_mambaocr import FREEZE_STRATEGIES
 from mambaocr_hf.tokenization_mambaocr import MambaOCRTokenizer
 from mambaocr_hf.training import (
     TrainingStreamArguments,

@@ -9,7 +9,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 from mambaocr_hf import MambaOCRConfig, MambaOCRForCTC, MambaOCRProcessor, save_checkpoint
-from mambaocr_hf.modeling_mambaocr import FP32_MARGIN
+from mambaocr_hf.configuration_mambaocr import FP32_MARGIN
 
 from .conftest import tiny_config_kwargs
 

@@ -5,7 +5,7 @@ import torch
 from safetensors.torch import save_file
 
 from mambaocr_hf import MambaOCRConfig, MambaOCRForCTC, MambaOCRProcessor
-from mambaocr_hf.modeling_mambaocr import FREEZE_STRATEGIES
+from mambaocr_hf.configuration_mambaocr import FREEZE_STRATEGIES
 
 from .conftest import run_in_threads, tiny_config_kwargs
 
