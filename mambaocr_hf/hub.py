@@ -13,6 +13,8 @@ from string import Template
 
 from transformers.utils import logging
 
+from .pipeline_mambaocr import save_pipeline_code
+
 logger = logging.get_logger(__name__)
 
 TEMPLATE_NAME = "mambaocr.md"
@@ -124,7 +126,8 @@ def save_checkpoint(
     commit_message: str | None = None,
 ) -> Path:
     """Save a complete, Hub-ready checkpoint folder: `model.safetensors`, `config.json` with `auto_map`, the model
-    code, the processor files and a `README.md` model card; optionally push it to `repo_id` (created, `private` if
+    code, the pipeline's code (`image-to-text` with `trust_remote_code`), the processor files and a `README.md` model
+    card; optionally push it to `repo_id` (created, `private` if
     asked, where it does not exist), with `token` and `commit_message`."""
     if len(processor.tokenizer) != model.config.vocab_size:
         raise ValueError(
@@ -134,6 +137,7 @@ def save_checkpoint(
     save_directory = Path(save_directory)
     save_directory.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(save_directory)
+    save_pipeline_code(save_directory)
     processor.save_pretrained(save_directory)
     write_model_card(
         save_directory,

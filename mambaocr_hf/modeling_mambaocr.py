@@ -1019,12 +1019,6 @@ class MambaOCRPreTrainedModel(PreTrainedModel):
                 **(getattr(self.config, "auto_map", None) or {}),
                 "AutoModelForCTC": f"{module}.{type(self).__name__}",
             }
-            # The checkpoint names MambaOCRPipeline as its custom pipeline, so `pipeline("image-to-text", model=...,
-            # trust_remote_code=True)` reaches it. This import also makes transformers copy pipeline_mambaocr.py
-            # next to the model code (it copies the relative imports of the modeling file).
-            from .pipeline_mambaocr import CUSTOM_PIPELINES
-
-            self.config.custom_pipelines = CUSTOM_PIPELINES
         return super().save_pretrained(save_directory, *args, **kwargs)
 
     def load_adapter(self, peft_model_id: str | None = None, *args, adapter_state_dict: dict | None = None, **kwargs):

@@ -12,11 +12,14 @@ pipeline("image-to-text", model="runs/demo_cpu", trust_remote_code=True)
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch.utils.data import DataLoader
+from transformers.dynamic_module_utils import custom_object_save
 from transformers.image_utils import load_image
 from transformers.pipelines.base import Pipeline, no_collate_fn
 from transformers.pipelines.pt_utils import PipelineDataset, PipelineIterator
@@ -256,4 +259,27 @@ class MambaOCRPipeline(Pipeline):
         return result
 
 
-__all__ = ["CUSTOM_PIPELINES", "MambaOCRPipeline", "PIPELINE_TASK"]
+def save_pipeline_code(save_directory: str | os.PathLike) -> bool:
+    """Make a saved checkpoint name `MambaOCRPipeline` as its `image-to-text` pipeline (`custom_pipelines` in
+    config.json) and carry its code, as transformers' `Pipeline.save_pretrained` does for a custom pipeline, so that
+    `pipeline("image-to-text", model=..., trust_remote_code=True)` reaches it. Only for a checkpoint that carries the
+    model's code (`AutoModelForCTC` in its `auto_map`); returns whether it did.
+
+    The model's own `save_pretrained` does not do this: the model files must not depend on the pipeline. The
+    package's writers call it: `save_checkpoint` and the trainer's checkpoints.
+    """
+    config_file = Path(save_directory) / "config.json"
+    if not config_file.is_file():  # e.g. a PEFT adapter folder
+        return False
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    if "AutoModelForCTC" not in (config.get("auto_map") or {}):
+        return False
+    config["custom_pipelines"] = CUSTOM_PIPELINES
+    partial = config_file.with_name(config_file.name + ".tmp")
+    partial.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(partial, config_file)  # a checkpoint is never left with half a config.json
+    custom_object_save(MambaOCRPipeline, save_directory)
+    return True
+
+
+__all__ = ["CUSTOM_PIPELINES", "MambaOCRPipeline", "PIPELINE_TASK", "save_pipeline_code"]

@@ -23,6 +23,7 @@ from transformers.trainer_utils import get_last_checkpoint
 from transformers.utils import logging
 
 from .cpu_kernels import cpu_supports_bf16
+from .pipeline_mambaocr import save_pipeline_code
 
 logger = logging.get_logger(__name__)
 
@@ -272,6 +273,11 @@ class OCRTrainer(Trainer):
     def train_seconds(self) -> float:
         """Seconds spent in `train()` over the whole run (evaluations and saving included), resumes added up."""
         return self.run_totals.train_seconds
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        super().save_model(output_dir, _internal_call)
+        if self.args.should_save:  # checkpoints name and carry the pipeline, as `save_checkpoint`'s folders do
+            save_pipeline_code(output_dir or self.args.output_dir)
 
     def train(self, resume_from_checkpoint: str | os.PathLike | bool | None = None, **kwargs):
         checkpoint = resume_from_checkpoint
