@@ -1023,46 +1023,50 @@ class MambaOCRPreTrainedModel(PreTrainedModel):
 
     def load_adapter(self, peft_model_id: str | None = None, *args, adapter_state_dict: dict | None = None, **kwargs):
         """transformers' `load_adapter`, the route of `AutoModel.from_pretrained(adapter_dir)` and of
-        `pipeline(model=adapter_dir)`: warns, as `peft_utils.load_adapter` does, when the base weights are not those
-        the adapter was trained on. transformers loads the adapter's weights with its own loader (no
-        `load_state_dict` hook runs), so the fingerprint is taken out of them here."""
+        `pipeline(model=adapter_dir)`, reading what a MambaOCR adapter folder says of its base (see
+        `peft_utils.save_adapter`), as `peft_utils.load_adapter` does:
+
+        * an adapter that extended its base's charset has a CTC head (a `modules_to_save` copy) with more rows than
+          the base's: the head is resized first (`resize_vocab`), and the pipeline takes the adapter's processor;
+        * a warning when the base weights are not those the adapter was trained on. transformers loads the adapter's
+          weights with its own loader (no `load_state_dict` hook runs), so the fingerprint is taken out of them here.
+        """
         hub_kwargs = {k: kwargs[k] for k in ("revision", "token") if kwargs.get(k) is not None}
-        key = f"base_model.model.{BASE_FINGERPRINT_KEY}"
-        if adapter_state_dict is None and peft_model_id is not None:
-            weights = cached_file(
+        found = {
+            name: cached_file(
                 peft_model_id,
-                "adapter_model.safetensors",
+                name,
                 _raise_exceptions_for_missing_entries=False,
                 _raise_exceptions_for_connection_errors=False,
                 **hub_kwargs,
             )
-            if weights is not None:
-                from safetensors import safe_open
+            for name in (ADAPTER_INFO_NAME, "adapter_model.safetensors")
+            if peft_model_id is not None
+        }
+        info = {}
+        if found.get(ADAPTER_INFO_NAME) is not None:
+            with open(found[ADAPTER_INFO_NAME], encoding="utf-8") as handle:
+                info = json.load(handle)
+        if info.get("base_vocab_size") == self.config.vocab_size < info.get("vocab_size", 0):
+            self.resize_vocab(info["vocab_size"])  # the adapter's own head then replaces the new rows
+            self.mambaocr_adapter_dir = peft_model_id  # the pipeline takes the adapter's processor from here
+        key = f"base_model.model.{BASE_FINGERPRINT_KEY}"
+        weights = found.get("adapter_model.safetensors")
+        if adapter_state_dict is None and weights is not None:
+            from safetensors import safe_open
 
-                with safe_open(weights, framework="pt") as handle:
-                    carries_fingerprint = key in handle.keys()
-                if carries_fingerprint:
-                    from safetensors.torch import load_file
+            with safe_open(weights, framework="pt") as handle:
+                carries_fingerprint = key in handle.keys()
+            if carries_fingerprint:
+                from safetensors.torch import load_file
 
-                    adapter_state_dict = load_file(weights)
+                adapter_state_dict = load_file(weights)
         trained_on = None
         if adapter_state_dict is not None and key in adapter_state_dict:
             adapter_state_dict = dict(adapter_state_dict)
             trained_on = bytes(adapter_state_dict.pop(key).tolist()).decode("ascii", "replace")
         output = super().load_adapter(peft_model_id, *args, adapter_state_dict=adapter_state_dict, **kwargs)
-        info = {}
-        if peft_model_id is not None:  # what the adapter says of its base (older adapters: only here)
-            info_file = cached_file(
-                peft_model_id,
-                ADAPTER_INFO_NAME,
-                _raise_exceptions_for_missing_entries=False,
-                _raise_exceptions_for_connection_errors=False,
-                **hub_kwargs,
-            )
-            if info_file is not None:
-                with open(info_file, encoding="utf-8") as handle:
-                    info = json.load(handle)
-        trained_on = trained_on or info.get("base_fingerprint")
+        trained_on = trained_on or info.get("base_fingerprint")  # older adapters carry it in the json only
         if trained_on:
             where = f"at {peft_model_id}" if peft_model_id is not None else "being loaded"
             warn_if_other_base(self, trained_on, where, info.get("base_model"))
@@ -1070,21 +1074,6 @@ class MambaOCRPreTrainedModel(PreTrainedModel):
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
-        grown = _adapter_that_grew_the_charset(pretrained_model_name_or_path, kwargs)
-        if grown is not None:
-            # A PEFT adapter trained with more characters than its base: its CTC head (in `modules_to_save`) has more
-            # rows than the base's. transformers would build the base's head and refuse the adapter's; grow the base's
-            # head first (the adapter's own head replaces it), then load the adapter onto it.
-            adapter_dir, base, vocab_size = grown
-            kwargs = {k: v for k, v in kwargs.items() if k != "adapter_kwargs"}
-            model = cls.from_pretrained(base, *model_args, **kwargs)
-            loaded = model[0] if isinstance(model, tuple) else model
-            from .peft_utils import _grow_head
-
-            _grow_head(loaded, vocab_size)  # as `peft_utils.load_adapter` does: the same rows either way
-            loaded.load_adapter(adapter_dir)
-            loaded.mambaocr_adapter_dir = adapter_dir  # the pipeline takes the adapter's processor from here
-            return model
         token = _LOADING_CHECKPOINT.set(True)
         try:
             model = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
@@ -1092,30 +1081,10 @@ class MambaOCRPreTrainedModel(PreTrainedModel):
             _LOADING_CHECKPOINT.reset(token)
         if pretrained_model_name_or_path is not None:
             loaded = model[0] if isinstance(model, tuple) else model  # output_loading_info=True gives (model, info)
-            _check_vocab_matches_head(loaded.config, pretrained_model_name_or_path, kwargs)
+            # an adapter that extended the charset brings its own tokenizer (see `load_adapter`)
+            source = getattr(loaded, "mambaocr_adapter_dir", None) or pretrained_model_name_or_path
+            _check_vocab_matches_head(loaded.config, source, kwargs)
         return model
-
-
-def _adapter_that_grew_the_charset(path, kwargs: dict) -> tuple[str, str, int] | None:
-    """`(adapter folder, base, adapter vocab size)` when loading a local MambaOCR PEFT adapter folder whose charset is
-    larger than its base's (see `mambaocr_hf.peft_utils`); otherwise `None`."""
-    adapter_dir = (kwargs.get("adapter_kwargs") or {}).get("_adapter_model_path") or path
-    if adapter_dir is None or not os.path.isfile(os.path.join(adapter_dir, ADAPTER_INFO_NAME)):
-        return None
-    with open(os.path.join(adapter_dir, ADAPTER_INFO_NAME), encoding="utf-8") as handle:
-        info = json.load(handle)
-    if info.get("vocab_size", 0) <= info.get("base_vocab_size", 0):
-        return None
-    with open(os.path.join(adapter_dir, "adapter_config.json"), encoding="utf-8") as handle:
-        base = json.load(handle).get("base_model_name_or_path")
-    if path is not None and os.fspath(path) != os.fspath(adapter_dir):
-        base = path  # transformers already resolved the base (e.g. `pipeline(model=adapter_dir)`)
-    if not base:
-        raise ValueError(
-            f"The adapter at {adapter_dir} does not name its base model (`base_model_name_or_path` in "
-            "adapter_config.json): load the base yourself and use `mambaocr_hf.load_adapter(base, adapter_dir)`."
-        )
-    return os.fspath(adapter_dir), os.fspath(base), int(info["vocab_size"])
 
 
 def _check_vocab_matches_head(config: MambaOCRConfig, path: str | os.PathLike, kwargs: dict) -> None:
@@ -1536,19 +1505,27 @@ class MambaOCRForCTC(MambaOCRPreTrainedModel):
         """The CTC head is `classifier`, not tied to any input embedding (see `get_input_embeddings`)."""
         return None
 
-    def resize_vocab(self, new_vocab_size: int) -> None:
-        """Grow or shrink the CTC head to `new_vocab_size` classes, keeping the existing rows (e.g. after new
-        characters were added to the tokenizer); new rows get the usual initialisation."""
+    @torch.no_grad()
+    def resize_vocab(self, new_vocab_size: int, margin: float = 2.0) -> None:
+        """Grow or shrink the CTC head to `new_vocab_size` classes, keeping the existing rows (e.g. after characters
+        were added to the tokenizer; `peft_utils.extend_charset` calls it).
+
+        Each new row is the mean of the old rows with its bias `margin` lower: a new class's logit is then the mean
+        old logit minus `margin`, below the best old class, so greedy decoding is unchanged until training moves the
+        new rows. Deterministic (no random draw), so a base resized again matches the head an adapter was trained
+        from exactly.
+        """
         old = self.classifier
         if new_vocab_size <= self.config.blank_id:
             raise ValueError(f"`new_vocab_size` must exceed the blank id {self.config.blank_id}.")
-        new = nn.Linear(old.in_features, new_vocab_size, device=old.weight.device, dtype=old.weight.dtype)
-        nn.init.normal_(new.weight, std=self.config.initializer_range)
-        nn.init.zeros_(new.bias)
+        new = nn.utils.skip_init(
+            nn.Linear, old.in_features, new_vocab_size, device=old.weight.device, dtype=old.weight.dtype
+        )
         keep = min(old.out_features, new_vocab_size)
-        with torch.no_grad():
-            new.weight[:keep] = old.weight[:keep]
-            new.bias[:keep] = old.bias[:keep]
+        new.weight[:keep] = old.weight[:keep]
+        new.bias[:keep] = old.bias[:keep]
+        new.weight[keep:] = old.weight.mean(dim=0)
+        new.bias[keep:] = old.bias.mean() - margin
         self.classifier = new
         self.config.vocab_size = new_vocab_size
 

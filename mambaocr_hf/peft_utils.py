@@ -211,21 +211,9 @@ def find_new_characters(texts: Iterable[str], tokenizer) -> str:
 EXTENDED_FROM_ATTRIBUTE = "mambaocr_extended_from_vocab_size"
 
 
-@torch.no_grad()
-def _grow_head(model: MambaOCRForCTC, new_vocab_size: int, margin: float = 2.0) -> None:
-    """Resize the CTC head, each new row the mean of the old rows with its bias `margin` lower. A new class's logit is
-    then the mean old logit minus `margin`, always below the best old class: greedy decoding is unchanged until
-    training moves the new rows. Deterministic, so a base can be resized again to match a saved adapter exactly."""
-    old_vocab = model.config.vocab_size
-    old_weight, old_bias = model.classifier.weight.clone(), model.classifier.bias.clone()
-    model.resize_vocab(new_vocab_size)
-    model.classifier.weight[old_vocab:] = old_weight.mean(dim=0)
-    model.classifier.bias[old_vocab:] = old_bias.mean() - margin
-
-
 def extend_charset(model: MambaOCRForCTC, processor, new_characters: str):
     """Append `new_characters` to the processor's tokenizer (existing ids unchanged) and grow the model's CTC head to
-    match (see `_grow_head`: old predictions are kept, the new rows are trainable). Call it before `get_peft_model`,
+    match (`MambaOCRForCTC.resize_vocab`: old predictions are kept, the new rows are trainable). Call it before `get_peft_model`,
     and keep `"classifier"` in `modules_to_save`.
 
     Returns the processor, with a new tokenizer (`processor.tokenizer` is replaced; the old object is not changed).
@@ -255,7 +243,7 @@ def extend_charset(model: MambaOCRForCTC, processor, new_characters: str):
         char_map=tokenizer.char_map,
         blank_token=tokenizer.blank_token,
     )
-    _grow_head(model, len(processor.tokenizer))
+    model.resize_vocab(len(processor.tokenizer))
     if getattr(model, EXTENDED_FROM_ATTRIBUTE, None) is None:  # the size before the first extension
         setattr(model, EXTENDED_FROM_ATTRIBUTE, len(tokenizer))
     logger.info(f"Extended the charset by {new_characters!r}: {len(tokenizer)} -> {len(processor.tokenizer)} classes.")
@@ -542,7 +530,7 @@ def load_adapter(
         return base
     inner = _unwrap(base)
     if info is not None and info["base_vocab_size"] == inner.config.vocab_size < info["vocab_size"]:
-        _grow_head(inner, info["vocab_size"])
+        inner.resize_vocab(info["vocab_size"])
     check_adapter_compatibility(base, adapter_dir, check_base_weights)
     return peft.PeftModel.from_pretrained(base, str(adapter_dir), adapter_name=adapter_name, is_trainable=is_trainable)
 
