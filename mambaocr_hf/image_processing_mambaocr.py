@@ -156,6 +156,40 @@ def to_pil_image(image, index: int = 0) -> Image.Image:
     )
 
 
+def target_width(
+    width: int,
+    height: int,
+    image_height: int = 32,
+    min_width: int = 16,
+    max_width: int = 2048,
+    width_multiple: int = 4,
+) -> int:
+    """Width of an image of `width`×`height` once resized to `image_height`: aspect ratio kept, clamped to
+    `[min_width, max_width]`, rounded up to a multiple of `width_multiple` (and never past `max_width`). The one
+    definition the image processor resizes by and the data filters count CTC frames by."""
+    scaled = min(max(_scaled_width(width, height, image_height), min_width), max_width)
+    return min(-(-scaled // width_multiple) * width_multiple, max_width // width_multiple * width_multiple)
+
+
+def pad_images(images: Sequence, return_tensors: str | None = None) -> BatchFeature:
+    """Batch prepared images (`[num_channels, height, width]` arrays or tensors of one height) by padding them with 0
+    on the right to the widest; `pixel_mask` is 1 on each image's own columns. The image processor's batching, and
+    the pipeline's."""
+    arrays = [np.asarray(image, dtype=np.float32) for image in images]
+    widest = max(array.shape[-1] for array in arrays)
+    pixel_values = np.zeros((len(arrays), *arrays[0].shape[:-1], widest), dtype=np.float32)
+    pixel_mask = np.zeros((len(arrays), widest), dtype=np.int64)
+    for index, array in enumerate(arrays):
+        pixel_values[index, ..., : array.shape[-1]] = array
+        pixel_mask[index, : array.shape[-1]] = 1
+    return BatchFeature({"pixel_values": pixel_values, "pixel_mask": pixel_mask}, tensor_type=return_tensors)
+
+
+def _scaled_width(width: int, height: int, image_height: int) -> int:
+    """Width at `image_height` with the aspect ratio kept (at least 1)."""
+    return max(1, round(width * image_height / height))
+
+
 class MambaOCRImageProcessor(BaseImageProcessor):
     r"""
     Prepares text-line images for [`MambaOCRForCTC`]: resize to `image_height` keeping the aspect ratio, clamp the
@@ -237,17 +271,15 @@ class MambaOCRImageProcessor(BaseImageProcessor):
         return cls(**{**options, "num_channels": config.num_channels, **kwargs})
 
     def target_width(self, width: int, height: int) -> int:
-        """Width after resizing an image of `width`×`height` (aspect kept, clamped, rounded up to `width_multiple`)."""
-        scaled = max(1, round(width * self.image_height / height))
-        if scaled > self.max_width:
+        """Width after resizing an image of `width`×`height` (aspect kept, clamped, rounded up to `width_multiple`;
+        see the module's `target_width`)."""
+        if _scaled_width(width, height, self.image_height) > self.max_width:
             # one message per max_width, not per image (warning_once keys on the text)
             logger.warning_once(
                 f"Images wider than max_width={self.max_width} px at height {self.image_height} are squeezed to that "
                 "width (text may get harder to read). Raise `max_width` for longer lines."
             )
-        scaled = min(max(scaled, self.min_width), self.max_width)
-        multiple = self.width_multiple
-        return min(-(-scaled // multiple) * multiple, self.max_width // multiple * multiple)
+        return target_width(width, height, self.image_height, self.min_width, self.max_width, self.width_multiple)
 
     def resize_and_normalize(self, image, index: int = 0) -> np.ndarray:
         """One image → float32 `[num_channels, image_height, width]`."""
@@ -275,16 +307,10 @@ class MambaOCRImageProcessor(BaseImageProcessor):
             is_batched_array = getattr(images, "ndim", 0) == 4
             images = list(images) if is_batched_array else [images]
         arrays = [self.resize_and_normalize(image, index) for index, image in enumerate(images)]
-        widest = max(array.shape[-1] for array in arrays)
-        pixel_values = np.zeros((len(arrays), self.num_channels, self.image_height, widest), dtype=np.float32)
-        pixel_mask = np.zeros((len(arrays), widest), dtype=np.int64)
-        for index, array in enumerate(arrays):
-            pixel_values[index, :, :, : array.shape[-1]] = array
-            pixel_mask[index, : array.shape[-1]] = 1
-        return BatchFeature({"pixel_values": pixel_values, "pixel_mask": pixel_mask}, tensor_type=return_tensors)
+        return pad_images(arrays, return_tensors=return_tensors)
 
     def __call__(self, images, return_tensors: str | None = None, **kwargs) -> BatchFeature:
         return self.preprocess(images, return_tensors=return_tensors, **kwargs)
 
 
-__all__ = ["MambaOCRImageProcessor"]
+__all__ = ["MambaOCRImageProcessor", "pad_images", "target_width"]

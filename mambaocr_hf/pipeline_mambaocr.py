@@ -28,7 +28,7 @@ from transformers.utils import logging
 from .configuration_mambaocr import FP32_MARGIN
 from .cpu_kernels import cpu_supports_bf16
 from .decoding import CTCLexicon, character_mask
-from .image_processing_mambaocr import to_pil_image
+from .image_processing_mambaocr import pad_images, to_pil_image
 
 logger = logging.get_logger(__name__)
 
@@ -42,17 +42,9 @@ CUSTOM_PIPELINES = {
 
 
 def _pad_collate(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """Batch single-image inputs of different widths: pad `pixel_values` (with 0, the normalised padding value the
-    image processor uses) and `pixel_mask` on the right to the widest."""
-    widest = max(item["pixel_values"].shape[-1] for item in items)
-    first = items[0]["pixel_values"]
-    pixel_values = first.new_zeros((len(items), *first.shape[1:-1], widest))
-    pixel_mask = items[0]["pixel_mask"].new_zeros((len(items), widest))
-    for index, item in enumerate(items):
-        width = item["pixel_values"].shape[-1]
-        pixel_values[index, ..., :width] = item["pixel_values"][0]
-        pixel_mask[index, :width] = item["pixel_mask"][0]
-    batch = {"pixel_values": pixel_values, "pixel_mask": pixel_mask}
+    """Batch single-image inputs of different widths: `pixel_values` and `pixel_mask` padded on the right to the
+    widest as the image processor pads a batch (`pad_images`); the other entries concatenated."""
+    batch = dict(pad_images([item["pixel_values"][0] for item in items], return_tensors="pt"))
     for key in items[0]:
         if key not in batch:
             batch[key] = torch.cat([item[key] for item in items])

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from PIL import Image, UnidentifiedImageError
 from transformers.utils import logging
 
+from ..image_processing_mambaocr import target_width
 from ..tokenization_mambaocr import check_unknown_char_policy
 
 logger = logging.get_logger(__name__)
@@ -369,12 +370,9 @@ def ctc_frames(
     width: int, height: int, image_height: int = 32, min_width: int = 16, max_width: int = 2048, frame_stride: int = 4
 ) -> int:
     """Frames the model gives an image of `width`×`height`: its width once resized to `image_height` (aspect kept,
-    clamped to `[min_width, max_width]`, rounded up to a multiple of `frame_stride`) over `frame_stride`, exactly
-    as `MambaOCRImageProcessor.target_width` resizes it."""
-    scaled = max(1, round(width * image_height / height))
-    scaled = min(max(scaled, min_width), max_width)
-    resized = min(-(-scaled // frame_stride) * frame_stride, max_width // frame_stride * frame_stride)
-    return resized // frame_stride
+    clamped to `[min_width, max_width]`, rounded up to a multiple of `frame_stride`; the image processor's
+    `target_width`) over `frame_stride`."""
+    return target_width(width, height, image_height, min_width, max_width, frame_stride) // frame_stride
 
 
 def ctc_frames_needed(label: str) -> int:
