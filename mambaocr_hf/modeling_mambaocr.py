@@ -29,17 +29,13 @@ from .configuration_mambaocr import (
     FREEZE_STRATEGIES,
     MambaOCRConfig,
 )
-from .cpu_kernels import (
-    MAX_RANK,
-    MAX_STATE,
-    bidirectional_conv,
-    bidirectional_scan,
+from .cpu_kernels import MAX_RANK, MAX_STATE, bidirectional_conv, bidirectional_scan, kernels_available
+from .onednn import (
     cpu_supports_bf16,
     dense,
     fold_batch_norm,
     fused_conv,
     fused_conv_available,
-    kernels_available,
     linear,
     pack_conv_weight,
 )

@@ -26,9 +26,9 @@ from transformers.pipelines.pt_utils import PipelineDataset, PipelineIterator
 from transformers.utils import logging
 
 from .configuration_mambaocr import FP32_MARGIN
-from .cpu_kernels import cpu_supports_bf16
 from .decoding import CTCLexicon, character_mask
 from .image_processing_mambaocr import pad_images, to_pil_image
+from .onednn import cpu_supports_bf16
 
 logger = logging.get_logger(__name__)
 

@@ -22,7 +22,7 @@ from transformers.trainer_callback import ExportableState
 from transformers.trainer_utils import get_last_checkpoint
 from transformers.utils import logging
 
-from .cpu_kernels import cpu_supports_bf16
+from .onednn import cpu_supports_bf16
 from .pipeline_mambaocr import save_pipeline_code
 
 logger = logging.get_logger(__name__)

@@ -67,7 +67,7 @@ def _cpu() -> tuple[str, bool]:
 
     import torch
 
-    from mambaocr_hf.cpu_kernels import cpu_supports_bf16
+    from mambaocr_hf.onednn import cpu_supports_bf16
 
     name = platform.processor() or platform.machine()
     try:

@@ -30,8 +30,9 @@ from collections.abc import Callable
 import torch
 
 from mambaocr_hf import MambaOCRConfig, MambaOCRForCTC
-from mambaocr_hf.cpu_kernels import bidirectional_scan, cpu_supports_bf16, kernels_available
+from mambaocr_hf.cpu_kernels import bidirectional_scan, kernels_available
 from mambaocr_hf.modeling_mambaocr import _select_scan
+from mambaocr_hf.onednn import cpu_supports_bf16
 from mambaocr_hf.selective_scan import (
     fused_kernels_available,
     selective_scan_chunked,

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from mambaocr_hf import MambaOCRConfig, MambaOCRForCTC, cpu_kernels, modeling_mambaocr
+from mambaocr_hf import MambaOCRConfig, MambaOCRForCTC, cpu_kernels, modeling_mambaocr, onednn
 from mambaocr_hf.modeling_mambaocr import MambaOCRAdapter, MambaOCRMixer
 
 from .conftest import tiny_config_kwargs
@@ -114,10 +114,10 @@ def test_linear_matches_f_linear_and_keeps_autograd():
     torch.manual_seed(0)
     x, weight, bias = torch.randn(4, 7, 24), torch.randn(16, 24), torch.randn(16)
     with torch.no_grad():
-        assert torch.allclose(cpu_kernels.linear(x, weight, bias), F.linear(x, weight, bias), atol=1e-5)
-        assert torch.allclose(cpu_kernels.linear(x, weight), F.linear(x, weight), atol=1e-5)
+        assert torch.allclose(onednn.linear(x, weight, bias), F.linear(x, weight, bias), atol=1e-5)
+        assert torch.allclose(onednn.linear(x, weight), F.linear(x, weight), atol=1e-5)
     weight.requires_grad_()
-    cpu_kernels.linear(x, weight, bias).sum().backward()
+    onednn.linear(x, weight, bias).sum().backward()
     assert torch.allclose(weight.grad, x.sum((0, 1)).expand(16, -1), atol=1e-4)
 
 
@@ -348,12 +348,12 @@ def test_fused_backbone_respects_hooks_and_peft_wrapped_convolutions():
 
 def test_fused_backbone_runs_when_first_used_under_bf16_autocast():
     # the oneDNN probe runs on first use: under autocast it must still probe in float32
-    cpu_kernels.fused_conv_available.cache_clear()
+    onednn.fused_conv_available.cache_clear()
     model = _backbone_with_statistics()
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         model(torch.randn(1, 3, 32, 32))
-    assert cpu_kernels.fused_conv_available.cache_info().misses == 1 and cpu_kernels.fused_conv_available()
-    if cpu_kernels.cpu_supports_bf16():
+    assert onednn.fused_conv_available.cache_info().misses == 1 and onednn.fused_conv_available()
+    if onednn.cpu_supports_bf16():
         assert model.backbone._fused_plan["plan"] is not None
     else:  # oneDNN has no bf16 convolutions on this CPU: the modules ran
         assert model.backbone._fused_plan is None

@@ -102,7 +102,7 @@ def bf16_available(reader) -> bool:
         return False
     if reader.device.type == "cuda":
         return True
-    from ..cpu_kernels import cpu_supports_bf16
+    from ..onednn import cpu_supports_bf16
 
     return reader.device.type == "cpu" and cpu_supports_bf16()
 
