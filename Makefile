@@ -2,12 +2,13 @@
 #   make demo   the main job: train the CPU demo preset on synthetic words (see README)
 #   make test   the test suite
 #   make demo-page   the demo web page (Gradio) on the checkpoint `make demo` trained: http://127.0.0.1:7860
+#   make fix-copies  regenerate mambaocr_hf/cpu_kernels_source.py after editing mambaocr_hf/cpu_kernels.c
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo demo-page smoke test lint clean
+.PHONY: install demo demo-page smoke test lint fix-copies clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +33,11 @@ test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q tests
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(PY) scripts/check_copies.py
+
+# the C kernels' source of truth is mambaocr_hf/cpu_kernels.c; checkpoints carry the generated Python copy
+fix-copies:
+	$(PYTHON) scripts/check_copies.py --fix
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

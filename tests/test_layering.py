@@ -20,7 +20,14 @@ PACKAGE = Path(__file__).resolve().parent.parent / "mambaocr_hf"
 # What transformers copies into a checkpoint (the model's, the processor's and the pipeline's files and everything
 # they import relatively): the model and its kernels, the processor's parts, the pipeline. Nothing of training,
 # fine-tuning or publishing (peft_utils.py, hub.py, training.py, data/).
-MODEL_FILES = {"configuration_mambaocr.py", "modeling_mambaocr.py", "selective_scan.py", "cpu_kernels.py", "onednn.py"}
+MODEL_FILES = {
+    "configuration_mambaocr.py",
+    "modeling_mambaocr.py",
+    "selective_scan.py",
+    "cpu_kernels.py",
+    "cpu_kernels_source.py",
+    "onednn.py",
+}
 CHECKPOINT_FILES = MODEL_FILES | {
     "tokenization_mambaocr.py",
     "image_processing_mambaocr.py",
