@@ -22,6 +22,7 @@ from transformers import initialization as init
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.utils import ModelOutput, cached_file, logging
 
+from .backbone_cpu import FusedCPUInference, kernel_width, mask_columns
 from .configuration_mambaocr import (
     ADAPTER_INFO_NAME,
     BASE_FINGERPRINT_KEY,
@@ -30,15 +31,7 @@ from .configuration_mambaocr import (
     MambaOCRConfig,
 )
 from .cpu_kernels import MAX_RANK, MAX_STATE, bidirectional_conv, bidirectional_scan, kernels_available
-from .onednn import (
-    cpu_supports_bf16,
-    dense,
-    fold_batch_norm,
-    fused_conv,
-    fused_conv_available,
-    linear,
-    pack_conv_weight,
-)
+from .onednn import dense, linear
 from .selective_scan import (
     causal_depthwise_conv1d,
     fused_kernels_available,
@@ -57,8 +50,8 @@ _LOADING_CHECKPOINT: contextvars.ContextVar[bool] = contextvars.ContextVar(
     "mambaocr_loading_checkpoint", default=False
 )
 
-# Guards what the backbone builds lazily during a call (the fused CPU path's folded and packed weights, the
-# channels-last weights, the padding hooks of layers added later) against concurrent calls from several threads.
+# Guards what the backbone changes lazily during a call (the channels-last weights, the padding hooks of layers added
+# later) against concurrent calls from several threads; `FusedCPUInference` guards its folded weights itself.
 _LAZY_STATE_LOCK = threading.RLock()
 
 
@@ -146,12 +139,6 @@ def _patch_stride(module: nn.Module, width_stride: int) -> None:
             sub.stride = (2, width_stride)
 
 
-def _kernel_width(module: nn.Module) -> int:
-    """How many columns a conv / pool reads per output column (1 for layers that never mix columns)."""
-    kernel = getattr(module, "kernel_size", 1)
-    return kernel[-1] if isinstance(kernel, tuple) else kernel
-
-
 # The padding of the backbone call running in this thread (or asyncio task): `(valid_pixels [batch], input_width)`.
 # The layers that mix columns sit inside timm's blocks, whose forward takes one tensor, so their masks (forward
 # pre-hooks) cannot receive it as an argument; the backbone sets it from its own arguments around each block it runs.
@@ -173,15 +160,6 @@ def _padding_columns(valid_pixels: torch.Tensor | None, input_width: int):
         _PADDING.reset(token)
 
 
-def _mask_columns(hidden_states: torch.Tensor, valid_pixels: torch.Tensor, input_width: int) -> torch.Tensor:
-    """`hidden_states` `[batch, channels, height, width]` with the columns past each image's true width zeroed."""
-    width = hidden_states.shape[-1]
-    # columns at this resolution = ceil(valid input columns * width / input width)
-    valid = torch.div(valid_pixels * width + input_width - 1, input_width, rounding_mode="floor")
-    mask = torch.arange(width, device=hidden_states.device)[None, :] < valid[:, None]  # [batch, width]
-    return hidden_states * mask[:, None, None, :].to(hidden_states.dtype)
-
-
 def _padding_mask_hook(module: nn.Module, args: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...] | None:
     """Forward pre-hook of a column-mixing backbone layer: zeroes its input's padding columns (see
     `MambaOCRBackbone`). A plain function of the call's padding, so copies of a block (PEFT's `modules_to_save`
@@ -189,7 +167,7 @@ def _padding_mask_hook(module: nn.Module, args: tuple[torch.Tensor, ...]) -> tup
     padding = _PADDING.get()
     if padding is None:
         return None
-    return (_mask_columns(args[0], *padding),) + tuple(args[1:])
+    return (mask_columns(args[0], *padding),) + tuple(args[1:])
 
 
 class MambaOCRBackbone(nn.Module):
@@ -205,8 +183,6 @@ class MambaOCRBackbone(nn.Module):
       so an image's features do not depend on how much padding its batch adds. This holds in eval mode; in training,
       BatchNorm's batch statistics also see the (zeroed) padding columns.
     """
-
-    _PACKED_SHAPES = 2  # input shapes the fused inference path keeps oneDNN-packed weights for (a copy each)
 
     def __init__(self, config: MambaOCRConfig):
         super().__init__()
@@ -240,7 +216,7 @@ class MambaOCRBackbone(nn.Module):
                     MambaOCRAdapter(_block_out_channels(block), config.adapter_size) for block in blocks
                 )
         self._warned_width_multiple = False
-        self._fused_plan: dict | None = None  # folded weights of the fused CPU inference path (built on first use)
+        self._cpu_inference = FusedCPUInference(padding_hook=_padding_mask_hook)  # folded weights, built on first use
         self._install_padding_masks()
         self.gradient_checkpointing = False
         self._check_stride_patch()
@@ -274,7 +250,7 @@ class MambaOCRBackbone(nn.Module):
             for module in self.body.modules():
                 if (
                     isinstance(module, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d))
-                    and _kernel_width(module) > 1
+                    and kernel_width(module) > 1
                     and _padding_mask_hook not in module._forward_pre_hooks.values()
                 ):
                     module.register_forward_pre_hook(_padding_mask_hook)
@@ -354,177 +330,9 @@ class MambaOCRBackbone(nn.Module):
                 if parameter.dim() == 4 and not parameter.is_contiguous(memory_format=torch.channels_last):
                     parameter.data = parameter.data.contiguous(memory_format=torch.channels_last)
 
-    # -- fused inference on CPU ----------------------------------------------------------------------------------------
-
     def train(self, mode: bool = True) -> MambaOCRBackbone:
-        self._fused_plan = None  # folded inference weights go stale (and would only take memory) while training
+        self._cpu_inference.reset()
         return super().train(mode)
-
-    def __getstate__(self) -> dict:
-        # copies and pickles leave the folded weights behind (oneDNN's packed tensors cannot be copied); the copy
-        # builds its own on first use
-        return {**super().__getstate__(), "_fused_plan": None}
-
-    def _fused_dtype(self, pixel_values: torch.Tensor) -> torch.dtype | None:
-        """The dtype the fused inference path would run in, or `None` where it does not apply."""
-        if (
-            self.training
-            or torch.is_grad_enabled()
-            or pixel_values.device.type != "cpu"
-            or _is_tracing()
-            or is_exporting()
-            or torch.compiler.is_compiling()
-            or not fused_conv_available()
-        ):
-            return None
-        if torch.is_autocast_enabled("cpu"):
-            dtype = torch.get_autocast_dtype("cpu")
-        else:
-            dtype = self.body.bn1.weight.dtype
-        if dtype == torch.bfloat16 and not cpu_supports_bf16():
-            return None  # oneDNN's bf16 convolutions need AVX-512 BF16 / AMX; the modules run (emulated) elsewhere
-        return dtype if dtype in (torch.float32, torch.bfloat16) else None
-
-    def _build_fused_plan(self, dtype: torch.dtype) -> dict | None:
-        """The ResNet as lists of steps for [`_forward_fused`]: `("conv", conv, weight, bias, relu, packed)` with the
-        following BatchNorm folded in (in `dtype`; `packed` maps an input shape to the weight in oneDNN's layout for
-        it), or `("module", pool)`. `None` if some part is not a plain timm ResNet
-        (PEFT-wrapped convolutions, squeeze-excitation, drop paths, hooks a user registered...)."""
-        body = self.body
-
-        def plain(module: nn.Module) -> bool:
-            return not module._forward_hooks and all(
-                hook is _padding_mask_hook for hook in module._forward_pre_hooks.values()
-            )
-
-        def steps(modules: list[nn.Module | None], dtype: torch.dtype = dtype) -> list[tuple] | None:
-            modules = [m for m in modules if m is not None and type(m) is not nn.Identity]
-            if not all(plain(m) for m in modules):
-                return None
-            out, index = [], 0
-            while index < len(modules):
-                module = modules[index]
-                if type(module) in (nn.MaxPool2d, nn.AvgPool2d):
-                    out.append(("module", module))
-                    index += 1
-                    continue
-                norm = modules[index + 1] if index + 1 < len(modules) else None
-                if type(module) is not nn.Conv2d or type(norm) is not nn.BatchNorm2d or norm.training:
-                    return None
-                relu = index + 2 < len(modules) and type(modules[index + 2]) is nn.ReLU
-                out.append(("conv", module, *fold_batch_norm(module, norm, dtype), relu, {}))
-                index += 3 if relu else 2
-            return out
-
-        def children(module: nn.Module | None) -> list[nn.Module | None]:
-            return list(module.children()) if type(module) is nn.Sequential else [module]
-
-        # the stem reads the raw pixels, whose rounding to bf16 alone changed ~1 in 250 reads of the demo
-        # checkpoint; in float32 it costs ~2% of the bf16 model's time
-        stem_dtype = torch.float32
-        stem = steps([*children(body.conv1), body.bn1, body.act1], stem_dtype)
-        pool = steps([body.maxpool])  # after the cast: rounding commutes with max, and bf16 halves its traffic
-        if stem is None or pool is None:
-            return None
-        blocks = []
-        for stage in ("layer1", "layer2", "layer3", "layer4"):
-            adapters = self.adapters[stage] if stage in self.adapters else None
-            for index, block in enumerate(getattr(body, stage)):
-                if hasattr(block, "conv3"):  # timm's Bottleneck
-                    names, final_act = ("conv1", "bn1", "act1", "conv2", "bn2", "drop_block", "act2", "aa", "conv3", "bn3"), "act3"  # fmt: skip
-                else:  # timm's BasicBlock
-                    names, final_act = ("conv1", "bn1", "drop_block", "act1", "aa", "conv2", "bn2"), "act2"
-                branch = steps([getattr(block, name, None) for name in names])
-                shortcut = [] if block.downsample is None else steps(children(block.downsample))
-                if (
-                    branch is None
-                    or shortcut is None
-                    or branch[-1][0] != "conv"
-                    or branch[-1][-1]  # a ReLU before the residual add: not a ResNet block
-                    or not plain(block)
-                    or type(getattr(block, final_act, None)) is not nn.ReLU
-                    or any(type(getattr(block, name, None)) not in (type(None), nn.Identity) for name in ("se", "drop_path"))
-                ):  # fmt: skip
-                    return None
-                blocks.append((branch, shortcut, adapters[index] if adapters is not None else None))
-        return {"stem": stem, "stem_dtype": stem_dtype, "pool": pool, "blocks": blocks}
-
-    def _fusion_key(self, dtype: torch.dtype) -> tuple:
-        """Changes whenever a backbone weight or statistic changes (in place, or by replacing the tensor) and whenever
-        a hook is added or removed (~0.1 ms for a ResNet34)."""
-        key = [dtype]
-        for module in self.body.modules():
-            key.append(len(module._forward_hooks) + len(module._forward_pre_hooks))
-            for tensor in (*module._parameters.values(), *module._buffers.values()):
-                if tensor is not None:
-                    key += (tensor.data_ptr(), tensor._version)
-        return tuple(key)
-
-    def _forward_fused(
-        self, pixel_values: torch.Tensor, dtype: torch.dtype, valid_pixels: torch.Tensor | None
-    ) -> torch.Tensor | None:
-        """The ResNet for inference on CPU with every BatchNorm folded into its convolution and the bias, residual
-        add and ReLU computed inside oneDNN's convolution: one pass over each activation instead of four. The folded
-        weights are kept (in the compute dtype, so bf16 autocast does not re-cast every weight on every call) until a
-        weight changes. `None` where a block is not plain (the caller then runs the modules).
-
-        oneDNN runs fastest with weights reordered for one input shape, and 2-3.5x slower than with plain weights on
-        inputs of any other shape (measured on AVX2), while reordering them all costs about as much as one batch of
-        32. So the weights are packed for an input shape once it comes a second time, for the last
-        `_PACKED_SHAPES` such shapes; other shapes run with the plain folded weights.
-
-        `valid_pixels` (`[batch]`) is each image's true width, `None` if nothing is padded."""
-        input_width = pixel_values.shape[-1]
-        key = self._fusion_key(dtype)
-        shape = tuple(pixel_values.shape)
-        # the plan and its packed weights are shared by the threads running this model: they are read and changed
-        # under the lock, and a call keeps the tensors it took even if another call drops them from the cache
-        with _LAZY_STATE_LOCK:
-            cache = self._fused_plan
-            if cache is None or cache["key"] != key:  # also remembers "cannot fuse" for this key
-                cache = self._fused_plan = {"key": key, "plan": self._build_fused_plan(dtype), "uses": {}}
-            plan, uses = cache["plan"], cache["uses"]
-            if plan is None:
-                return None
-            uses[shape] = uses.pop(shape, 0) + 1  # the most recent shape last
-            if len(uses) > 64:
-                del uses[next(iter(uses))]
-            pack = uses[shape] > 1
-            packed_shapes = [seen for seen, count in uses.items() if count > 1][-self._PACKED_SHAPES :]
-
-        def packed_weight(weight: torch.Tensor, module: nn.Module, packed: dict, input_shape: torch.Size):
-            with _LAZY_STATE_LOCK:
-                if shape not in packed:
-                    for stale in [seen for seen in packed if seen not in packed_shapes]:
-                        del packed[stale]
-                    packed[shape] = pack_conv_weight(weight, module, input_shape)
-                return packed[shape]
-
-        def run(hidden_states: torch.Tensor, steps: list, residual: torch.Tensor | None = None) -> torch.Tensor:
-            for position, step in enumerate(steps):
-                kind, module = step[0], step[1]
-                if valid_pixels is not None and _kernel_width(module) > 1:  # as `_install_padding_masks` hooks
-                    hidden_states = _mask_columns(hidden_states, valid_pixels, input_width)
-                if kind == "module":
-                    hidden_states = module.forward(hidden_states)  # masked above: skip its padding-mask hook
-                    continue
-                weight, bias, relu, packed = step[2:]
-                if pack:
-                    weight = packed_weight(weight, module, packed, hidden_states.shape)
-                if residual is not None and position == len(steps) - 1:  # the block's last convolution
-                    hidden_states = fused_conv(hidden_states, weight, bias, module, relu=True, residual=residual)
-                else:
-                    hidden_states = fused_conv(hidden_states, weight, bias, module, relu=relu)
-            return hidden_states
-
-        hidden_states = pixel_values.to(plan["stem_dtype"]).contiguous(memory_format=torch.channels_last)
-        hidden_states = run(hidden_states, plan["stem"])
-        hidden_states = run(hidden_states.to(dtype), plan["pool"])
-        for branch, shortcut, adapter in plan["blocks"]:
-            hidden_states = run(hidden_states, branch, residual=run(hidden_states, shortcut))
-            if adapter is not None:
-                hidden_states = adapter(hidden_states)
-        return hidden_states
 
     def forward(self, pixel_values: torch.Tensor, valid_pixels: torch.Tensor | None = None) -> torch.Tensor:
         """Returns frame features `[batch, width / frame_stride, num_features]`.
@@ -549,11 +357,11 @@ class MambaOCRBackbone(nn.Module):
         if pixel_values.device.type == "cpu" and not _is_tracing() and not is_exporting():
             self._use_channels_last()
             pixel_values = pixel_values.contiguous(memory_format=torch.channels_last)
-        body = self.body
-        fused_dtype = self._fused_dtype(pixel_values)
-        hidden_states = None if fused_dtype is None else self._forward_fused(pixel_values, fused_dtype, valid_pixels)
+        # inference on CPU: BatchNorm folded, oneDNN's fused convolutions (`None` where that does not apply)
+        hidden_states = self._cpu_inference(self.body, self.adapters, pixel_values, valid_pixels)
         if hidden_states is not None:
             return hidden_states.mean(dim=2).transpose(1, 2)
+        body = self.body
         with _padding_columns(valid_pixels, input_width):
             hidden_states = body.act1(body.bn1(body.conv1(pixel_values)))
             hidden_states = body.maxpool(hidden_states)

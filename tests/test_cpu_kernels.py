@@ -8,7 +8,8 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from mambaocr_hf import MambaOCRConfig, MambaOCRForCTC, cpu_kernels, modeling_mambaocr, onednn
+from mambaocr_hf import MambaOCRConfig, MambaOCRForCTC, backbone_cpu, cpu_kernels, onednn
+from mambaocr_hf.backbone_cpu import FusedCPUInference
 from mambaocr_hf.modeling_mambaocr import MambaOCRAdapter, MambaOCRMixer
 
 from .conftest import tiny_config_kwargs
@@ -241,7 +242,7 @@ def _backbone_with_statistics(**overrides):
 def _unfused_logits(model, *args, **kwargs):
     """The model's logits with the backbone's fused inference path switched off (its modules run one by one)."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(type(model.backbone), "_fused_dtype", lambda self, pixel_values: None)
+        patch.setattr(FusedCPUInference, "dtype_for", staticmethod(lambda body, pixel_values: None))
         return model(*args, **kwargs).logits
 
 
@@ -255,7 +256,7 @@ def test_fused_backbone_inference_matches_the_modules(backbone):
     pixel_mask[2, 12:] = 0
     with torch.no_grad():
         fused = model(pixel_values, pixel_mask=pixel_mask).logits
-        assert model.backbone._fused_plan["plan"] is not None, "the fused path did not run"
+        assert model.backbone._cpu_inference.cache["plan"] is not None, "the fused path did not run"
         expected = _unfused_logits(model, pixel_values, pixel_mask=pixel_mask)
         torch.testing.assert_close(fused, expected, atol=2e-5, rtol=1e-4)
         # a padded image reads as it does alone (the padding masks hold on the fused path too)
@@ -280,7 +281,7 @@ def test_fused_backbone_packs_weights_for_repeated_shapes_only():
     inputs = {(batch, width): torch.randn(batch, 3, 32, width) for batch, width in [(1, 40), (3, 24), (2, 64)]}
 
     def packed_shapes():
-        convs = [step for step in backbone._fused_plan["plan"]["stem"] if step[0] == "conv"]
+        convs = [step for step in backbone._cpu_inference.cache["plan"]["stem"] if step[0] == "conv"]
         return sorted((shape[0], shape[-1]) for shape in convs[0][5])
 
     with torch.no_grad():
@@ -312,10 +313,10 @@ def test_fused_backbone_follows_weight_changes_and_training():
         assert not torch.allclose(after, before)
         torch.testing.assert_close(after, _unfused_logits(model, pixel_values), atol=2e-5, rtol=1e-4)
         copied = copy.deepcopy(model)  # the folded (oneDNN-packed) weights stay behind; the copy builds its own
-        assert copied.backbone._fused_plan is None
+        assert copied.backbone._cpu_inference.cache is None
         torch.testing.assert_close(copied(pixel_values).logits, after)
     model.train()
-    assert model.backbone._fused_plan is None  # the folded copies are dropped while training
+    assert model.backbone._cpu_inference.cache is None  # the folded copies are dropped while training
     model(pixel_values, labels=torch.tensor([[1, 2], [3, -100]])).loss.backward()  # training runs the modules
     assert model.backbone.body.layer1[0].conv1.weight.grad is not None
 
@@ -328,11 +329,11 @@ def test_fused_backbone_respects_hooks_and_peft_wrapped_convolutions():
     handle = model.backbone.body.layer2[0].register_forward_hook(lambda module, args, output: seen.append(output))
     with torch.no_grad():
         model(pixel_values)
-    assert seen and model.backbone._fused_plan["plan"] is None  # a user's hook still runs: no fusion
+    assert seen and model.backbone._cpu_inference.cache["plan"] is None  # a user's hook still runs: no fusion
     handle.remove()
     with torch.no_grad():
         model(pixel_values)
-    assert model.backbone._fused_plan["plan"] is not None
+    assert model.backbone._cpu_inference.cache["plan"] is not None
 
     peft = pytest.importorskip("peft")
     lora = peft.get_peft_model(
@@ -340,7 +341,7 @@ def test_fused_backbone_respects_hooks_and_peft_wrapped_convolutions():
     ).eval()
     with torch.no_grad():
         logits = lora(pixel_values=pixel_values).logits
-        assert lora.base_model.model.backbone._fused_plan["plan"] is None
+        assert lora.base_model.model.backbone._cpu_inference.cache["plan"] is None
         with lora.disable_adapter():
             torch.testing.assert_close(lora(pixel_values=pixel_values).logits, model(pixel_values).logits)
     assert not torch.allclose(logits, model(pixel_values).logits)
@@ -354,22 +355,22 @@ def test_fused_backbone_runs_when_first_used_under_bf16_autocast():
         model(torch.randn(1, 3, 32, 32))
     assert onednn.fused_conv_available.cache_info().misses == 1 and onednn.fused_conv_available()
     if onednn.cpu_supports_bf16():
-        assert model.backbone._fused_plan["plan"] is not None
+        assert model.backbone._cpu_inference.cache["plan"] is not None
     else:  # oneDNN has no bf16 convolutions on this CPU: the modules ran
-        assert model.backbone._fused_plan is None
+        assert model.backbone._cpu_inference.cache is None
 
 
 def test_bf16_autocast_runs_the_modules_where_onednn_has_no_bf16(monkeypatch):
     # CPUs without AVX-512 BF16 / AMX (e.g. AVX2-only ones): oneDNN refuses bf16 convolutions, so bf16 autocast
     # must not take the fused path there; float32 still does
-    monkeypatch.setattr(modeling_mambaocr, "cpu_supports_bf16", lambda: False)
+    monkeypatch.setattr(backbone_cpu, "cpu_supports_bf16", lambda: False)
     model = _backbone_with_statistics()
     pixel_values = torch.randn(2, 3, 32, 48)
     with torch.no_grad():
         with torch.autocast("cpu", dtype=torch.bfloat16):
             logits = model(pixel_values).logits
-            assert model.backbone._fused_plan is None
+            assert model.backbone._cpu_inference.cache is None
             expected = _unfused_logits(model, pixel_values)
         torch.testing.assert_close(logits, expected)
         model(pixel_values)
-        assert model.backbone._fused_plan["plan"] is not None
+        assert model.backbone._cpu_inference.cache["plan"] is not None

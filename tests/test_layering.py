@@ -27,6 +27,7 @@ MODEL_FILES = {
     "cpu_kernels.py",
     "cpu_kernels_source.py",
     "onednn.py",
+    "backbone_cpu.py",
 }
 CHECKPOINT_FILES = MODEL_FILES | {
     "tokenization_mambaocr.py",
