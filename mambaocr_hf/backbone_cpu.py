@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from .onednn import cpu_supports_bf16, fold_batch_norm, fused_conv, fused_conv_available, pack_conv_weight
-from .selective_scan import is_exporting
+from .selective_scan import is_exporting, is_tracing
 
 # The plan and its packed weights are shared by the threads running one model: they are read and changed under it.
 _LOCK = threading.RLock()
@@ -79,10 +79,8 @@ class FusedCPUInference:
             body.training
             or torch.is_grad_enabled()
             or pixel_values.device.type != "cpu"
-            or torch.jit.is_tracing()
-            or torch.onnx.is_in_onnx_export()
+            or is_tracing()
             or is_exporting()
-            or torch.compiler.is_compiling()
             or not fused_conv_available()
         ):
             return None

@@ -30,17 +30,9 @@ from .configuration_mambaocr import (
     FREEZE_STRATEGIES,
     MambaOCRConfig,
 )
-from .cpu_kernels import MAX_RANK, MAX_STATE, bidirectional_conv, bidirectional_scan, kernels_available
-from .onednn import dense, linear
-from .selective_scan import (
-    causal_depthwise_conv1d,
-    fused_kernels_available,
-    is_exporting,
-    selective_scan_chunked,
-    selective_scan_export,
-    selective_scan_fused,
-    selective_scan_reference,
-)
+from .onednn import linear
+from .scan_paths import ScanPath, select_scan
+from .selective_scan import is_exporting, is_tracing
 
 logger = logging.get_logger(__name__)
 
@@ -83,21 +75,9 @@ class MambaOCRCTCOutput(ModelOutput):
     fp32_rerun: torch.BoolTensor | None = None
 
 
-def _is_tracing() -> bool:
-    return torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export()
-
-
 def frame_lengths_from_pixels(valid_pixels: torch.Tensor, frame_stride: int) -> torch.LongTensor:
     """Valid frames per image for the given valid pixel widths (the backbone's width reduction is `frame_stride`)."""
     return torch.div(valid_pixels + frame_stride - 1, frame_stride, rounding_mode="floor").long()
-
-
-def reversed_positions(frame_lengths: torch.LongTensor, seq_len: int) -> torch.LongTensor:
-    """`[batch, seq_len]` source positions that reverse each sequence within its own length, leaving the padding at
-    the end (so a causal scan over the result starts at the last valid frame). The mapping is its own inverse."""
-    positions = torch.arange(seq_len, device=frame_lengths.device)[None, :]  # [1, seq_len]
-    lengths = frame_lengths[:, None]  # [batch, 1]
-    return torch.where(positions < lengths, lengths - 1 - positions, positions)
 
 
 class MambaOCRAdapter(nn.Module):
@@ -340,11 +320,11 @@ class MambaOCRBackbone(nn.Module):
         `valid_pixels` (`[batch]`) is each image's true width; `None` means no padding.
         """
         input_width = pixel_values.shape[-1]
-        if not _is_tracing():
+        if not is_tracing():
             self._install_padding_masks()
-        if valid_pixels is not None and not _is_tracing() and bool((valid_pixels >= input_width).all()):
+        if valid_pixels is not None and not is_tracing() and bool((valid_pixels >= input_width).all()):
             valid_pixels = None  # nothing is padded: skip the masks
-        if valid_pixels is not None and not _is_tracing() and not self._warned_width_multiple:
+        if valid_pixels is not None and not is_tracing() and not self._warned_width_multiple:
             stride = self.config.frame_stride
             if input_width % stride or bool((valid_pixels % stride != 0).any()):
                 self._warned_width_multiple = True  # a once-only warning: a race at worst gives it twice
@@ -354,7 +334,7 @@ class MambaOCRBackbone(nn.Module):
                     "differently than alone. Pad with `MambaOCRImageProcessor.for_model_config(config)` (widths "
                     f"rounded to {stride}); checkpoints saved by the training scripts already do."
                 )
-        if pixel_values.device.type == "cpu" and not _is_tracing() and not is_exporting():
+        if pixel_values.device.type == "cpu" and not is_tracing() and not is_exporting():
             self._use_channels_last()
             pixel_values = pixel_values.contiguous(memory_format=torch.channels_last)
         # inference on CPU: BatchNorm folded, oneDNN's fused convolutions (`None` where that does not apply)
@@ -505,174 +485,27 @@ class MambaOCRMixer(nn.Module):
             if conv1d.bias is not None:
                 init.zeros_(conv1d.bias)
 
-    def _directional(self, name: str) -> list[torch.Tensor]:
+    def directional(self, name: str) -> list[nn.Module | torch.Tensor]:
+        """The parameter or layer `name` of each direction: forward, then (bidirectional) reverse."""
         suffixes = ("", "_reverse") if self.bidirectional else ("",)
         return [getattr(self, f"{name}{suffix}") for suffix in suffixes]
 
-    def _kernels_apply(self) -> bool:
-        """Whether the CPU kernels cover this mixer: they are built, the convolutions are plain `nn.Conv1d` (not
-        wrapped by PEFT: the kernel reads their weights directly), the state and Δ rank fit the kernels' buffers, and
-        nothing is tracing the model. Elsewhere the `"compiled"` path runs the eager chunked scan."""
-        return (
-            self.ssm_state_size <= MAX_STATE
-            and self.time_step_rank <= MAX_RANK
-            and not _is_tracing()
-            and kernels_available()
-        ) and all(type(conv) is nn.Conv1d for conv in self._directional("conv1d"))
-
-    def _forward_cpu_kernels(self, xz: torch.Tensor, frame_lengths: torch.LongTensor | None) -> torch.Tensor:
-        """The mixer between `in_proj` and `out_proj` with the compiled CPU kernels (`cpu_kernels.py`): both
-        directions in natural frame order, the reverse one reading each sequence backwards within its length, so no
-        reversed copies are made. Returns the averaged gated output `[batch, seq_len, intermediate]` in float32."""
-        batch, seq_len, _ = xz.shape
-        if frame_lengths is None:
-            frame_lengths = torch.full((batch,), seq_len, dtype=torch.long, device=xz.device)
-        x, z = xz.float().chunk(2, dim=-1)  # views: the kernels read them in place
-        convs = self._directional("conv1d")
-        weight = torch.stack([conv.weight.squeeze(1) for conv in convs])  # [dirs, inter, kernel]
-        bias = None if convs[0].bias is None else torch.stack([conv.bias for conv in convs])
-        u = bidirectional_conv(x, weight, bias, frame_lengths)  # [dirs, batch, seq_len, inter]
-        # x_proj and dt_proj in Python when PEFT wraps them (LoRA), so that what the wrappers add counts
-        projected = torch.stack(
-            [dense(proj, part.to(_weight(proj).dtype)) for proj, part in zip(self._directional("x_proj"), u)]
-        )
-        dt_projs = self._directional("dt_proj")
-        A = -torch.exp(torch.stack(self._directional("A_log")).float())
-        D = torch.stack(self._directional("D"))
-        if all(type(proj) is nn.Linear for proj in dt_projs):  # the kernel computes Δ from the low-rank input
-            weight, bias, delta = (
-                torch.stack([p.weight for p in dt_projs]),
-                torch.stack([p.bias for p in dt_projs]),
-                None,
-            )
-        else:  # each wrapped dt_proj computes its Δ, bias included
-            low_rank = projected[..., : self.time_step_rank]
-            delta = torch.stack([proj(part) for proj, part in zip(dt_projs, low_rank)])
-            weight = delta.new_zeros(len(dt_projs), self.intermediate_size, self.time_step_rank)
-            bias = delta.new_zeros(len(dt_projs), self.intermediate_size)
-        return bidirectional_scan(u, projected, weight, A, D, z, bias, frame_lengths, delta)
-
-    def forward(self, hidden_states: torch.Tensor, frame_lengths: torch.LongTensor | None = None) -> torch.Tensor:
-        """`[batch, seq_len, hidden]` → `[batch, seq_len, hidden]`; frames past `frame_lengths` are padding.
-
-        Both directions run as one stacked batch `[directions * batch, ...]` through the convolution, the projections
-        and the scan, so that each step costs one kernel call, not two.
-        """
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        frame_lengths: torch.LongTensor | None = None,
+        scan: ScanPath | None = None,
+    ) -> torch.Tensor:
+        """`[batch, seq_len, hidden]` → `[batch, seq_len, hidden]`; frames past `frame_lengths` are padding. `scan` is
+        the path `select_scan` chose for this call (chosen here if not given)."""
         batch, seq_len, _ = hidden_states.shape
-        directions = 2 if self.bidirectional else 1
-        path = _select_scan(self.config, hidden_states.device)
-        if path == "compiled" and hidden_states.device.type == "cpu" and self._kernels_apply():
-            xz = dense(self.in_proj, hidden_states)
-            return dense(self.out_proj, self._forward_cpu_kernels(xz, frame_lengths).to(hidden_states.dtype))
-        xz = self.in_proj(hidden_states)  # [batch, seq_len, 2 * intermediate]
-        if self.bidirectional:
-            if frame_lengths is None:
-                frame_lengths = torch.full((batch,), seq_len, dtype=torch.long, device=hidden_states.device)
-            # rows of the stacked batch: each sequence as it is, then each reversed within its own length
-            rows = _bidirectional_rows(frame_lengths, seq_len)  # [2 * batch * seq_len]
-            xz = xz.reshape(batch * seq_len, -1).index_select(0, rows).view(directions * batch, seq_len, -1)
-        x, z = xz.chunk(2, dim=-1)  # [directions * batch, seq_len, intermediate]
-        # The fast paths below read `.weight` of conv1d / x_proj / dt_proj directly. A module wrapped by PEFT (a LoRA
-        # layer, a `modules_to_save` copy) runs through its own forward instead, so that what it adds counts.
-        convs = self._directional("conv1d")
-        if all(type(conv) is nn.Conv1d for conv in convs):
-            # depthwise causal conv, each direction with its own kernel (one call: per-sample kernels)
-            weight = torch.cat([conv.weight[None].expand(batch, -1, -1, -1) for conv in convs]).flatten(0, 1)
-            bias = None if convs[0].bias is None else torch.cat([conv.bias[None].expand(batch, -1) for conv in convs])
-            u = causal_depthwise_conv1d(x, weight, None if bias is None else bias.flatten())
-        else:  # nn.Conv1d pads both ends by kernel - 1: its first seq_len outputs are the causal ones
-            u = torch.cat(
-                [
-                    F.silu(conv(part.transpose(1, 2))[..., :seq_len]).transpose(1, 2)
-                    for conv, part in zip(convs, x.unflatten(0, (directions, batch)))
-                ]
-            )
-        # x_proj and dt_proj of both directions as one batched matmul each
-        x_projs, dt_projs = self._directional("x_proj"), self._directional("dt_proj")
-        if all(type(proj) is nn.Linear for proj in x_projs):
-            x_proj = torch.stack([w.weight for w in x_projs]).transpose(1, 2)  # [dirs, inter, r+2n]
-            projected = torch.matmul(u.unflatten(0, (directions, batch)), x_proj[:, None])  # [dirs, batch, seq, r+2n]
-        else:
-            projected = torch.stack([proj(part) for proj, part in zip(x_projs, u.unflatten(0, (directions, batch)))])
-        dt_low_rank, B, C = torch.split(projected, [self.time_step_rank, self.ssm_state_size, self.ssm_state_size], -1)
-        if all(type(proj) is nn.Linear for proj in dt_projs):
-            dt_proj = torch.stack([w.weight for w in dt_projs]).transpose(1, 2)  # [dirs, r, inter]
-            delta = torch.matmul(dt_low_rank, dt_proj[:, None]).flatten(0, 1)  # the scan adds the bias
-            delta_bias = [proj.bias for proj in dt_projs]
-        else:  # the module adds its bias itself, so the scan adds none
-            delta = torch.stack([proj(part) for proj, part in zip(dt_projs, dt_low_rank)]).flatten(0, 1)
-            delta_bias = [delta.new_zeros(self.intermediate_size) for _ in dt_projs]
-        B, C = B.flatten(0, 1), C.flatten(0, 1)
-
-        A = [-torch.exp(a.float()) for a in self._directional("A_log")]
-        D = self._directional("D")
-        if path == "fused":  # pragma: no cover - needs CUDA and mamba-ssm; one kernel call per direction
-            halves = [slice(i * batch, (i + 1) * batch) for i in range(directions)]
-            y = torch.cat(
-                [
-                    selective_scan_fused(u[h], delta[h], A[i], B[h], C[h], D[i], z[h], delta_bias[i])
-                    for i, h in enumerate(halves)
-                ]
-            )
-        elif directions == 1:
-            y = _SCANS[path](u, delta, A[0], B, C, D[0], z, delta_bias[0])
-        else:
-            per_batch = [torch.cat([v[None].expand(batch, *v.shape) for v in values]) for values in (A, D, delta_bias)]
-            y = _SCANS[path](u, delta, per_batch[0], B, C, per_batch[1], z, per_batch[2])
-        if self.bidirectional:  # back to forward order, then average the directions
-            y_reverse = y[batch:].reshape(batch * seq_len, -1).index_select(0, rows[batch * seq_len :])
-            y = (y[:batch] + y_reverse.view(batch, seq_len, -1)) * 0.5
-        return self.out_proj(y.to(hidden_states.dtype))
-
-
-def _weight(module: nn.Module) -> torch.Tensor:
-    """The weight of a linear layer, also when PEFT wraps it (LoRA keeps the original as `base_layer`)."""
-    return module.weight if hasattr(module, "weight") else module.base_layer.weight
-
-
-def _bidirectional_rows(frame_lengths: torch.LongTensor, seq_len: int) -> torch.LongTensor:
-    """Row indices into `[batch * seq_len]`: the batch as it is, then each sequence reversed within its own length."""
-    offsets = torch.arange(frame_lengths.shape[0], device=frame_lengths.device)[:, None] * seq_len  # [batch, 1]
-    forward = torch.arange(seq_len, device=frame_lengths.device)[None, :] + offsets
-    return torch.cat([forward.flatten(), (reversed_positions(frame_lengths, seq_len) + offsets).flatten()])
-
-
-def _select_scan(config: MambaOCRConfig, device: torch.device) -> str:
-    choice = config.scan_implementation
-    if is_exporting():
-        # every other path loops in Python (or calls a custom kernel): the export would bake in the example's length
-        choice = "export"
-    elif choice == "auto":
-        if fused_kernels_available() and device.type == "cuda":
-            choice = "fused"
-        elif device.type == "cpu" and not _is_tracing() and kernels_available():
-            choice = "compiled"
-        else:
-            choice = "chunked"
-    _log_scan_path(choice)
-    return choice
-
-
-_logged_scan_path = {"path": ""}
-
-
-def _log_scan_path(path: str) -> None:
-    if path != _logged_scan_path["path"]:
-        _logged_scan_path["path"] = path
-        logger.info(f"MambaOCR selective scan: {path}.")
-        if path != "fused" and torch.cuda.is_available() and not fused_kernels_available():
-            logger.warning_once(
-                "CUDA is available but `mamba-ssm` is not installed: using the pure-PyTorch scan. Install the fused "
-                "kernels with `pip install mambaocr-hf[cuda]` for speed."
-            )
-
-
-_SCANS = {
-    "compiled": selective_scan_chunked,  # where the CPU kernels do not cover a mixer (PEFT-wrapped layers, ...)
-    "chunked": selective_scan_chunked,
-    "reference": selective_scan_reference,
-    "export": selective_scan_export,
-}
+        if frame_lengths is None:
+            frame_lengths = torch.full((batch,), seq_len, dtype=torch.long, device=hidden_states.device)
+        scan = (scan or select_scan(self.config, hidden_states.device)).for_mixer(self)
+        x, gate = scan.linear(self.in_proj, hidden_states).chunk(2, dim=-1)  # [batch, seq_len, intermediate] each
+        u = scan.conv(self, x, frame_lengths)  # causal depthwise convolution + SiLU, each direction
+        y = scan.scan(self, u, gate, frame_lengths)  # (selective scan + D·u) ⊙ silu(gate), directions averaged
+        return scan.linear(self.out_proj, y.to(hidden_states.dtype))
 
 
 class MambaOCRBlock(GradientCheckpointingLayer):
@@ -683,13 +516,16 @@ class MambaOCRBlock(GradientCheckpointingLayer):
         self.norm = MambaOCRRMSNorm(config.hidden_size, eps=config.layer_norm_epsilon)
         self.mixer = MambaOCRMixer(config)
 
-    def forward(self, hidden_states: torch.Tensor, frame_lengths: torch.LongTensor) -> torch.Tensor:
-        return hidden_states + self.mixer(self.norm(hidden_states), frame_lengths)
+    def forward(
+        self, hidden_states: torch.Tensor, frame_lengths: torch.LongTensor, scan: ScanPath | None = None
+    ) -> torch.Tensor:
+        return hidden_states + self.mixer(self.norm(hidden_states), frame_lengths, scan)
 
 
 class MambaOCRMambaEncoder(nn.Module):
     def __init__(self, config: MambaOCRConfig):
         super().__init__()
+        self.config = config
         self.layers = nn.ModuleList(MambaOCRBlock(config) for _ in range(config.num_hidden_layers))
         self.norm_f = MambaOCRRMSNorm(config.hidden_size, eps=config.layer_norm_epsilon)
 
@@ -697,8 +533,9 @@ class MambaOCRMambaEncoder(nn.Module):
         self, hidden_states: torch.Tensor, frame_lengths: torch.LongTensor, output_hidden_states: bool = False
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
         all_hidden = (hidden_states,) if output_hidden_states else ()
+        scan = select_scan(self.config, hidden_states.device)  # one path for every layer of this call
         for layer in self.layers:
-            hidden_states = layer(hidden_states, frame_lengths)
+            hidden_states = layer(hidden_states, frame_lengths, scan)
             if output_hidden_states:
                 all_hidden += (hidden_states,)
         return self.norm_f(hidden_states), all_hidden
@@ -1099,7 +936,7 @@ class MambaOCRForCTC(MambaOCRPreTrainedModel):
             )
         # valid columns are a prefix: the processor pads on the right
         valid = pixel_mask.to(pixel_values.device).long().sum(dim=-1)
-        if not _is_tracing() and bool((valid == 0).any()):
+        if not is_tracing() and bool((valid == 0).any()):
             empty = (valid == 0).nonzero().flatten().tolist()
             raise ValueError(
                 f"Images {empty} of the batch have no valid pixels (pixel_mask is all zero): zero-width input."
@@ -1257,7 +1094,7 @@ class MambaOCRForCTC(MambaOCRPreTrainedModel):
         label_mask = labels >= 0
         target_lengths = label_mask.sum(-1)
         flat_targets = labels.masked_select(label_mask)
-        if not _is_tracing():
+        if not is_tracing():
             self._check_labels(labels, label_mask, target_lengths, frame_lengths)
         log_probs = F.log_softmax(logits, dim=-1, dtype=torch.float32).transpose(0, 1)  # [frames, batch, vocab]
         with torch.backends.cudnn.flags(enabled=False):

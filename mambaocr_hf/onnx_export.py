@@ -132,6 +132,8 @@ def export_onnx(
             f"packed sequences, whose lengths the exporter fixes); exportable: {list(EXPORTABLE_SEQUENCE_MODELS)}."
         )
     model_code = sys.modules.get(type(model).__module__)
+    # model code saved before ONNX support (a checkpoint's remote code) kept its scans in a `_SCANS` table without
+    # "export"; later code has no `_SCANS` in the modeling file (its scans are chosen by `scan_paths.select_scan`)
     if config.sequence_model == "mamba" and "export" not in getattr(model_code, "_SCANS", {"export": None}):
         raise ValueError(
             f"The model's code ({type(model).__module__}, e.g. a checkpoint's remote code saved before ONNX support) has "

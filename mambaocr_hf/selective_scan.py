@@ -57,6 +57,12 @@ def is_exporting() -> bool:
     return bool(check()) if check is not None else False
 
 
+def is_tracing() -> bool:
+    """Whether TorchScript tracing, `torch.compile` or the ONNX exporter is tracing the model: paths that call custom
+    kernels or branch on tensor values step aside then."""
+    return torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export()
+
+
 def fused_kernels_available() -> bool:
     """Whether the fused `mamba-ssm` selective-scan kernel can be imported (it needs CUDA)."""
     return _cuda_selective_scan_fn is not None
@@ -316,6 +322,8 @@ def selective_scan_export(
 
 __all__ = [
     "causal_depthwise_conv1d",
+    "is_exporting",
+    "is_tracing",
     "fast_softplus",
     "fused_kernels_available",
     "selective_scan_chunked",

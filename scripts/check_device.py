@@ -31,8 +31,8 @@ import torch
 
 from mambaocr_hf import MambaOCRConfig, MambaOCRForCTC
 from mambaocr_hf.cpu_kernels import bidirectional_scan, kernels_available
-from mambaocr_hf.modeling_mambaocr import _select_scan
 from mambaocr_hf.onednn import cpu_supports_bf16
+from mambaocr_hf.scan_paths import select_scan
 from mambaocr_hf.selective_scan import (
     fused_kernels_available,
     selective_scan_chunked,
@@ -234,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         dtypes = [torch.bfloat16] if cpu_supports_bf16() else []
         name = f"CPU, {torch.get_num_threads()} threads, native bf16: {cpu_supports_bf16()}"
-    auto = _select_scan(MambaOCRConfig(), device)
+    auto = select_scan(MambaOCRConfig(), device).name
     header = (
         f"{name}; torch {torch.__version__}; mamba-ssm kernels: {fused_kernels_available()}; `auto` takes the "
         f"{auto!r} path here; tolerance {args.tolerance:g}"

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from mambaocr_hf import modeling_mambaocr
+from mambaocr_hf import scan_paths
 from mambaocr_hf.cpu_kernels import kernels_available
 
 from .conftest import load_script
@@ -35,7 +35,7 @@ def test_a_wrong_scan_path_fails_the_check(monkeypatch, tmp_path):
     assert not any(row["ok"] for row in rows) and all(0.005 < row["error"] < 0.05 for row in rows)
     monkeypatch.undo()
     # the model check reads the scan the model runs: the scans alone pass, the model fails
-    monkeypatch.setitem(modeling_mambaocr._SCANS, "chunked", wrong)
+    monkeypatch.setitem(scan_paths.SCANS, "chunked", wrong)
     assert check.main([*ARGS, "--iters", "0", "--output", str(tmp_path / "check.json")]) == 1
     rows = json.loads((tmp_path / "check.json").read_text())["checks"]
     failed = [(row["check"], row["path"]) for row in rows if not row["ok"]]

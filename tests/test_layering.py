@@ -28,6 +28,7 @@ MODEL_FILES = {
     "cpu_kernels_source.py",
     "onednn.py",
     "backbone_cpu.py",
+    "scan_paths.py",
 }
 CHECKPOINT_FILES = MODEL_FILES | {
     "tokenization_mambaocr.py",

@@ -5,7 +5,7 @@ import torch
 from torch.nn import functional as F
 
 from mambaocr_hf import MambaOCRConfig, MambaOCRForCTC
-from mambaocr_hf.modeling_mambaocr import _bidirectional_rows, reversed_positions
+from mambaocr_hf.scan_paths import bidirectional_rows, reversed_positions
 from mambaocr_hf.selective_scan import (
     causal_depthwise_conv1d,
     fast_softplus,
@@ -120,7 +120,7 @@ def test_reversal_within_length_is_an_involution():
     positions = reversed_positions(lengths, 5)
     assert positions.tolist() == [[4, 3, 2, 1, 0], [2, 1, 0, 3, 4]]
     assert torch.equal(positions.gather(1, positions), torch.arange(5).expand(2, 5))
-    assert _bidirectional_rows(lengths, 5).tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 4, 3, 2, 1, 0, 7, 6, 5, 8, 9]
+    assert bidirectional_rows(lengths, 5).tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 4, 3, 2, 1, 0, 7, 6, 5, 8, 9]
 
 
 @pytest.mark.parametrize("implementation", ["chunked", "reference"])
