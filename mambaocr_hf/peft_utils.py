@@ -24,13 +24,8 @@ from torch import nn
 from transformers.utils import logging
 
 from .configuration_mambaocr import ADAPTER_INFO_NAME, BASE_FINGERPRINT_KEY
-from .modeling_mambaocr import (
-    MambaOCRAdapter,
-    MambaOCRForCTC,
-    _base_state,
-    base_fingerprint,
-    warn_if_other_base,
-)
+from .model_loading import base_fingerprint, base_state, warn_if_other_base
+from .modeling_mambaocr import MambaOCRAdapter, MambaOCRForCTC
 
 logger = logging.get_logger(__name__)
 
@@ -341,7 +336,7 @@ def write_adapter_card(
     )
     saved = ["backbone adapters" if name == "backbone" else name for name in saved]
     trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
-    total = sum(t.numel() for t in _base_state(peft_model).values())
+    total = sum(t.numel() for t in base_state(peft_model).values())
     adapter_bytes = sum(f.stat().st_size for f in save_directory.glob("adapter_model.*"))
     extended = info["vocab_size"] != info["base_vocab_size"]
     charset_note = (
@@ -423,7 +418,7 @@ def save_adapter(
 
 def _embed_base_fingerprint(save_directory: Path, fingerprint: str) -> None:
     """Add the base's fingerprint to PEFT's adapter weights: `PeftModel.from_pretrained` reads those and not
-    `mambaocr_adapter.json`, and the model's load hook checks it there (see `modeling_mambaocr._check_adapter_base`)."""
+    `mambaocr_adapter.json`, and the model's load hook checks it there (see `model_loading.check_adapter_base`)."""
     from safetensors.torch import load_file, save_file
 
     path = save_directory / "adapter_model.safetensors"

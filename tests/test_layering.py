@@ -29,6 +29,7 @@ MODEL_FILES = {
     "onednn.py",
     "backbone_cpu.py",
     "scan_paths.py",
+    "model_loading.py",
 }
 CHECKPOINT_FILES = MODEL_FILES | {
     "tokenization_mambaocr.py",

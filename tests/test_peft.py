@@ -246,7 +246,7 @@ def test_adapters_for_another_base_or_vocab_are_refused(base_dir, tmp_path):
 
     same_shape = get_peft_model(_model())  # same architecture, other weights: loads, with a warning
     save_adapter(same_shape, tmp_path / "other_weights", base_model="elsewhere")
-    logger = logging.get_logger("mambaocr_hf.modeling_mambaocr")  # the one check every loading route shares
+    logger = logging.get_logger("mambaocr_hf.model_loading")  # the one check every loading route shares
     with CaptureLogger(logger) as captured:
         check_adapter_compatibility(AutoModel.from_pretrained(base_dir), tmp_path / "other_weights")
     assert "base weights differ" in captured.out
