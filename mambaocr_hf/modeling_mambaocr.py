@@ -105,8 +105,7 @@ class MambaOCRAdapter(nn.Module):
             and hidden_states.is_contiguous(memory_format=torch.channels_last)
         ):
             # channels-last (the backbone's layout on CPU): a 1×1 convolution is a matrix product over the channels
-            # of each position; as one, the base model's 32 adapter convolutions take half the time (5 of 10 ms in
-            # bf16 at batch 32 × 32×128 here)
+            # of each position, and as one takes half the time (docs/speed.md)
             rows = hidden_states.permute(0, 2, 3, 1)  # [batch, height, width, channels], a view
             rows = F.relu(linear(rows, self.down.weight.flatten(1), self.down.bias))
             return hidden_states + linear(rows, self.up.weight.flatten(1), self.up.bias).permute(0, 3, 1, 2)
@@ -260,9 +259,8 @@ class MambaOCRBackbone(nn.Module):
     @torch.no_grad()
     def _use_channels_last(self) -> None:
         """Stores the 4-D weights channels-last, in place (the same `Parameter` objects, so optimizers and PEFT are
-        unaffected). On CPU oneDNN runs channels-last convolutions without reordering activations: the default model
-        at batch 32 × 32×128 runs ~9% faster in float32 and ~25% faster in bf16 (measured on a 2-core AMD EPYC).
-        Checkpoints are saved and load as usual."""
+        unaffected). On CPU oneDNN runs channels-last convolutions without reordering activations, faster in float32
+        and more so in bf16 (docs/architecture.md). Checkpoints are saved and load as usual."""
         with _LAZY_STATE_LOCK:  # once, not by two threads at a time
             for parameter in self.parameters():
                 if parameter.dim() == 4 and not parameter.is_contiguous(memory_format=torch.channels_last):
@@ -855,9 +853,9 @@ class MambaOCRForCTC(MambaOCRPreTrainedModel):
 
     def _classify(self, hidden_states: torch.Tensor) -> torch.Tensor:
         """The classifier; for inference under autocast in float32. Its bf16 output is rounded to steps of 1/16 at the
-        logit sizes of a trained model, so frames whose two best classes were within that read as ties: on the demo
-        checkpoint 5 of the 22 reads (of 3000) that bf16 changed. It costs next to nothing (`hidden × vocab` per
-        frame). Training keeps autocast's dtype (the CTC loss is float32 either way)."""
+        logit sizes of a trained model, so frames whose two best classes were within that read as ties (docs/speed.md).
+        It costs next to nothing (`hidden × vocab` per frame). Training keeps autocast's dtype (the CTC loss is float32
+        either way)."""
         device_type = hidden_states.device.type
         if self.training or not torch.is_autocast_enabled(device_type):
             return self.classifier(hidden_states)
@@ -877,11 +875,8 @@ class MambaOCRForCTC(MambaOCRPreTrainedModel):
         greedy read hangs on a near-tie (some valid frame whose two best logits are less than `fp32_margin` apart,
         where bf16's rounding can flip the winner) are run again in float32 and take those logits.
 
-        On 3000 held-out images, the demo checkpoint trained on an AVX-512 BF16 CPU: plain bf16 autocast changed
-        the decoded text of 17; with `fp32_margin=0.02` 1.4% of the images ran again and 6 reads changed (99.8%
-        identical). The one trained in float32 on an AVX2 CPU (bf16 emulated there): plain autocast 99.2% identical
-        (1000 images), margin 0.02 re-ran 1.6% and left 99.53%, margin 0.05 re-ran 3.5% and left 99.83%. `0` turns
-        the re-run off; larger margins re-run more images and change fewer reads.
+        `0` turns the re-run off; larger margins re-run more images and change fewer reads (docs/speed.md has the
+        agreement measured at 0.02 and 0.05).
 
         Args:
             pixel_values, pixel_mask: as for `forward`.
