@@ -112,6 +112,7 @@ def make_ocr_trainer(
     group_by_width: bool = True,
     shuffle_buffer_size: int = 1000,
     augment=None,
+    curriculum_dataset=None,
 ) -> OCRTrainer:
     """The `OCRTrainer` both training scripts use: the OCR collator (pads images and labels), CER/WER/word-accuracy
     metrics and, with `group_by_width`, batches of crops of similar width (less padding to compute). `augment` (a
@@ -121,11 +122,22 @@ def make_ocr_trainer(
     a buffer of `shuffle_buffer_size` rows (0: keep the stream's order), reshuffled each epoch; folders and LMDBs are
     often written sorted by label or width. Under data-parallel training it is split once between the processes
     (`split_for_rank`: each reads its own shards) and accelerate is kept from splitting it again.
+
+    `curriculum_dataset`, a finite stream, is read in full before `train_dataset`, each shuffled on its own
+    (`CurriculumStream`); a resumed run replays the stream, curriculum included.
     """
     import datasets
 
-    from .data import OCRDataCollator, WidthBucketedDataset, model_width_of, split_for_rank
+    from .data import CurriculumStream, OCRDataCollator, WidthBucketedDataset, model_width_of, split_for_rank
 
+    if curriculum_dataset is not None and not (
+        isinstance(curriculum_dataset, datasets.IterableDataset)
+        and (isinstance(train_dataset, datasets.IterableDataset) or group_by_width)
+    ):
+        raise TypeError(
+            "A curriculum is a stream read before the training stream: load it with streaming=True, and the training "
+            "set streaming too (or with group_by_width)."
+        )
     # the same seed on every rank: they agree on the order before each takes its own part
     seed = training_args.data_seed if training_args.data_seed is not None else training_args.seed
     if group_by_width and isinstance(train_dataset, datasets.Dataset):
@@ -144,7 +156,16 @@ def make_ocr_trainer(
             train_dataset = train_dataset.shuffle(
                 seed=seed, buffer_size=shuffle_buffer_size, max_buffer_input_shards=1
             )
+            if curriculum_dataset is not None:
+                curriculum_dataset = curriculum_dataset.shuffle(
+                    seed=seed, buffer_size=shuffle_buffer_size, max_buffer_input_shards=1
+                )
         train_dataset = split_for_rank(train_dataset, training_args.process_index, training_args.world_size)
+        if curriculum_dataset is not None:
+            curriculum_dataset = split_for_rank(
+                curriculum_dataset, training_args.process_index, training_args.world_size
+            )
+            train_dataset = CurriculumStream(curriculum_dataset, train_dataset)
         if group_by_width:
             train_dataset = WidthBucketedDataset(
                 train_dataset,
