@@ -49,12 +49,17 @@ class ModelArguments:
         metadata={"help": "Start from this MambaOCR checkpoint (folder or Hub id) instead of a new model."},
     )
     preset: str = field(
-        default="base", metadata={"help": "Size of a new model: 'base' (resnet34) or 'small' (resnet18)."}
+        default="base",
+        metadata={
+            "help": "Named variant of a new model (MambaOCRConfig.from_preset): 'base' (resnet34), 'small' "
+            "(resnet18) or 'small-narrow' (resnet18 with a 256-channel layer4: the CPU demo's)."
+        },
     )
     config_overrides: str | None = field(
         default=None,
         metadata={
-            "help": "Config values for a new model, e.g. 'hidden_size=192,num_hidden_layers=3,sequence_model=bilstm'."
+            "help": "Config values for a new model over its preset's, e.g. "
+            "'hidden_size=192,num_hidden_layers=3,sequence_model=bilstm'."
         },
     )
     charset: str = field(

@@ -66,7 +66,7 @@ def test_parse_preset_with_overrides(monkeypatch, tmp_path):
     monkeypatch.setattr(sys, "argv", ["train.py", preset, "--max_steps", "50", "--output_dir", "runs/x"])
     model_args, data_args, training_args = train._parse_args()
     assert training_args.max_steps == 50 and training_args.output_dir == "runs/x"  # the flags win
-    assert model_args.preset == "small" and data_args.dataset == "synthetic"  # the preset's values
+    assert model_args.preset == "small-narrow" and data_args.dataset == "synthetic"  # the preset's values
     assert training_args.learning_rate == 0.001 and training_args.metric_for_best_model == "cer"
     # JSON null is the default where that is None (not the string "None"); elsewhere a clear error
     nulls = tmp_path / "nulls.json"
