@@ -16,6 +16,7 @@ from mambaocr_hf import MambaOCRConfig, MambaOCRForCTC, MambaOCRProcessor
 from mambaocr_hf.data import OCRDataCollator, load_ocr_dataset
 from mambaocr_hf.training import (
     OCRTrainer,
+    build_model_and_processor,
     cpu_supports_bf16,
     make_ocr_trainer,
     parameter_table,
@@ -419,6 +420,46 @@ def test_trainer_resumes_from_the_last_complete_checkpoint(tmp_path, caplog):
         trainer.train(resume_from_checkpoint=True)
     assert trainer.resumed_from_step == 1 and trainer.state.global_step == 3
     assert f"Passing over the incomplete checkpoint {tmp_path / 'checkpoint-2'} (no trainer_state.json" in caplog.text
+
+
+def test_build_model_and_processor_for_both_scripts(tmp_path):
+    """The one builder of train.py and finetune_lora.py: a new model from a preset and overrides, a checkpoint (whose
+    processor takes the training width), and a new model whose encoder is a Mamba LM's."""
+    from transformers import MambaConfig, MambaForCausalLM
+
+    from mambaocr_hf import save_checkpoint
+
+    model, processor = build_model_and_processor(
+        preset="small", config_overrides=TINY, charset="digits", max_width=128
+    )
+    assert (model.config.backbone, model.config.hidden_size, model.config.vocab_size) == ("resnet10t", 32, 11)
+    assert model.config.max_width == processor.image_processor.max_width == 128 and len(processor.tokenizer) == 11
+    as_dict, _ = build_model_and_processor(
+        preset="small", config_overrides={"backbone": "resnet10t", "hidden_size": 32}
+    )
+    assert as_dict.config.hidden_size == 32 and as_dict.config.adapter_size == 32  # the rest is the preset's
+    with pytest.raises(ValueError, match="Unknown preset"):
+        build_model_and_processor(preset="huge")
+
+    save_checkpoint(model, processor, tmp_path / "ckpt")
+    loaded, loaded_processor = build_model_and_processor(str(tmp_path / "ckpt"), preset="base", max_width=64)
+    assert loaded.config.hidden_size == 32 and loaded.config.vocab_size == 11  # the checkpoint's, not the preset's
+    assert loaded_processor.image_processor.max_width == 64
+    assert build_model_and_processor(str(tmp_path / "ckpt"))[1].image_processor.max_width == 128
+
+    torch.manual_seed(0)
+    lm_config = MambaConfig(vocab_size=64, hidden_size=32, state_size=4, num_hidden_layers=3, expand=2)
+    MambaForCausalLM(lm_config).save_pretrained(tmp_path / "lm")
+    model, processor = build_model_and_processor(
+        preset="small",
+        config_overrides="backbone=resnet10t,adapter_size=8",
+        init_from_mamba_lm=str(tmp_path / "lm"),
+        mamba_lm_layers=2,
+    )
+    assert (model.config.hidden_size, model.config.num_hidden_layers, model.config.adapter_size) == (32, 2, 8)
+    lm = MambaForCausalLM.from_pretrained(tmp_path / "lm")
+    assert torch.equal(model.encoder.layers[1].mixer.A_log, lm.backbone.layers[1].mixer.A_log)
+    assert torch.equal(model.encoder.layers[1].mixer.A_log_reverse, lm.backbone.layers[1].mixer.A_log)  # "copy"
 
 
 def test_parameter_table_and_bf16_probe():
