@@ -99,6 +99,7 @@ def test_model_card_metadata_survives_odd_names(tmp_path):
     assert markdown_code("a`b") == "``a`b``" and markdown_code("`x") == "`` `x ``" and markdown_code("ab") == "`ab`"
 
 
+@pytest.mark.slow
 def test_model_card_template_ships_as_package_data(tmp_path):
     """The template is package data: a wheel and an sdist carry it inside `mambaocr_hf/`, nothing is installed under
     `sys.prefix/share` (which a `--user` install does not use), and an install outside the venv's prefix (here a
@@ -146,6 +147,7 @@ def test_model_card_template_ships_as_package_data(tmp_path):
     assert "AutoModel.from_pretrained" in (tmp_path / "ckpt" / "README.md").read_text()
 
 
+@pytest.mark.slow
 def test_auto_classes_round_trip(checkpoint):
     path, model = checkpoint
     assert isinstance(AutoConfig.from_pretrained(path), MambaOCRConfig)
@@ -202,6 +204,7 @@ def _run_isolated(tmp_path, model_ref, env_extra):
     return result.stdout, torch.load(out)
 
 
+@pytest.mark.slow
 def test_remote_code_loads_without_the_package(checkpoint, tmp_path):
     path, model = checkpoint
     stdout, logits = _run_isolated(tmp_path, path, {"HF_MODULES_CACHE": str(tmp_path / "modules")})
@@ -210,6 +213,7 @@ def test_remote_code_loads_without_the_package(checkpoint, tmp_path):
         assert torch.allclose(logits, model(**_inputs()).logits, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_load_by_repo_id_from_the_local_hub_cache(checkpoint, tmp_path):
     """Lay the checkpoint out as the Hub cache holds `org/mambaocr`, then load it by repo id offline."""
     path, model = checkpoint

@@ -67,7 +67,16 @@ def _within_xavier_bound(weight: torch.Tensor) -> bool:
     return weight.abs().max().item() <= math.sqrt(6 / (fan_in + fan_out))
 
 
-@pytest.fixture(params=SEQUENCE_MODELS)
+# the default encoder in every run; the ablation encoders (bilstm, transformer, none) with the slow tests
+DEFAULT_SEQUENCE_MODEL = MambaOCRConfig().sequence_model
+
+
+@pytest.fixture(
+    params=[
+        name if name == DEFAULT_SEQUENCE_MODEL else pytest.param(name, marks=pytest.mark.slow)
+        for name in SEQUENCE_MODELS
+    ]
+)
 def tester(request):
     return MambaOCRModelTester(sequence_model=request.param)
 

@@ -19,6 +19,7 @@ def tester():
     return MambaOCRModelTester()
 
 
+@pytest.mark.slow
 def test_stride_patch_keeps_width_and_collapses_height(tester):
     model = MambaOCRForCTC(tester.get_config()).eval()
     features = {}
@@ -32,6 +33,7 @@ def test_stride_patch_keeps_width_and_collapses_height(tester):
             assert patched(torch.randn(1, 3, 32, 64)).logits.shape[1] == 64 // stride
 
 
+@pytest.mark.slow
 def test_adapters_start_as_identity(tester):
     config = tester.get_config()
     model = MambaOCRForCTC(config).eval()
@@ -98,6 +100,7 @@ def test_training_step_finite_loss_and_expected_gradients(tester):
     assert groups["backbone.layer1"][0] == 0 and groups["backbone.layer4"][0] == groups["backbone.layer4"][1]
 
 
+@pytest.mark.slow
 def test_a_few_steps_reduce_the_loss(tester):
     model = MambaOCRForCTC(tester.get_config()).train()
     pixel_values, pixel_mask, labels = tester.prepare_inputs()
@@ -128,6 +131,7 @@ def test_freeze_strategies(tester, strategy):
         model.apply_freeze_strategy("everything")
 
 
+@pytest.mark.slow
 def test_default_model_runs_end_to_end_with_default_processor():
     from PIL import Image
 
@@ -140,6 +144,7 @@ def test_default_model_runs_end_to_end_with_default_processor():
     assert len(processor.batch_decode(out.logits)) == 2
 
 
+@pytest.mark.slow
 def test_pretrained_backbone_from_local_file(tester, tmp_path):
     import timm
 
@@ -175,6 +180,7 @@ def test_pretrained_backbone_offline_error_says_how_to_pass_local_weights(tester
         MambaOCRForCTC(tester.get_config(use_pretrained_backbone=True))
 
 
+@pytest.mark.slow
 def test_bad_inputs(tester):
     model = MambaOCRForCTC(tester.get_config()).eval()
     pixel_values, pixel_mask, labels = tester.prepare_inputs()
@@ -222,6 +228,7 @@ def test_checkpoint_whose_vocab_does_not_match_its_head(tester, tmp_path):
         MambaOCRForCTC.from_pretrained(tmp_path)
 
 
+@pytest.mark.slow
 def test_resize_vocab_keeps_existing_rows(tester):
     model = MambaOCRForCTC(tester.get_config()).eval()
     pixel_values = torch.randn(1, 3, 32, 48)
@@ -233,6 +240,7 @@ def test_resize_vocab_keeps_existing_rows(tester):
     assert torch.allclose(before, after[..., :37], atol=1e-6)
 
 
+@pytest.mark.slow
 def test_checkpointed_backward_after_another_forward(tester):
     """A checkpointed block recomputed in backward uses its own forward's mask, not the latest forward's."""
     pixel_values, pixel_mask, labels = tester.prepare_inputs()
@@ -298,6 +306,7 @@ def test_grayscale_model_reads_one_channel_and_adapts_rgb_weights(tmp_path):
         assert model(**inputs).logits.shape == (1, 25, config.vocab_size)
 
 
+@pytest.mark.slow
 def test_padded_widths_off_the_frame_stride_are_warned_about(caplog):
     """A frame_stride=8 model fed widths rounded to 4 (the default processor's): padding then changes an image's last
     frame, and the model says so once; widths from `for_model_config` read the same alone and padded."""
@@ -318,6 +327,7 @@ def test_padded_widths_off_the_frame_stride_are_warned_about(caplog):
             torch.testing.assert_close(padded.logits[1, :frames], alone.logits[0], rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", ["fused", "modules"])
 def test_one_model_called_from_two_threads(path):
     """Issue 20 item 1: the padding of a call travels with the call, so two threads calling one model on padded

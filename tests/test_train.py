@@ -96,6 +96,7 @@ def test_parse_preset_with_overrides(monkeypatch, tmp_path):
         train._parse_args()  # every preset parses
 
 
+@pytest.mark.slow
 def test_train_evaluate_save_and_resume(tmp_path):
     output = tmp_path / "run"
     log = _run(
@@ -132,6 +133,7 @@ def test_train_evaluate_save_and_resume(tmp_path):
     assert _saved_totals(output / "checkpoint-5")["train_seconds"] > before
 
 
+@pytest.mark.slow
 def test_finetune_folder_preset_from_a_checkpoint(tmp_path):
     """The README's fine-tuning command: a checkpoint, a folder of crops with train/ and val/, flags of a new model
     ignored with a warning, `--max_width` applied to the loaded processor, and `--resume_from_checkpoint True`."""
@@ -182,6 +184,7 @@ LAUNCHERS = {
 }  # fmt: skip
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("launcher", sorted(LAUNCHERS))
 def test_data_parallel_on_cpu_with_gloo(tmp_path, launcher):
     output = tmp_path / "ddp"
@@ -198,6 +201,7 @@ def test_data_parallel_on_cpu_with_gloo(tmp_path, launcher):
     assert state["global_step"] == 2
 
 
+@pytest.mark.slow
 def test_data_parallel_ranks_read_every_sample_once(tmp_path):
     """Each of 2 processes reads its own part of the training set, and together they read all of it, once: the
     stream is split once (not by us and again by accelerate, which left each rank 1/4 of the data)."""
@@ -247,6 +251,7 @@ def test_training_stream_is_shuffled(tmp_path):
     assert sorted(read) == [t.upper() for t in texts] and read != sorted(read)
 
 
+@pytest.mark.slow
 def test_nonfinite_loss_never_reaches_the_weights(tmp_path):
     from .conftest import tiny_config_kwargs
 
@@ -281,6 +286,7 @@ def test_nonfinite_loss_never_reaches_the_weights(tmp_path):
     assert trainer.train_seconds > _saved_totals(tmp_path / "checkpoint-3")["train_seconds"] > totals["train_seconds"]
 
 
+@pytest.mark.slow
 def test_fp16_gradient_scaler_handles_overflow_itself(tmp_path):
     """Under --fp16 a GradScaler skips the steps whose gradients overflow and lowers its scale: the non-finite guard
     must leave those gradients to it (dropping them made the scaler raise "No inf checks were recorded"). Simulated
@@ -319,6 +325,7 @@ def test_fp16_gradient_scaler_handles_overflow_itself(tmp_path):
     assert trainer.nonfinite_steps == 0  # overflow is the scaler's normal work, not a bad sample
 
 
+@pytest.mark.slow
 def test_gradient_accumulation_gives_the_full_batch_gradient(tmp_path):
     """Two accumulated half-batches give the gradient of the whole batch: Trainer divides the mean CTC loss by the
     accumulation steps (forward's **kwargs made it believe the model normalised the loss, and the gradient doubled)."""
@@ -399,6 +406,7 @@ def test_resume_passes_over_an_incomplete_checkpoint(tmp_path, caplog, damage):
         resolve_resume_checkpoint(str(tmp_path / "checkpoint-10"), str(tmp_path))
 
 
+@pytest.mark.slow
 def test_trainer_resumes_from_the_last_complete_checkpoint(tmp_path, caplog):
     """The same through `OCRTrainer.train(resume_from_checkpoint=True)` on a real run whose newest checkpoint lost
     its trainer_state.json and had its weights cut (Trainer itself takes the newest folder and fails)."""
@@ -422,6 +430,7 @@ def test_trainer_resumes_from_the_last_complete_checkpoint(tmp_path, caplog):
     assert f"Passing over the incomplete checkpoint {tmp_path / 'checkpoint-2'} (no trainer_state.json" in caplog.text
 
 
+@pytest.mark.slow
 def test_build_model_and_processor_for_both_scripts(tmp_path):
     """The one builder of train.py and finetune_lora.py: a new model from a preset and overrides, a checkpoint (whose
     processor takes the training width), and a new model whose encoder is a Mamba LM's."""
@@ -517,6 +526,7 @@ def test_tensorboard_logging_when_installed(installed, monkeypatch, tmp_path):
     assert args.remove_unused_columns is False
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("accumulation", [1, 2])
 def test_dropped_nonfinite_step_is_skipped_everywhere(tmp_path, accumulation):
     """Issue 20 item 8: a step whose forward diverges (here: the images of step 2 turned to NaN) is logged as
