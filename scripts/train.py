@@ -18,18 +18,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from transformers import AutoModel, AutoProcessor, HfArgumentParser, TrainingArguments
+from transformers import HfArgumentParser, TrainingArguments
 
-from mambaocr_hf import MambaOCRConfig, MambaOCRForCTC, MambaOCRProcessor, save_checkpoint
+from mambaocr_hf import MambaOCRForCTC, MambaOCRProcessor, save_checkpoint
 from mambaocr_hf.data import interleave_sources, load_ocr_dataset, skip_counts
 from mambaocr_hf.data.cache import cache_synthetic_sources
 from mambaocr_hf.data.synthetic import synthetic_config_from
-from mambaocr_hf.image_processing_mambaocr import MambaOCRImageProcessor
 from mambaocr_hf.metrics import format_metrics_table
 from mambaocr_hf.modeling_mambaocr import FREEZE_STRATEGIES
-from mambaocr_hf.tokenization_mambaocr import MambaOCRTokenizer
 from mambaocr_hf.training import (
     TrainingStreamArguments,
+    build_model_and_processor,
     make_ocr_trainer,
     parameter_table,
     parse_args_with_preset,
@@ -49,12 +48,17 @@ class ModelArguments:
         metadata={"help": "Start from this MambaOCR checkpoint (folder or Hub id) instead of a new model."},
     )
     preset: str = field(
-        default="base", metadata={"help": "Size of a new model: 'base' (resnet34) or 'small' (resnet18)."}
+        default="base",
+        metadata={
+            "help": "Named variant of a new model (MambaOCRConfig.from_preset): 'base' (resnet34), 'small' "
+            "(resnet18) or 'small-narrow' (resnet18 with a 256-channel layer4: the CPU demo's)."
+        },
     )
     config_overrides: str | None = field(
         default=None,
         metadata={
-            "help": "Config values for a new model, e.g. 'hidden_size=192,num_hidden_layers=3,sequence_model=bilstm'."
+            "help": "Config values for a new model over its preset's, e.g. "
+            "'hidden_size=192,num_hidden_layers=3,sequence_model=bilstm'."
         },
     )
     charset: str = field(
@@ -155,10 +159,10 @@ INFERENCE_MAX_WIDTH = 2048
 NEW_MODEL_ARGUMENTS = ("preset", "config_overrides", "charset", "use_pretrained_backbone", "backbone_weights_path")
 
 
-def build_model_and_processor(args: ModelArguments) -> tuple[MambaOCRForCTC, MambaOCRProcessor]:
+def _model_and_processor(args: ModelArguments) -> tuple[MambaOCRForCTC, MambaOCRProcessor]:
+    """`build_model_and_processor` from this script's flags, with a warning for flags of a new model that a
+    checkpoint makes pointless."""
     if args.model_name_or_path:
-        model = AutoModel.from_pretrained(args.model_name_or_path)
-        processor = AutoProcessor.from_pretrained(args.model_name_or_path)
         defaults = ModelArguments()
         ignored = [name for name in NEW_MODEL_ARGUMENTS if getattr(args, name) != getattr(defaults, name)]
         if ignored:
@@ -166,27 +170,23 @@ def build_model_and_processor(args: ModelArguments) -> tuple[MambaOCRForCTC, Mam
                 f"{', '.join('--' + name for name in ignored)} describe a new model and are ignored: the model, its "
                 f"size and charset come from {args.model_name_or_path}."
             )
-        # a saved processor reads lines up to INFERENCE_MAX_WIDTH px; training squeezes crops to --max_width
-        processor.image_processor.max_width = args.max_width
-        return model, processor
-    tokenizer = MambaOCRTokenizer(charset=args.charset, unknown_char_policy=args.unknown_char_policy)
-    overrides = {"max_width": args.max_width, **_parse_overrides(args.config_overrides)}
-    config = MambaOCRConfig.from_preset(
-        args.preset,
-        vocab_size=len(tokenizer),
+    return build_model_and_processor(
+        args.model_name_or_path,
+        preset=args.preset,
+        config_overrides=args.config_overrides,
+        charset=args.charset,
+        unknown_char_policy=args.unknown_char_policy,
+        max_width=args.max_width,
         use_pretrained_backbone=args.use_pretrained_backbone,
         backbone_weights_path=args.backbone_weights_path,
-        **overrides,
     )
-    image_processor = MambaOCRImageProcessor.for_model_config(config)
-    return MambaOCRForCTC(config), MambaOCRProcessor(image_processor=image_processor, tokenizer=tokenizer)
 
 
 def main() -> None:
     model_args, data_args, training_args = _parse_args()
     setup_training_run(training_args, logger)
 
-    model, processor = build_model_and_processor(model_args)
+    model, processor = _model_and_processor(model_args)
     strategy, why = model_args.freeze_strategy, ""
     if strategy == "auto":
         pretrained = model_args.use_pretrained_backbone or model_args.model_name_or_path
