@@ -1,6 +1,7 @@
 # Two entry points, each doing its own set-up on a fresh clone:
 #   make demo   the main job: train the CPU demo preset on synthetic words (see README)
 #   make test   the test suite
+#   make test-fast   the suite without the tests marked slow (subprocesses, end to end): a minute or so
 #   make demo-page   the demo web page (Gradio) on the checkpoint `make demo` trained: http://127.0.0.1:7860
 #   make fix-copies  regenerate mambaocr_hf/cpu_kernels_source.py after editing mambaocr_hf/cpu_kernels.c
 PYTHON ?= python3
@@ -8,7 +9,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo demo-page smoke test lint fix-copies clean
+.PHONY: install demo demo-page smoke test test-fast lint fix-copies clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +32,9 @@ smoke: $(STAMP)
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q tests
+
+test-fast: $(STAMP)
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -m "not slow" tests
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(PY) scripts/check_copies.py

@@ -7,7 +7,7 @@ import json
 import math
 import os
 import re
-import sys
+from importlib import resources
 from pathlib import Path
 from string import Template
 
@@ -17,22 +17,12 @@ from .pipeline_mambaocr import save_pipeline_code
 
 logger = logging.get_logger(__name__)
 
-TEMPLATE_NAME = "mambaocr.md"
+TEMPLATE_NAME = "model_card.md"
 
 
-def _template_path() -> Path:
-    """The model-card template: `model_cards/` of a source checkout, or the copy a wheel installs under
-    `<prefix>/share/mambaocr_hf/model_cards`."""
-    candidates = [
-        Path(__file__).resolve().parent.parent / "model_cards" / TEMPLATE_NAME,
-        Path(sys.prefix) / "share" / "mambaocr_hf" / "model_cards" / TEMPLATE_NAME,
-    ]
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    raise FileNotFoundError(
-        f"Model-card template {TEMPLATE_NAME} not found; looked in {[str(c) for c in candidates]}."
-    )
+def _template_text() -> str:
+    """The model-card template: package data (`templates/`), so every install carries it, `--user` ones too."""
+    return (resources.files(__package__) / "templates" / TEMPLATE_NAME).read_text(encoding="utf-8")
 
 
 def yaml_scalar(value) -> str:
@@ -83,7 +73,7 @@ def write_model_card(
         if metrics
         else ""
     )
-    text = Template(_template_path().read_text(encoding="utf-8")).substitute(
+    text = Template(_template_text()).substitute(
         license=license,
         datasets_yaml=datasets_yaml,
         charset_yaml=json.dumps(tokenizer.charset),

@@ -1,8 +1,10 @@
 # Copyright 2026 The MambaOCR authors. Licensed under the Apache License, Version 2.0.
-"""What `transformers.Trainer` needs to train MambaOCR: a non-finite guard, CTC metrics and reporting helpers."""
+"""What `transformers.Trainer` needs to train MambaOCR: the model and processor a run starts from, a non-finite guard,
+CTC metrics and reporting helpers."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import logging as std_logging
@@ -22,12 +24,97 @@ from transformers.trainer_callback import ExportableState
 from transformers.trainer_utils import get_last_checkpoint
 from transformers.utils import logging
 
+from .configuration_mambaocr import PRESETS, MambaOCRConfig
+from .image_processing_mambaocr import MambaOCRImageProcessor
+from .modeling_mambaocr import MambaOCRForCTC
 from .onednn import cpu_supports_bf16
 from .pipeline_mambaocr import save_pipeline_code
+from .processing_mambaocr import MambaOCRProcessor
+from .tokenization_mambaocr import MambaOCRTokenizer
 
 logger = logging.get_logger(__name__)
 
 _CHECKPOINT_NAME = re.compile(r"checkpoint-(\d+)")
+
+
+def build_model_and_processor(
+    model_name_or_path: str | None = None,
+    *,
+    preset: str = "base",
+    config_overrides: str | dict | None = None,
+    charset: str = "lowercase_alphanumeric",
+    unknown_char_policy: str = "map",
+    max_width: int | None = None,
+    use_pretrained_backbone: bool = False,
+    backbone_weights_path: str | None = None,
+    init_from_mamba_lm: str | None = None,
+    mamba_lm_layers: int = 4,
+    reverse_init: str = "copy",
+) -> tuple[MambaOCRForCTC, MambaOCRProcessor]:
+    """The model and processor a training run starts from: both training scripts build them here.
+
+    Args:
+        model_name_or_path (`str`, *optional*):
+            A saved MambaOCR checkpoint (folder or Hub id) to continue from; the other arguments but `max_width` then
+            describe a new model and are not used (its size and charset are the checkpoint's).
+        preset (`str`, *optional*, defaults to `"base"`):
+            Named variant of a new model (`PRESETS`: `"base"`, `"small"`, `"small-narrow"`).
+        config_overrides (`str` or `dict`, *optional*):
+            Config values over the preset's: a dict, or text for `parse_config_overrides` (`"hidden_size=192"`).
+        charset (`str`, *optional*, defaults to `"lowercase_alphanumeric"`), unknown_char_policy (`str`, *optional*,
+        defaults to `"map"`):
+            The new model's tokenizer (a named charset or the characters; labels with other characters).
+        max_width (`int`, *optional*):
+            Widest training image in pixels (wider ones are squeezed): the new config's `max_width`, or the loaded
+            processor's. None keeps the default or the checkpoint's.
+        use_pretrained_backbone (`bool`, *optional*, defaults to `False`), backbone_weights_path (`str`, *optional*):
+            ImageNet weights for a new model's ResNet, from timm's hub entry or a local file.
+        init_from_mamba_lm (`str`, *optional*):
+            A transformers Mamba LM (path or Hub id): the new model's encoder is its first `mamba_lm_layers` layers
+            (`config_from_mamba_lm`, `init_encoder_from_mamba_lm`), its reverse direction `reverse_init` ("copy" or
+            "fresh"); the encoder's shapes follow the LM, so the preset's `hidden_size` is not used.
+
+    Returns:
+        `(MambaOCRForCTC, MambaOCRProcessor)`; a new model's image processor follows its config
+        (`MambaOCRImageProcessor.for_model_config`).
+    """
+    if model_name_or_path:
+        from transformers import AutoModel, AutoProcessor
+
+        model = AutoModel.from_pretrained(model_name_or_path)
+        processor = AutoProcessor.from_pretrained(model_name_or_path)
+        if max_width is not None:
+            # a saved processor reads lines as wide as it was saved for; training squeezes crops to `max_width`
+            processor.image_processor.max_width = max_width
+        return model, processor
+    tokenizer = MambaOCRTokenizer(charset=charset, unknown_char_policy=unknown_char_policy)
+    flags = {"max_width": max_width, "backbone_weights_path": backbone_weights_path}
+    overrides = {key: value for key, value in flags.items() if value is not None}
+    if use_pretrained_backbone:
+        overrides["use_pretrained_backbone"] = True
+    if isinstance(config_overrides, dict):
+        overrides.update(config_overrides)
+    else:
+        overrides.update(parse_config_overrides(config_overrides))
+    if init_from_mamba_lm:
+        from .mamba_lm_init import config_from_mamba_lm, init_encoder_from_mamba_lm
+
+        if preset not in PRESETS:
+            raise ValueError(f"Unknown preset {preset!r}; choose one of {list(PRESETS)}.")
+        from_preset = {key: value for key, value in PRESETS[preset].items() if key != "hidden_size"}
+        config = config_from_mamba_lm(
+            init_from_mamba_lm,
+            num_layers=mamba_lm_layers,
+            vocab_size=len(tokenizer),
+            **{**copy.deepcopy(from_preset), **overrides},
+        )
+        model = MambaOCRForCTC(config)
+        init_encoder_from_mamba_lm(model, init_from_mamba_lm, reverse_init=reverse_init)
+    else:
+        config = MambaOCRConfig.from_preset(preset, vocab_size=len(tokenizer), **overrides)
+        model = MambaOCRForCTC(config)
+    image_processor = MambaOCRImageProcessor.for_model_config(config)
+    return model, MambaOCRProcessor(image_processor=image_processor, tokenizer=tokenizer)
 
 
 def setup_training_run(training_args: TrainingArguments, script_logger: std_logging.Logger) -> None:
@@ -113,6 +200,7 @@ def make_ocr_trainer(
     group_by_width: bool = True,
     shuffle_buffer_size: int = 1000,
     augment=None,
+    curriculum_dataset=None,
 ) -> OCRTrainer:
     """The `OCRTrainer` both training scripts use: the OCR collator (pads images and labels), CER/WER/word-accuracy
     metrics and, with `group_by_width`, batches of crops of similar width (less padding to compute). `augment` (a
@@ -122,11 +210,22 @@ def make_ocr_trainer(
     a buffer of `shuffle_buffer_size` rows (0: keep the stream's order), reshuffled each epoch; folders and LMDBs are
     often written sorted by label or width. Under data-parallel training it is split once between the processes
     (`split_for_rank`: each reads its own shards) and accelerate is kept from splitting it again.
+
+    `curriculum_dataset`, a finite stream, is read in full before `train_dataset`, each shuffled on its own
+    (`CurriculumStream`); a resumed run replays the stream, curriculum included.
     """
     import datasets
 
-    from .data import OCRDataCollator, WidthBucketedDataset, model_width_of, split_for_rank
+    from .data import CurriculumStream, OCRDataCollator, WidthBucketedDataset, model_width_of, split_for_rank
 
+    if curriculum_dataset is not None and not (
+        isinstance(curriculum_dataset, datasets.IterableDataset)
+        and (isinstance(train_dataset, datasets.IterableDataset) or group_by_width)
+    ):
+        raise TypeError(
+            "A curriculum is a stream read before the training stream: load it with streaming=True, and the training "
+            "set streaming too (or with group_by_width)."
+        )
     # the same seed on every rank: they agree on the order before each takes its own part
     seed = training_args.data_seed if training_args.data_seed is not None else training_args.seed
     if group_by_width and isinstance(train_dataset, datasets.Dataset):
@@ -145,7 +244,16 @@ def make_ocr_trainer(
             train_dataset = train_dataset.shuffle(
                 seed=seed, buffer_size=shuffle_buffer_size, max_buffer_input_shards=1
             )
+            if curriculum_dataset is not None:
+                curriculum_dataset = curriculum_dataset.shuffle(
+                    seed=seed, buffer_size=shuffle_buffer_size, max_buffer_input_shards=1
+                )
         train_dataset = split_for_rank(train_dataset, training_args.process_index, training_args.world_size)
+        if curriculum_dataset is not None:
+            curriculum_dataset = split_for_rank(
+                curriculum_dataset, training_args.process_index, training_args.world_size
+            )
+            train_dataset = CurriculumStream(curriculum_dataset, train_dataset)
         if group_by_width:
             train_dataset = WidthBucketedDataset(
                 train_dataset,
@@ -685,6 +793,7 @@ def parameter_table(model) -> str:
 __all__ = [
     "OCRTrainer",
     "RunTotalsCallback",
+    "build_model_and_processor",
     "checkpoint_problem",
     "cpu_supports_bf16",
     "last_complete_checkpoint",

@@ -207,7 +207,7 @@ def format_report(header: str, checks: list[dict], timings: list[dict], batch: i
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--preset", default="base", help="model size: base or small")
+    parser.add_argument("--preset", default="base", help="named variant: base, small or small-narrow")
     parser.add_argument("--config_overrides", default=None, help="e.g. 'hidden_size=128,num_hidden_layers=1'")
     parser.add_argument("--tolerance", type=float, default=1e-3, help="largest relative difference that passes")
     parser.add_argument("--batch", type=int, default=32)

@@ -16,6 +16,7 @@ import json
 import logging
 import time
 from collections import Counter
+from dataclasses import dataclass, field
 
 import torch
 from tqdm.auto import tqdm
@@ -37,7 +38,7 @@ from mambaocr_hf.metrics import (
 )
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="checkpoint folder or Hub id")
     parser.add_argument(
@@ -81,7 +82,13 @@ def main() -> None:
     )
     parser.add_argument("--dataset_seed", type=int, default=0, help="seed of the synthetic source")
     parser.add_argument("--output", default=None, help="write the metrics as JSON here")
-    args = parser.parse_args()
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line, with the combinations that cannot work refused (argparse's exit status 2)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if (args.dataset is None) == (args.long_lines == 0):
         parser.error("give either --dataset or --long_lines")
     if args.compare_bf16 and args.bf16:
@@ -96,74 +103,125 @@ def main() -> None:
             )
     if args.dataset and len(args.dataset) > 1 and (args.compare_bf16 or args.reliability):
         parser.error("--compare_bf16 and --reliability take one --dataset")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(args.threads)
 
     synthetic_config = synthetic_config_from(args.synthetic_config)
     model = AutoModel.from_pretrained(args.model).eval()
     processor = AutoProcessor.from_pretrained(args.model)
-    if args.long_lines:
-        metrics = evaluate_source(args, model, processor, None, synthetic_config)
-    elif len(args.dataset) == 1:
-        metrics = evaluate_source(args, model, processor, args.dataset[0], synthetic_config)
-    else:
-        metrics = {"sources": {}}
-        for source in args.dataset:
-            reset_skip_counts()
-            metrics["sources"][source] = evaluate_source(args, model, processor, source, synthetic_config)
-            print()
-        metrics["mean"] = mean_over_sources(list(metrics["sources"].values()))
-        print(format_sources_table(args.model, metrics["sources"], metrics["mean"]))
+    metrics = evaluate(args, model, processor, synthetic_config)
     if args.output:
         with open(args.output, "w", encoding="utf-8") as handle:
             json.dump(metrics, handle, indent=2)
 
 
+def evaluate(args: argparse.Namespace, model, processor, synthetic_config) -> dict:
+    """The generated long lines, one source, or several sources with a table of them all and their mean."""
+    if args.long_lines:
+        return evaluate_source(args, model, processor, None, synthetic_config)
+    if len(args.dataset) == 1:
+        return evaluate_source(args, model, processor, args.dataset[0], synthetic_config)
+    metrics = {"sources": {}}
+    for source in args.dataset:
+        reset_skip_counts()
+        metrics["sources"][source] = evaluate_source(args, model, processor, source, synthetic_config)
+        print()
+    metrics["mean"] = mean_over_sources(list(metrics["sources"].values()))
+    print(format_sources_table(args.model, metrics["sources"], metrics["mean"]))
+    return metrics
+
+
 def evaluate_source(args, model, processor, source_name: str | None, synthetic_config) -> dict:
     """Metrics of `model` on one source (`None`: the generated long lines), printed as they are computed."""
     if args.long_lines:
-        # held-out renders (split "long_lines"), squeezed to max_width like the image processor would
-        generator = SyntheticTextGenerator(
-            tokenizer=processor.tokenizer, seed=args.dataset_seed, split="long_lines", config=synthetic_config
-        )
-        processor.image_processor.max_width = max(processor.image_processor.max_width, args.max_width)
-
-        def lines():
-            for index in range(args.long_lines):
-                image, text = render_long_line(generator, index, args.min_chars, max_width=args.max_width)
-                yield {"image": image, "text": text}
-
-        dataset, total, source = lines(), args.long_lines, f"{args.long_lines} generated long lines"
+        rows, total, source = _long_line_rows(args, processor, synthetic_config)
     else:
-        options = {"config": synthetic_config, "seed": args.dataset_seed} if source_name == "synthetic" else {}
-        # the training filters would leave out hard samples (too narrow for CTC to align the label, extreme aspect
-        # ratio) and report metrics on the easy rest: here they are read, and count as the errors they are; only
-        # samples that cannot be evaluated (unreadable image, empty label, none of its characters in the charset) are
-        # skipped, and counted in the report
-        dataset = load_ocr_dataset(
-            source_name,
-            split=args.split,
-            processor=processor,
-            check_ctc=False,
-            min_aspect_ratio=0.0,
-            max_aspect_ratio=float("inf"),
-            **options,
-        )
-        if args.max_samples:
-            dataset = dataset.take(args.max_samples)
-        total, source = args.max_samples, source_name + (f" [{args.split}]" if args.split else "")
-    predictions, references, scores, widths, batch, bf16_predictions = [], [], [], [], [], []
-    model_seconds = 0.0
+        rows, total, source = _source_rows(args, processor, source_name, synthetic_config)
     start = time.perf_counter()
+    reads = _read_all(args, model, processor, rows, total)
+    metrics = _metrics(args, reads, start)
+    print(f"{args.model} on {source}" + (f", beam {args.beam_width}" if args.beam_width > 1 else ""))
+    print(format_metrics_table({k: v for k, v in metrics.items() if k != "skipped"}))
+    if metrics["skipped"]:
+        print(
+            f"{metrics['num_skipped']} samples could not be evaluated and are not in the metrics: "
+            + ", ".join(f"{count} {reason}" for reason, count in sorted(metrics["skipped"].items()))
+        )
+    if args.compare_bf16:
+        metrics["bf16_comparison"] = _compare_bf16(args, reads, metrics)
+    if args.reliability:
+        rows = score_reliability(reads.predictions, reads.references, reads.scores)
+        print("\nWord accuracy against the word score (reject reads below a threshold to trade coverage for accuracy)")
+        print(format_reliability_table(rows))
+        metrics["reliability"] = rows
+    return metrics
 
-    bf16_seconds, reruns = 0.0, 0
+
+def _long_line_rows(args, processor, synthetic_config):
+    """Held-out renders (split "long_lines") of `--min_chars` characters, squeezed to `--max_width` as the image
+    processor would; the processor is let read that wide. Returns the rows, their number and the source's name."""
+    generator = SyntheticTextGenerator(
+        tokenizer=processor.tokenizer, seed=args.dataset_seed, split="long_lines", config=synthetic_config
+    )
+    processor.image_processor.max_width = max(processor.image_processor.max_width, args.max_width)
+
+    def lines():
+        for index in range(args.long_lines):
+            image, text = render_long_line(generator, index, args.min_chars, max_width=args.max_width)
+            yield {"image": image, "text": text}
+
+    return lines(), args.long_lines, f"{args.long_lines} generated long lines"
+
+
+def _source_rows(args, processor, source_name: str, synthetic_config):
+    """The rows of one `load_ocr_dataset` source (at most `--max_samples`), their number if known, and its name."""
+    options = {"config": synthetic_config, "seed": args.dataset_seed} if source_name == "synthetic" else {}
+    # the training filters would leave out hard samples (too narrow for CTC to align the label, extreme aspect
+    # ratio) and report metrics on the easy rest: here they are read, and count as the errors they are; only
+    # samples that cannot be evaluated (unreadable image, empty label, none of its characters in the charset) are
+    # skipped, and counted in the report
+    dataset = load_ocr_dataset(
+        source_name,
+        split=args.split,
+        processor=processor,
+        check_ctc=False,
+        min_aspect_ratio=0.0,
+        max_aspect_ratio=float("inf"),
+        **options,
+    )
+    if args.max_samples:
+        dataset = dataset.take(args.max_samples)
+    return dataset, args.max_samples, source_name + (f" [{args.split}]" if args.split else "")
+
+
+@dataclass
+class _Reads:
+    """What the model read, row by row, and the time it took."""
+
+    predictions: list[str] = field(default_factory=list)
+    references: list[str] = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)
+    widths: list[int] = field(default_factory=list)
+    bf16_predictions: list[str] = field(default_factory=list)  # with --compare_bf16
+    model_seconds: float = 0.0
+    bf16_seconds: float = 0.0
+    reruns: int = 0  # images bf16 re-ran in float32
+
+
+def _read_all(args, model, processor, rows, total) -> _Reads:
+    """Recognise `rows` in batches of `--batch_size`, with a progress bar; with `--compare_bf16`, each batch twice."""
+    reads, batch = _Reads(), []
 
     def recognise(inputs: dict, bf16: bool):
-        nonlocal reruns
         with torch.no_grad():
             if bf16:
                 outputs = model.forward_bf16(**inputs, fp32_margin=args.fp32_margin)
-                reruns += int(outputs.fp32_rerun.sum())
+                reads.reruns += int(outputs.fp32_rerun.sum())
             else:
                 outputs = model(**inputs)
         return processor.batch_decode(
@@ -171,69 +229,65 @@ def evaluate_source(args, model, processor, source_name: str | None, synthetic_c
         )
 
     def flush() -> None:
-        nonlocal model_seconds, bf16_seconds
         inputs = processor(images=[row["image"] for row in batch], return_tensors="pt")
         began = time.perf_counter()
         decoded = recognise(inputs, args.bf16)
-        model_seconds += time.perf_counter() - began
+        reads.model_seconds += time.perf_counter() - began
         if args.compare_bf16:
             began = time.perf_counter()
-            bf16_predictions.extend(recognise(inputs, True).text)
-            bf16_seconds += time.perf_counter() - began
-        predictions.extend(decoded.text)
-        scores.extend(decoded.scores)
-        widths.extend(inputs["pixel_mask"].sum(-1).tolist())
-        references.extend(row["text"] for row in batch)
+            reads.bf16_predictions.extend(recognise(inputs, True).text)
+            reads.bf16_seconds += time.perf_counter() - began
+        reads.predictions.extend(decoded.text)
+        reads.scores.extend(decoded.scores)
+        reads.widths.extend(inputs["pixel_mask"].sum(-1).tolist())
+        reads.references.extend(row["text"] for row in batch)
         batch.clear()
 
-    for row in tqdm(dataset, desc="evaluating", total=total):
+    for row in tqdm(rows, desc="evaluating", total=total):
         batch.append(row)
         if len(batch) == args.batch_size:
             flush()
     if batch:
         flush()
-    metrics = compute_ocr_metrics(predictions, references)
+    return reads
+
+
+def _metrics(args, reads: _Reads, start: float) -> dict:
+    """The OCR metrics of `reads`, the samples the data pipeline skipped, speed (since `start`) and sizes."""
+    metrics = compute_ocr_metrics(reads.predictions, reads.references)
     skipped = dict(sum((Counter(counts) for counts in skip_counts().values()), Counter()))
     metrics["num_skipped"] = sum(skipped.values())
     metrics["skipped"] = skipped
-    metrics["images_per_second"] = len(predictions) / (time.perf_counter() - start)
-    metrics["model_ms_per_image"] = 1000 * model_seconds / max(len(predictions), 1)
+    metrics["images_per_second"] = len(reads.predictions) / (time.perf_counter() - start)
+    metrics["model_ms_per_image"] = 1000 * reads.model_seconds / max(len(reads.predictions), 1)
     if args.bf16:
-        metrics["fp32_reruns"] = reruns
-    metrics["mean_label_length"] = sum(len(r) for r in references) / max(len(references), 1)
-    metrics["mean_width_px"] = sum(widths) / max(len(widths), 1)
-    print(f"{args.model} on {source}" + (f", beam {args.beam_width}" if args.beam_width > 1 else ""))
-    print(format_metrics_table({k: v for k, v in metrics.items() if k != "skipped"}))
-    if skipped:
-        print(
-            f"{metrics['num_skipped']} samples could not be evaluated and are not in the metrics: "
-            + ", ".join(f"{count} {reason}" for reason, count in sorted(skipped.items()))
-        )
-    if args.compare_bf16:
-        bf16_metrics = compute_ocr_metrics(bf16_predictions, references)
-        same = sum(a == b for a, b in zip(predictions, bf16_predictions)) / max(len(predictions), 1)
-        bf16_ms = 1000 * bf16_seconds / max(len(predictions), 1)
-        metrics["bf16_comparison"] = {
-            "same_text": same,
-            "cer": bf16_metrics["cer"],
-            "cer_delta": bf16_metrics["cer"] - metrics["cer"],
-            "fp32_margin": args.fp32_margin,
-            "fp32_reruns": reruns,
-            "model_ms_per_image": bf16_ms,
-        }
-        print(
-            f"\nbf16 autocast (near-ties re-run in float32 at margin {args.fp32_margin}: {reruns} of "
-            f"{len(predictions)} images) against float32: identical text on {same:.2%}; CER "
-            f"{bf16_metrics['cer']:.4f} against {metrics['cer']:.4f} (difference "
-            f"{bf16_metrics['cer'] - metrics['cer']:+.4f}); model time {bf16_ms:.2f} against "
-            f"{metrics['model_ms_per_image']:.2f} ms per image"
-        )
-    if args.reliability:
-        rows = score_reliability(predictions, references, scores)
-        print("\nWord accuracy against the word score (reject reads below a threshold to trade coverage for accuracy)")
-        print(format_reliability_table(rows))
-        metrics["reliability"] = rows
+        metrics["fp32_reruns"] = reads.reruns
+    metrics["mean_label_length"] = sum(len(r) for r in reads.references) / max(len(reads.references), 1)
+    metrics["mean_width_px"] = sum(reads.widths) / max(len(reads.widths), 1)
     return metrics
+
+
+def _compare_bf16(args, reads: _Reads, metrics: dict) -> dict:
+    """bf16 autocast's reads against float32's (`metrics`): same text, CER, re-runs and time; printed too."""
+    predictions, references = reads.predictions, reads.references
+    bf16_metrics = compute_ocr_metrics(reads.bf16_predictions, references)
+    same = sum(a == b for a, b in zip(predictions, reads.bf16_predictions)) / max(len(predictions), 1)
+    bf16_ms = 1000 * reads.bf16_seconds / max(len(predictions), 1)
+    print(
+        f"\nbf16 autocast (near-ties re-run in float32 at margin {args.fp32_margin}: {reads.reruns} of "
+        f"{len(predictions)} images) against float32: identical text on {same:.2%}; CER "
+        f"{bf16_metrics['cer']:.4f} against {metrics['cer']:.4f} (difference "
+        f"{bf16_metrics['cer'] - metrics['cer']:+.4f}); model time {bf16_ms:.2f} against "
+        f"{metrics['model_ms_per_image']:.2f} ms per image"
+    )
+    return {
+        "same_text": same,
+        "cer": bf16_metrics["cer"],
+        "cer_delta": bf16_metrics["cer"] - metrics["cer"],
+        "fp32_margin": args.fp32_margin,
+        "fp32_reruns": reads.reruns,
+        "model_ms_per_image": bf16_ms,
+    }
 
 
 if __name__ == "__main__":

@@ -25,11 +25,10 @@ import os
 import sys
 from dataclasses import dataclass, field
 
-from transformers import AutoModel, AutoProcessor, HfArgumentParser, TrainingArguments
+from transformers import AutoModel, HfArgumentParser, TrainingArguments
 
-from mambaocr_hf import MambaOCRForCTC, MambaOCRProcessor, save_checkpoint
+from mambaocr_hf import save_checkpoint
 from mambaocr_hf.data import interleave_sources, load_ocr_dataset, skip_counts
-from mambaocr_hf.image_processing_mambaocr import MambaOCRImageProcessor
 from mambaocr_hf.metrics import format_metrics_table
 from mambaocr_hf.peft_utils import (
     DEFAULT_BACKBONE_LORA_STAGES,
@@ -43,13 +42,12 @@ from mambaocr_hf.peft_utils import (
     peft_parameter_table,
     save_adapter,
 )
-from mambaocr_hf.tokenization_mambaocr import MambaOCRTokenizer
 from mambaocr_hf.training import (
     TrainingStreamArguments,
+    build_model_and_processor,
     make_ocr_trainer,
     parameter_table,
     parse_args_with_preset,
-    parse_config_overrides,
     resolve_resume_checkpoint,
     setup_training_run,
     train_and_report,
@@ -143,28 +141,6 @@ class DataArguments(TrainingStreamArguments):
     )
 
 
-def build_model_and_processor(args: ModelArguments) -> tuple[MambaOCRForCTC, MambaOCRProcessor]:
-    if not args.init_from_mamba_lm:
-        return AutoModel.from_pretrained(args.model_name_or_path), AutoProcessor.from_pretrained(
-            args.model_name_or_path
-        )
-    from mambaocr_hf.configuration_mambaocr import PRESETS
-    from mambaocr_hf.mamba_lm_init import config_from_mamba_lm, init_encoder_from_mamba_lm
-
-    tokenizer = MambaOCRTokenizer(charset=args.charset)
-    preset = {k: v for k, v in PRESETS[args.preset].items() if k not in ("hidden_size",)}
-    overrides = {**preset, **parse_config_overrides(args.config_overrides)}
-    if args.backbone_weights_path:
-        overrides.update(use_pretrained_backbone=True, backbone_weights_path=args.backbone_weights_path)
-    config = config_from_mamba_lm(
-        args.init_from_mamba_lm, num_layers=args.mamba_lm_layers, vocab_size=len(tokenizer), **overrides
-    )
-    model = MambaOCRForCTC(config)
-    init_encoder_from_mamba_lm(model, args.init_from_mamba_lm, reverse_init=args.reverse_init)
-    image_processor = MambaOCRImageProcessor.for_model_config(config)
-    return model, MambaOCRProcessor(image_processor=image_processor, tokenizer=tokenizer)
-
-
 def load_data(data_args: DataArguments, processor):
     """Training rows and held-out rows: `--eval_dataset`, or `--validation_size` rows of `--dataset`."""
     if not data_args.dataset:
@@ -190,7 +166,18 @@ def main() -> None:
     model_args, peft_args, data_args, training_args = parse_args_with_preset(parser, sys.argv[1:])
     setup_training_run(training_args, logger)
 
-    model, processor = build_model_and_processor(model_args)
+    # from the checkpoint, or (--init_from_mamba_lm) a new model whose encoder is the LM's
+    model, processor = build_model_and_processor(
+        None if model_args.init_from_mamba_lm else model_args.model_name_or_path,
+        preset=model_args.preset,
+        config_overrides=model_args.config_overrides,
+        charset=model_args.charset,
+        use_pretrained_backbone=bool(model_args.backbone_weights_path),
+        backbone_weights_path=model_args.backbone_weights_path,
+        init_from_mamba_lm=model_args.init_from_mamba_lm,
+        mamba_lm_layers=model_args.mamba_lm_layers,
+        reverse_init=model_args.reverse_init,
+    )
     base_vocab_size = model.config.vocab_size
     base_name = model_args.model_name_or_path if not model_args.init_from_mamba_lm else None
     if model_args.init_from_mamba_lm:  # the base has fresh parts: save it, the adapter is meaningless without it

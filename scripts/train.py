@@ -18,18 +18,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from transformers import AutoModel, AutoProcessor, HfArgumentParser, TrainingArguments
+from transformers import HfArgumentParser, TrainingArguments
 
-from mambaocr_hf import MambaOCRConfig, MambaOCRForCTC, MambaOCRProcessor, save_checkpoint
+from mambaocr_hf import MambaOCRForCTC, MambaOCRProcessor, save_checkpoint
 from mambaocr_hf.configuration_mambaocr import FREEZE_STRATEGIES
 from mambaocr_hf.data import interleave_sources, load_ocr_dataset, skip_counts
 from mambaocr_hf.data.cache import cache_synthetic_sources
 from mambaocr_hf.data.synthetic import synthetic_config_from
-from mambaocr_hf.image_processing_mambaocr import MambaOCRImageProcessor
 from mambaocr_hf.metrics import format_metrics_table
-from mambaocr_hf.tokenization_mambaocr import MambaOCRTokenizer
 from mambaocr_hf.training import (
     TrainingStreamArguments,
+    build_model_and_processor,
     make_ocr_trainer,
     parameter_table,
     parse_args_with_preset,
@@ -49,12 +48,17 @@ class ModelArguments:
         metadata={"help": "Start from this MambaOCR checkpoint (folder or Hub id) instead of a new model."},
     )
     preset: str = field(
-        default="base", metadata={"help": "Size of a new model: 'base' (resnet34) or 'small' (resnet18)."}
+        default="base",
+        metadata={
+            "help": "Named variant of a new model (MambaOCRConfig.from_preset): 'base' (resnet34), 'small' "
+            "(resnet18) or 'small-narrow' (resnet18 with a 256-channel layer4: the CPU demo's)."
+        },
     )
     config_overrides: str | None = field(
         default=None,
         metadata={
-            "help": "Config values for a new model, e.g. 'hidden_size=192,num_hidden_layers=3,sequence_model=bilstm'."
+            "help": "Config values for a new model over its preset's, e.g. "
+            "'hidden_size=192,num_hidden_layers=3,sequence_model=bilstm'."
         },
     )
     charset: str = field(
@@ -121,6 +125,20 @@ class DataArguments(TrainingStreamArguments):
     synthetic_cache_dir: str | None = field(
         default=None, metadata={"help": "Where the synthetic cache lives (default ~/.cache/mambaocr_hf/synthetic)."}
     )
+    curriculum_samples: int = field(
+        default=0,
+        metadata={
+            "help": "Train on this many easy synthetic samples (--curriculum_synthetic_config) before the --dataset "
+            "mix: a model trained from scratch leaves the CTC plateau much sooner on clean words. 0: no curriculum."
+        },
+    )
+    curriculum_synthetic_config: str | None = field(
+        default=None,
+        metadata={
+            "help": "The curriculum's SyntheticConfig: JSON, or a preset file whose synthetic_config it takes (e.g. "
+            "scripts/configs/demo_cpu.json, the demo's light distribution)."
+        },
+    )
     overwrite_output_dir: bool = field(
         default=False,
         metadata={"help": "Start afresh even if output_dir holds checkpoints (by default the run resumes from them)."},
@@ -141,10 +159,10 @@ INFERENCE_MAX_WIDTH = 2048
 NEW_MODEL_ARGUMENTS = ("preset", "config_overrides", "charset", "use_pretrained_backbone", "backbone_weights_path")
 
 
-def build_model_and_processor(args: ModelArguments) -> tuple[MambaOCRForCTC, MambaOCRProcessor]:
+def _model_and_processor(args: ModelArguments) -> tuple[MambaOCRForCTC, MambaOCRProcessor]:
+    """`build_model_and_processor` from this script's flags, with a warning for flags of a new model that a
+    checkpoint makes pointless."""
     if args.model_name_or_path:
-        model = AutoModel.from_pretrained(args.model_name_or_path)
-        processor = AutoProcessor.from_pretrained(args.model_name_or_path)
         defaults = ModelArguments()
         ignored = [name for name in NEW_MODEL_ARGUMENTS if getattr(args, name) != getattr(defaults, name)]
         if ignored:
@@ -152,27 +170,23 @@ def build_model_and_processor(args: ModelArguments) -> tuple[MambaOCRForCTC, Mam
                 f"{', '.join('--' + name for name in ignored)} describe a new model and are ignored: the model, its "
                 f"size and charset come from {args.model_name_or_path}."
             )
-        # a saved processor reads lines up to INFERENCE_MAX_WIDTH px; training squeezes crops to --max_width
-        processor.image_processor.max_width = args.max_width
-        return model, processor
-    tokenizer = MambaOCRTokenizer(charset=args.charset, unknown_char_policy=args.unknown_char_policy)
-    overrides = {"max_width": args.max_width, **_parse_overrides(args.config_overrides)}
-    config = MambaOCRConfig.from_preset(
-        args.preset,
-        vocab_size=len(tokenizer),
+    return build_model_and_processor(
+        args.model_name_or_path,
+        preset=args.preset,
+        config_overrides=args.config_overrides,
+        charset=args.charset,
+        unknown_char_policy=args.unknown_char_policy,
+        max_width=args.max_width,
         use_pretrained_backbone=args.use_pretrained_backbone,
         backbone_weights_path=args.backbone_weights_path,
-        **overrides,
     )
-    image_processor = MambaOCRImageProcessor.for_model_config(config)
-    return MambaOCRForCTC(config), MambaOCRProcessor(image_processor=image_processor, tokenizer=tokenizer)
 
 
 def main() -> None:
     model_args, data_args, training_args = _parse_args()
     setup_training_run(training_args, logger)
 
-    model, processor = build_model_and_processor(model_args)
+    model, processor = _model_and_processor(model_args)
     strategy, why = model_args.freeze_strategy, ""
     if strategy == "auto":
         pretrained = model_args.use_pretrained_backbone or model_args.model_name_or_path
@@ -211,6 +225,18 @@ def main() -> None:
                 **synthetic,
             )
         train_dataset = load(train_sources, "train")
+        curriculum = None
+        if data_args.curriculum_samples > 0:
+            curriculum = interleave_sources(
+                "synthetic",
+                split="train",
+                processor=processor,
+                # its own seed, so the curriculum's words are not the main synthetic stream's first words
+                seed=data_args.dataset_seed + 7919,
+                unknown_char_policy=model_args.unknown_char_policy,
+                config=_curriculum_config(data_args),
+                num_samples=data_args.curriculum_samples,
+            )
         eval_dataset = load(data_args.eval_dataset, data_args.eval_split).take(data_args.max_eval_samples)
     if training_args.world_size > 1 and training_args.process_index == 0:
         print(
@@ -219,7 +245,13 @@ def main() -> None:
             "images per step in all."
         )
     trainer = make_ocr_trainer(
-        model, processor, training_args, train_dataset, eval_dataset, **data_args.stream_options(train_sources)
+        model,
+        processor,
+        training_args,
+        train_dataset,
+        eval_dataset,
+        curriculum_dataset=curriculum,
+        **data_args.stream_options(train_sources),
     )
 
     # unset: a killed run restarted with the same command continues from its last checkpoint
@@ -262,6 +294,15 @@ def main() -> None:
         if counts:
             logger.info(f"Samples skipped by the data pipeline: {counts}")
         _show_predictions(trainer.model, processor, data_args)
+
+
+def _curriculum_config(data_args: DataArguments):
+    if data_args.curriculum_synthetic_config is None:
+        raise ValueError(
+            "--curriculum_samples needs --curriculum_synthetic_config: the easy synthetic distribution to start from "
+            "(JSON of SyntheticConfig fields, or a preset file such as scripts/configs/demo_cpu.json)."
+        )
+    return synthetic_config_from(data_args.curriculum_synthetic_config, data_args.background_dirs)
 
 
 def _show_predictions(model, processor, data_args: DataArguments) -> None:

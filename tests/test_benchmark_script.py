@@ -41,6 +41,10 @@ def test_paired_ratios_compare_neighbouring_iterations():
     ratios = benchmark._paired_ratios(times, "ref")
     assert ratios["ref"] == (1.0, 1.0, 1.0)
     assert ratios["b"][0] == pytest.approx(4 / 3) and ratios["b"][1] < 4 / 3 < ratios["b"][2]
+
+
+@pytest.mark.slow
+def test_paired_mode_needs_two_different_models():
     result = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "benchmark.py"), "--paired", "bilstm", "bilstm"],
         capture_output=True,
@@ -49,6 +53,7 @@ def test_paired_ratios_compare_neighbouring_iterations():
     assert result.returncode == 2 and "--paired needs at least two different models" in result.stderr
 
 
+@pytest.mark.slow
 def test_paired_mode_times_each_variant_and_encoder(monkeypatch):
     benchmark = load_script("benchmark")
     tiny = {"backbone": "resnet10t", "hidden_size": 32, "state_size": 4, "adapter_size": 8}

@@ -39,6 +39,7 @@ def _smallest_gaps(logits, frame_lengths):
     return gaps.masked_fill(~valid, float("inf")).amin(dim=-1)
 
 
+@pytest.mark.slow
 def test_classifier_is_float32_under_autocast_at_inference(model):
     pixel_values, pixel_mask = _batch()
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
@@ -52,6 +53,7 @@ def test_classifier_is_float32_under_autocast_at_inference(model):
         model.eval()
 
 
+@pytest.mark.slow
 def test_forward_bf16_reruns_exactly_the_near_ties_in_float32(model):
     pixel_values, pixel_mask = _batch()
     with torch.no_grad():
@@ -100,6 +102,7 @@ def _images():
     return [Image.fromarray(rng.integers(0, 255, (32, width, 3), dtype=np.uint8)) for width in (90, 40, 150)]
 
 
+@pytest.mark.slow
 def test_pipeline_bf16_flag(checkpoint):
     reader = pipeline("scene-text-recognition", model=str(checkpoint))
     float32 = reader(_images(), batch_size=3)
@@ -118,6 +121,7 @@ def test_pipeline_bf16_flag(checkpoint):
         reader(_images(), bf16=True, fp32_margin=-0.5)
 
 
+@pytest.mark.slow
 def test_cli_bf16(checkpoint, tmp_path, capsys):
     _images()[0].save(tmp_path / "a.png")
     args = [str(tmp_path / "a.png"), "--model", str(checkpoint), "--format", "tsv", "--quiet"]

@@ -15,6 +15,7 @@ ARGS = ["--device", "cpu", "--config_overrides", TINY, "--check_batch", "2", "--
         "--iters", "1", "--warmup", "0"]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_every_cpu_path_matches_the_reference(tmp_path, capsys):
     check = load_script("check_device")
     assert check.main([*ARGS, "--output", str(tmp_path / "check.json")]) == 0
@@ -27,6 +28,7 @@ def test_every_cpu_path_matches_the_reference(tmp_path, capsys):
     assert "| model logits and gradients | chunked |" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_a_wrong_scan_path_fails_the_check(monkeypatch, tmp_path):
     check = load_script("check_device")
     wrong = lambda *args, **kwargs: check.selective_scan_reference(*args, **kwargs) * 1.01  # noqa: E731

@@ -53,6 +53,7 @@ def test_expand_inputs(folder):
     assert [Path(f).name for f in files] == ["c.png", "a.png", "broken.png", "b.jpg"]
 
 
+@pytest.mark.slow
 def test_jsonl_output_matches_the_pipeline_and_skips_unreadable_files(checkpoint, folder, tmp_path, caplog):
     out = tmp_path / "out.jsonl"
     code = main(
@@ -114,6 +115,7 @@ def test_errors(checkpoint, folder, tmp_path, caplog):
         main([str(folder), "--model", str(checkpoint), "--allowed_chars", "ABC"])
 
 
+@pytest.mark.slow
 def test_console_entry_point_and_script(checkpoint, folder):
     (command,) = [e for e in entry_points(group="console_scripts") if e.name == "mambaocr"]
     assert command.value == "mambaocr_hf.cli:main"
@@ -138,6 +140,7 @@ def odd_names(tmp_path):
     return folder, names
 
 
+@pytest.mark.slow
 def test_file_names_that_are_not_utf8_or_hold_tabs_are_escaped(checkpoint, odd_names, tmp_path, capsys):
     folder, names = odd_names
     out = tmp_path / "out.jsonl"

@@ -87,6 +87,12 @@ def test_presets():
     small = MambaOCRConfig.from_preset("small", vocab_size=95)
     assert small.backbone == "resnet18" and small.vocab_size == 95
     assert MambaOCRConfig.from_preset("base").to_dict() == MambaOCRConfig().to_dict()
+    # the CPU demo's variant is what its JSON config spelt as a string of overrides before it had a name
+    narrow = MambaOCRConfig.from_preset("small-narrow", vocab_size=95)
+    spelt_out = {"backbone_kwargs": {"zero_init_last": False, "channels": [64, 128, 256, 256]}, "hidden_dropout": 0.0}
+    assert narrow.to_dict() == MambaOCRConfig.from_preset("small", vocab_size=95, **spelt_out).to_dict()
+    narrow.backbone_kwargs["channels"][3] = 512  # a config's dict is its own, not the registry's
+    assert MambaOCRConfig.from_preset("small-narrow").backbone_kwargs["channels"][3] == 256
     with pytest.raises(ValueError, match="Unknown preset"):
         MambaOCRConfig.from_preset("huge")
     # a misspelt override is refused, not stored as an attribute beside the default size

@@ -64,6 +64,7 @@ def test_padding_never_reaches_valid_frames():
     assert torch.allclose(padded[0, :9], alone[0], atol=1e-5)
 
 
+@pytest.mark.slow
 def test_model_on_kernels_matches_reference_model():
     fast = MambaOCRForCTC(MambaOCRConfig(**tiny_config_kwargs(scan_implementation="auto"))).eval()
     reference = MambaOCRForCTC(MambaOCRConfig(**tiny_config_kwargs(scan_implementation="reference"))).eval()
@@ -166,6 +167,7 @@ def test_build_failure_warns_once_and_the_model_falls_back(monkeypatch, tmp_path
         assert torch.allclose(out, reference(hidden, lengths), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_built_library_is_cached(monkeypatch, tmp_path):
     monkeypatch.setenv("MAMBAOCR_CACHE", str(tmp_path))
     assert cpu_kernels._Library().get() is not None
@@ -187,6 +189,7 @@ def test_kernel_arguments_are_checked():
         )  # fmt: skip
 
 
+@pytest.mark.slow
 def test_portable_kernels_match_the_vectorised_ones(monkeypatch, tmp_path):
     """The portable C loops (other CPUs, and partial channel blocks everywhere) against the AVX-512 block code this
     machine runs for full blocks: built without `-march=native`, the library has only the portable loops."""
@@ -246,6 +249,7 @@ def _unfused_logits(model, *args, **kwargs):
         return model(*args, **kwargs).logits
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backbone", ["resnet10t", "resnet18", "resnet26"])  # deep stem / basic / bottleneck blocks
 def test_fused_backbone_inference_matches_the_modules(backbone):
     torch.manual_seed(0)
@@ -272,6 +276,7 @@ def test_fused_backbone_inference_matches_the_modules(backbone):
     assert fused_error < 2 * unfused_error + 1e-3
 
 
+@pytest.mark.slow
 def test_fused_backbone_packs_weights_for_repeated_shapes_only():
     # weights packed for one input shape run other shapes 2-3.5x slower than plain ones: a shape seen once runs with
     # the plain folded weights, a repeated one gets its own packed copy, and only the last two such shapes keep theirs
@@ -302,6 +307,7 @@ def test_fused_backbone_packs_weights_for_repeated_shapes_only():
             assert packed_shapes() == sorted(after), f"call {order}"
 
 
+@pytest.mark.slow
 def test_fused_backbone_follows_weight_changes_and_training():
     torch.manual_seed(0)
     model = _backbone_with_statistics()
@@ -321,6 +327,7 @@ def test_fused_backbone_follows_weight_changes_and_training():
     assert model.backbone.body.layer1[0].conv1.weight.grad is not None
 
 
+@pytest.mark.slow
 def test_fused_backbone_respects_hooks_and_peft_wrapped_convolutions():
     torch.manual_seed(0)
     model = _backbone_with_statistics()
@@ -360,6 +367,7 @@ def test_fused_backbone_runs_when_first_used_under_bf16_autocast():
         assert model.backbone._cpu_inference.cache is None
 
 
+@pytest.mark.slow
 def test_bf16_autocast_runs_the_modules_where_onednn_has_no_bf16(monkeypatch):
     # CPUs without AVX-512 BF16 / AMX (e.g. AVX2-only ones): oneDNN refuses bf16 convolutions, so bf16 autocast
     # must not take the fused path there; float32 still does

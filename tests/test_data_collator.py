@@ -99,6 +99,7 @@ def test_a_batch_with_no_good_sample(processor):
         OCRDataCollator(processor, empty_batch="skip")
 
 
+@pytest.mark.slow
 def test_with_a_dataloader_over_synthetic_data(processor):
     dataset = load_ocr_dataset("synthetic", processor=processor, num_samples=8, seed=0)
     loader = torch.utils.data.DataLoader(dataset, batch_size=4, collate_fn=OCRDataCollator(processor))

@@ -85,6 +85,7 @@ def test_font_probes_are_cached_on_disk_and_bad_files_are_skipped_and_counted(tm
     fonts_module._discover.cache_clear()
 
 
+@pytest.mark.slow
 def test_no_sample_uses_a_font_that_lacks_one_of_its_characters(package_fonts):
     # Bebas Neue has no lower case of its own and Press Start 2P no "€": with the printable charset and every font,
     # no label may hold a character its chosen font cannot draw

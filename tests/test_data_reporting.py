@@ -15,6 +15,9 @@ from mambaocr_hf.training import make_ocr_trainer
 
 from .conftest import tiny_config_kwargs
 
+# slow as a whole: each test trains with the Trainer, some with DataLoader worker processes
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def processor():

@@ -312,6 +312,7 @@ def test_lmdb_reader_skips_bad_entries(tmp_path, processor):
     assert skip_counts(f"lmdb:{root}") == {"unreadable_image": 2, "empty_label": 1, "missing_image": 1}
 
 
+@pytest.mark.slow
 def test_truncated_lmdb_is_a_clear_error_not_a_crash(tmp_path):
     """A data.mdb cut short (an interrupted copy) used to kill the process with SIGBUS when read: now opening it
     names the file and says to copy it again. Read in a subprocess so a crash cannot take pytest down."""
@@ -486,6 +487,7 @@ def test_parse_source_spec():
         parse_source_spec("synthetic:0")
 
 
+@pytest.mark.slow
 def test_interleave_sources_mixes_with_weights(tsv_folder, processor):
     mixed = interleave_sources(f"synthetic:0.5,{tsv_folder}:0.5", processor=processor, num_samples=30, seed=0)
     texts = _texts(mixed)

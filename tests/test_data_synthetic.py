@@ -125,6 +125,7 @@ def test_config_is_validated():
     assert image.size[0] > 0 and text
 
 
+@pytest.mark.slow
 def test_synthetic_dataset_rows_match_the_generator(generator):
     processor = MambaOCRProcessor.from_defaults()
     dataset = load_ocr_dataset("synthetic", processor=processor, num_samples=12, seed=3)
@@ -161,6 +162,7 @@ def _identity(rows):
     return rows
 
 
+@pytest.mark.slow
 def test_workers_and_ranks_never_render_the_same_sample(generator):
     dataset = load_ocr_dataset("synthetic", num_samples=16, seed=3, num_shards=4)
     expected = sorted(_digest(generator.render(i)[0]) for i in range(16))

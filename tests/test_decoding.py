@@ -59,6 +59,7 @@ def test_exhaustive_beam_search_is_exact(frames, vocab, seed):
     assert ctc_prefix_beam_search(log_probs, beam_width=10_000, token_min_logp=None)[0][0] == best
 
 
+@pytest.mark.slow
 def test_small_beam_finds_the_best_labeling_on_peaked_outputs():
     # a confident model's output: beam 5 (with pruning) agrees with the exact answer
     for seed in range(20):

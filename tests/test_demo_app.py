@@ -24,6 +24,8 @@ from mambaocr_hf.demo.render import char_rows, confidence_color, confidence_pict
 
 from .conftest import ROOT, load_script, tiny_config_kwargs
 
+# slow as a whole: every test of the module shares a demo server process started at its first test (autouse)
+pytestmark = pytest.mark.slow
 gr = pytest.importorskip("gradio", reason="the demo page needs the `demo` extra (gradio)")
 from mambaocr_hf.demo import app  # noqa: E402
 

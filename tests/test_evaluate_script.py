@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from PIL import Image, ImageDraw
 
 from mambaocr_hf import MambaOCRConfig, MambaOCRForCTC, MambaOCRProcessor, save_checkpoint
@@ -16,6 +17,7 @@ from .conftest import tiny_config_kwargs
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow
 def test_evaluate_script_reports_metrics(tmp_path):
     model = MambaOCRForCTC(MambaOCRConfig(**tiny_config_kwargs()))
     save_checkpoint(model, MambaOCRProcessor.from_defaults(), tmp_path / "model")
@@ -62,6 +64,7 @@ def test_evaluate_script_reports_metrics(tmp_path):
     assert result.returncode == 2 and "has split folders (train, val): pass --split" in result.stderr
 
 
+@pytest.mark.slow
 def test_evaluate_long_lines_with_beam_search_and_reliability(tmp_path):
     model = MambaOCRForCTC(MambaOCRConfig(**tiny_config_kwargs()))
     save_checkpoint(model, MambaOCRProcessor.from_defaults(), tmp_path / "model")
@@ -82,6 +85,7 @@ def test_evaluate_long_lines_with_beam_search_and_reliability(tmp_path):
     assert "| score ≥ | coverage |" in result.stdout
 
 
+@pytest.mark.slow
 def test_evaluate_several_sources_prints_one_table(tmp_path):
     model = MambaOCRForCTC(MambaOCRConfig(**tiny_config_kwargs()))
     save_checkpoint(model, MambaOCRProcessor.from_defaults(), tmp_path / "model")

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -98,6 +99,55 @@ def test_model_card_metadata_survives_odd_names(tmp_path):
     assert markdown_code("a`b") == "``a`b``" and markdown_code("`x") == "`` `x ``" and markdown_code("ab") == "`ab`"
 
 
+@pytest.mark.slow
+def test_model_card_template_ships_as_package_data(tmp_path):
+    """The template is package data: a wheel and an sdist carry it inside `mambaocr_hf/`, nothing is installed under
+    `sys.prefix/share` (which a `--user` install does not use), and an install outside the venv's prefix (here a
+    `--target` folder) writes model cards."""
+    import shutil
+    import tarfile
+    import zipfile
+
+    root = Path(__file__).resolve().parent.parent
+    source = tmp_path / "source"
+    for name in ("setup.cfg", "pyproject.toml", "README.md"):
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(root / name, source / name)
+    shutil.copytree(root / "mambaocr_hf", source / "mambaocr_hf", ignore=shutil.ignore_patterns("__pycache__"))
+    built = []
+    for hook in ("build_wheel", "build_sdist"):  # one process each: setuptools keeps state between the two
+        build = f"import sys; from setuptools import build_meta; print(build_meta.{hook}(sys.argv[1]))"
+        result = subprocess.run([sys.executable, "-c", build, str(tmp_path / "dist")], cwd=source,
+                                capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert result.returncode == 0, result.stderr[-3000:]
+        built.append(result.stdout.split()[-1])
+    wheel_name, sdist_name = built
+    with zipfile.ZipFile(tmp_path / "dist" / wheel_name) as wheel:
+        names = wheel.namelist()
+    assert "mambaocr_hf/templates/model_card.md" in names and not any(".data/data/" in name for name in names)
+    with tarfile.open(tmp_path / "dist" / sdist_name) as sdist:
+        assert any(name.endswith("/mambaocr_hf/templates/model_card.md") for name in sdist.getnames())
+
+    target = tmp_path / "target"
+    with zipfile.ZipFile(tmp_path / "dist" / wheel_name) as wheel:
+        wheel.extractall(target)  # what `pip install --target` lays out; the dependencies come from this venv
+    script = textwrap.dedent(
+        """
+        import sys, torch, mambaocr_hf
+        from mambaocr_hf import MambaOCRConfig, MambaOCRForCTC, MambaOCRProcessor, save_checkpoint
+        assert mambaocr_hf.__file__.startswith(sys.argv[1]), mambaocr_hf.__file__
+        model = MambaOCRForCTC(MambaOCRConfig(backbone="resnet10t", hidden_size=32, adapter_size=8))
+        save_checkpoint(model, MambaOCRProcessor.from_defaults(), sys.argv[2])
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": str(target), "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run([sys.executable, "-c", script, str(target), str(tmp_path / "ckpt")], env=env,
+                            cwd=tmp_path, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "AutoModel.from_pretrained" in (tmp_path / "ckpt" / "README.md").read_text()
+
+
+@pytest.mark.slow
 def test_auto_classes_round_trip(checkpoint):
     path, model = checkpoint
     assert isinstance(AutoConfig.from_pretrained(path), MambaOCRConfig)
@@ -154,6 +204,7 @@ def _run_isolated(tmp_path, model_ref, env_extra):
     return result.stdout, torch.load(out)
 
 
+@pytest.mark.slow
 def test_remote_code_loads_without_the_package(checkpoint, tmp_path):
     path, model = checkpoint
     stdout, logits = _run_isolated(tmp_path, path, {"HF_MODULES_CACHE": str(tmp_path / "modules")})
@@ -162,6 +213,7 @@ def test_remote_code_loads_without_the_package(checkpoint, tmp_path):
         assert torch.allclose(logits, model(**_inputs()).logits, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_load_by_repo_id_from_the_local_hub_cache(checkpoint, tmp_path):
     """Lay the checkpoint out as the Hub cache holds `org/mambaocr`, then load it by repo id offline."""
     path, model = checkpoint

@@ -1,5 +1,6 @@
 """Long text lines: generated 200+ character lines are read in one pass, without truncation."""
 
+import pytest
 import torch
 
 from mambaocr_hf import MambaOCRConfig, MambaOCRForCTC, MambaOCRProcessor
@@ -19,6 +20,7 @@ def test_render_long_line_is_deterministic_and_long():
     assert natural.height == 32 and natural.width < 2048
 
 
+@pytest.mark.slow
 def test_a_200_character_line_goes_through_the_model_in_one_pass():
     generator = SyntheticTextGenerator(seed=3)
     image, text = render_long_line(generator, 0, min_chars=200)

@@ -1,4 +1,7 @@
-"""Model tests in the style of transformers' ModelTester: tiny configs, shapes, save/load, CTC training, padding."""
+"""Checks of MambaOCR's parts with the tiny configs of `MambaOCRModelTester`: the stride patch, adapters, the Mamba
+mixer, freezing, pretrained backbones, bad inputs, vocab resizing, threads. The checks every sequence model passes
+(save/load, tuple against dict, hidden states, init, gradient checkpointing, batching) are in
+`test_modeling_common.py`."""
 
 import pytest
 import torch
@@ -8,25 +11,7 @@ from mambaocr_hf import MambaOCRConfig, MambaOCRForCTC, MambaOCRProcessor
 from mambaocr_hf.configuration_mambaocr import FREEZE_STRATEGIES
 
 from .conftest import run_in_threads, tiny_config_kwargs
-
-
-class MambaOCRModelTester:
-    def __init__(self, batch_size=3, widths=(64, 40, 12), **overrides):
-        self.batch_size = batch_size
-        self.widths = widths
-        self.overrides = overrides
-
-    def get_config(self, **kwargs):
-        return MambaOCRConfig(**tiny_config_kwargs(**{**self.overrides, **kwargs}))
-
-    def prepare_inputs(self):
-        pixel_values = torch.randn(self.batch_size, 3, 32, max(self.widths))
-        pixel_mask = torch.zeros(self.batch_size, max(self.widths), dtype=torch.long)
-        for index, width in enumerate(self.widths):
-            pixel_mask[index, :width] = 1
-            pixel_values[index, :, :, width:] = 0
-        labels = torch.tensor([[11, 12, 13, 14], [15, 15, -100, -100], [16, -100, -100, -100]])
-        return pixel_values, pixel_mask, labels
+from .test_modeling_common import MambaOCRModelTester
 
 
 @pytest.fixture
@@ -34,20 +19,7 @@ def tester():
     return MambaOCRModelTester()
 
 
-def test_output_shapes(tester):
-    model = MambaOCRForCTC(tester.get_config()).eval()
-    pixel_values, pixel_mask, labels = tester.prepare_inputs()
-    with torch.no_grad():
-        out = model(pixel_values, pixel_mask=pixel_mask, labels=labels, output_hidden_states=True)
-    assert list(out.keys())[0] == "loss"
-    assert out.logits.shape == (3, 16, 37)  # width / 4 frames
-    assert out.frame_lengths.tolist() == [16, 10, 3]
-    assert len(out.hidden_states) == 3  # projection + 2 layers
-    with torch.no_grad():
-        tuple_out = model(pixel_values, pixel_mask=pixel_mask, return_dict=False)
-    assert torch.allclose(tuple_out[0], out.logits) and tuple_out[1].tolist() == [16, 10, 3]
-
-
+@pytest.mark.slow
 def test_stride_patch_keeps_width_and_collapses_height(tester):
     model = MambaOCRForCTC(tester.get_config()).eval()
     features = {}
@@ -61,6 +33,7 @@ def test_stride_patch_keeps_width_and_collapses_height(tester):
             assert patched(torch.randn(1, 3, 32, 64)).logits.shape[1] == 64 // stride
 
 
+@pytest.mark.slow
 def test_adapters_start_as_identity(tester):
     config = tester.get_config()
     model = MambaOCRForCTC(config).eval()
@@ -75,26 +48,6 @@ def test_adapters_start_as_identity(tester):
         assert torch.allclose(model.backbone(pixel_values), no_adapters.backbone(pixel_values), atol=1e-6)
     only_layer4 = MambaOCRForCTC(tester.get_config(adapter_stages=["layer4"]))
     assert list(only_layer4.backbone.adapters) == ["layer4"]
-
-
-@pytest.mark.parametrize("sequence_model", ["mamba", "bilstm", "transformer", "none"])
-def test_padding_invariance(tester, sequence_model):
-    """An image in a mixed-width batch gets the same per-frame probabilities as alone, and decodes the same."""
-    model = MambaOCRForCTC(tester.get_config(sequence_model=sequence_model)).eval()
-    pixel_values, pixel_mask, _ = tester.prepare_inputs()
-    pixel_values[1, :, :, 40:] = 5.0  # garbage in the padding must not matter either
-    processor = MambaOCRProcessor.from_defaults()
-    with torch.no_grad():
-        batch = model(pixel_values, pixel_mask=pixel_mask)
-        batch_probs = batch.logits.softmax(-1)
-        texts = processor.batch_decode(batch.logits)
-        for index, width in enumerate(tester.widths):
-            alone = model(pixel_values[index : index + 1, :, :, :width]).logits
-            frames = batch.frame_lengths[index]
-            assert torch.allclose(alone.softmax(-1)[0], batch_probs[index, :frames], atol=1e-3)
-            assert processor.batch_decode(alone) == [texts[index]]
-            # padded frames are certain blanks
-            assert torch.all(batch_probs[index, frames:, model.config.blank_id] > 0.999)
 
 
 def test_mixer_keeps_mamba_mixer_parameter_names(tester):
@@ -147,6 +100,7 @@ def test_training_step_finite_loss_and_expected_gradients(tester):
     assert groups["backbone.layer1"][0] == 0 and groups["backbone.layer4"][0] == groups["backbone.layer4"][1]
 
 
+@pytest.mark.slow
 def test_a_few_steps_reduce_the_loss(tester):
     model = MambaOCRForCTC(tester.get_config()).train()
     pixel_values, pixel_mask, labels = tester.prepare_inputs()
@@ -177,41 +131,7 @@ def test_freeze_strategies(tester, strategy):
         model.apply_freeze_strategy("everything")
 
 
-def test_gradient_checkpointing_gives_the_same_gradients(tester):
-    """The same gradients, and the same BatchNorm running statistics: the recomputation in backward must not count
-    the batch a second time."""
-    config = tester.get_config()
-    pixel_values, pixel_mask, labels = tester.prepare_inputs()
-    grads, stats = [], []
-    for checkpointing in (False, True):
-        torch.manual_seed(0)
-        model = MambaOCRForCTC(config).train()
-        if checkpointing:
-            model.gradient_checkpointing_enable()
-            assert model.backbone.gradient_checkpointing and model.encoder.layers[0].gradient_checkpointing
-        model(pixel_values, pixel_mask=pixel_mask, labels=labels).loss.backward()
-        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
-        stats.append({n: b.clone() for n, b in model.named_buffers() if "running_" in n or "num_batches" in n})
-    assert grads[0].keys() == grads[1].keys()
-    for name in grads[0]:
-        assert torch.allclose(grads[0][name], grads[1][name], atol=1e-5), name
-    assert stats[0] and stats[0].keys() == stats[1].keys()
-    assert stats[1]["backbone.body.layer2.0.bn1.num_batches_tracked"] == 1
-    for name in stats[0]:
-        assert torch.allclose(stats[0][name], stats[1][name], atol=1e-6), name
-
-
-def test_save_load_round_trip(tester, tmp_path):
-    model = MambaOCRForCTC(tester.get_config()).eval()
-    model.save_pretrained(tmp_path)
-    assert (tmp_path / "model.safetensors").is_file()
-    assert not list(tmp_path.glob("*.bin")) and not list(tmp_path.glob("*.pt"))
-    loaded = MambaOCRForCTC.from_pretrained(tmp_path).eval()
-    pixel_values, pixel_mask, _ = tester.prepare_inputs()
-    with torch.no_grad():
-        assert torch.equal(model(pixel_values, pixel_mask).logits, loaded(pixel_values, pixel_mask).logits)
-
-
+@pytest.mark.slow
 def test_default_model_runs_end_to_end_with_default_processor():
     from PIL import Image
 
@@ -224,6 +144,7 @@ def test_default_model_runs_end_to_end_with_default_processor():
     assert len(processor.batch_decode(out.logits)) == 2
 
 
+@pytest.mark.slow
 def test_pretrained_backbone_from_local_file(tester, tmp_path):
     import timm
 
@@ -259,6 +180,7 @@ def test_pretrained_backbone_offline_error_says_how_to_pass_local_weights(tester
         MambaOCRForCTC(tester.get_config(use_pretrained_backbone=True))
 
 
+@pytest.mark.slow
 def test_bad_inputs(tester):
     model = MambaOCRForCTC(tester.get_config()).eval()
     pixel_values, pixel_mask, labels = tester.prepare_inputs()
@@ -306,6 +228,7 @@ def test_checkpoint_whose_vocab_does_not_match_its_head(tester, tmp_path):
         MambaOCRForCTC.from_pretrained(tmp_path)
 
 
+@pytest.mark.slow
 def test_resize_vocab_keeps_existing_rows(tester):
     model = MambaOCRForCTC(tester.get_config()).eval()
     pixel_values = torch.randn(1, 3, 32, 48)
@@ -317,6 +240,7 @@ def test_resize_vocab_keeps_existing_rows(tester):
     assert torch.allclose(before, after[..., :37], atol=1e-6)
 
 
+@pytest.mark.slow
 def test_checkpointed_backward_after_another_forward(tester):
     """A checkpointed block recomputed in backward uses its own forward's mask, not the latest forward's."""
     pixel_values, pixel_mask, labels = tester.prepare_inputs()
@@ -382,6 +306,7 @@ def test_grayscale_model_reads_one_channel_and_adapts_rgb_weights(tmp_path):
         assert model(**inputs).logits.shape == (1, 25, config.vocab_size)
 
 
+@pytest.mark.slow
 def test_padded_widths_off_the_frame_stride_are_warned_about(caplog):
     """A frame_stride=8 model fed widths rounded to 4 (the default processor's): padding then changes an image's last
     frame, and the model says so once; widths from `for_model_config` read the same alone and padded."""
@@ -402,6 +327,7 @@ def test_padded_widths_off_the_frame_stride_are_warned_about(caplog):
             torch.testing.assert_close(padded.logits[1, :frames], alone.logits[0], rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", ["fused", "modules"])
 def test_one_model_called_from_two_threads(path):
     """Issue 20 item 1: the padding of a call travels with the call, so two threads calling one model on padded

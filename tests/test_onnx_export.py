@@ -47,6 +47,7 @@ def exported(tmp_path_factory):
     return model, output
 
 
+@pytest.mark.slow
 def test_script_writes_a_self_contained_folder(exported, capsys):
     model, output = exported
     files = {path.name for path in output.parent.iterdir()}
@@ -68,6 +69,7 @@ def test_script_writes_a_self_contained_folder(exported, capsys):
     )
 
 
+@pytest.mark.slow
 def test_graph_has_dynamic_batch_width_and_a_scan_loop(exported):
     graph = onnx.load(str(exported[1])).graph
     dims = {
@@ -83,6 +85,7 @@ def test_graph_has_dynamic_batch_width_and_a_scan_loop(exported):
     [(1, 4, False), (1, 37, False), (5, 333, True), (2, 2048, True)],
     ids=["one-frame", "odd-width", "mixed-widths", "long"],
 )
+@pytest.mark.slow
 def test_onnx_matches_pytorch_on_unseen_shapes(exported, batch, width, ragged):
     model, output = exported
     recognizer = ONNXRecognizer(output, intra_op_num_threads=2)
@@ -90,6 +93,7 @@ def test_onnx_matches_pytorch_on_unseen_shapes(exported, batch, width, ragged):
     assert max_abs_logit_diff(model, recognizer, inputs) < 1e-3
 
 
+@pytest.mark.slow
 def test_padding_does_not_change_an_image_in_onnx(exported):
     """An image's logits are the same alone and padded into a wider batch (the masks are in the graph)."""
     model, output = exported
@@ -103,6 +107,7 @@ def test_padding_does_not_change_an_image_in_onnx(exported):
     assert np.abs(padded.logits[1, :frames] - alone.logits[0]).max() < 1e-4
 
 
+@pytest.mark.slow
 def test_export_scan_has_a_dynamic_length(tmp_path, chunk_size=3):
     """The scan alone, exported at length 10, runs at lengths 1..50 (also not multiples of the chunk)."""
 
@@ -160,6 +165,7 @@ def test_script_refuses_a_missing_model(tmp_path, capsys):
     assert "no such directory" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_script_reports_a_truncated_weight_file(exported, tmp_path, capsys):
     checkpoint = tmp_path / "checkpoint"
     shutil.copytree(exported[1].parent.parent / "checkpoint", checkpoint)
@@ -170,6 +176,7 @@ def test_script_reports_a_truncated_weight_file(exported, tmp_path, capsys):
     assert f"weights in {weights}: the file is truncated or corrupt" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_export_refuses_an_unwritable_output(exported, tmp_path):
     model, _ = exported
     blocker = tmp_path / "a_file"
@@ -182,6 +189,7 @@ def test_export_refuses_an_unwritable_output(exported, tmp_path):
         export_onnx(model, tmp_path / "model.onnx", opset=11)
 
 
+@pytest.mark.slow
 def test_script_reports_an_unwritable_output(exported, tmp_path, capsys):
     blocker = tmp_path / "a_file"
     blocker.write_text("not a directory")
@@ -214,6 +222,7 @@ def test_unsupported_models_are_refused(tmp_path, monkeypatch):
         export_onnx(torch.nn.Linear(2, 2), tmp_path / "model.onnx")
 
 
+@pytest.mark.slow
 def test_recognizer_checks_its_inputs(exported, tmp_path):
     recognizer = ONNXRecognizer(exported[1])
     pixel_values = np.zeros((2, 3, 32, 40), dtype=np.float32)

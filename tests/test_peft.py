@@ -70,6 +70,7 @@ def _logits(model, inputs=None):
         return model(**(inputs or _inputs())).logits
 
 
+@pytest.mark.slow
 def test_lora_step_changes_only_the_intended_parameters():
     model = _model()
     peft_model = get_peft_model(model)
@@ -100,6 +101,7 @@ def test_lora_step_changes_only_the_intended_parameters():
     assert frozen_bn and not (set(frozen_bn) & changed)  # frozen BatchNorms keep their statistics
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target", ["x_proj", "dt_proj", "in_proj", "out_proj"])
 def test_lora_on_each_mamba_projection_counts_and_merges(target):
     """The mixer reads x_proj / dt_proj weights directly on its fast path: a LoRA there must still change outputs.
@@ -119,6 +121,7 @@ def test_lora_on_each_mamba_projection_counts_and_merges(target):
     torch.testing.assert_close(_logits(merged), tuned, atol=1e-4, rtol=0)
 
 
+@pytest.mark.slow
 def test_fully_trained_conv1d_counts():
     """`conv1d` cannot take LoRA (depthwise) but can train fully; the copy PEFT trains must be the one used."""
     model = _model(initializer_range=0.3)
@@ -142,6 +145,7 @@ def test_backbone_lora_keeps_padding_out():
     torch.testing.assert_close(batched[1, :10], alone[0], atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_save_load_merge_and_pipeline(base_dir, tmp_path):
     base = AutoModel.from_pretrained(base_dir).eval()
     peft_model = get_peft_model(base).eval()
@@ -187,6 +191,7 @@ def test_save_load_merge_and_pipeline(base_dir, tmp_path):
     assert isinstance((result[0] if isinstance(result, list) else result)["generated_text"], str)
 
 
+@pytest.mark.slow
 def test_charset_extension_keeps_old_predictions(base_dir, tmp_path):
     processor = _processor()
     assert find_new_characters(["Hello, World!", "café"], processor.tokenizer) == ", !"  # case and accents fold
@@ -233,6 +238,7 @@ def test_charset_extension_keeps_old_predictions(base_dir, tmp_path):
     assert isinstance(reader(image)["generated_text"], str)
 
 
+@pytest.mark.slow
 def test_adapters_for_another_base_or_vocab_are_refused(base_dir, tmp_path):
     other = get_peft_model(_model(hidden_size=48))
     save_adapter(other, tmp_path / "wide", base_model="elsewhere")
@@ -254,6 +260,7 @@ def test_adapters_for_another_base_or_vocab_are_refused(base_dir, tmp_path):
         load_adapter(str(base_dir), base_dir)
 
 
+@pytest.mark.slow
 def test_several_adapters_on_one_base(base_dir, tmp_path):
     outputs = {}
     for seed, name in enumerate(("signs", "receipts")):
@@ -271,6 +278,7 @@ def test_several_adapters_on_one_base(base_dir, tmp_path):
         torch.testing.assert_close(_logits(model), _logits(AutoModel.from_pretrained(base_dir).eval()))
 
 
+@pytest.mark.slow
 def test_encoder_from_a_tiny_mamba_language_model(tmp_path):
     lm_config = MambaConfig(
         vocab_size=64, hidden_size=32, state_size=4, num_hidden_layers=3, expand=2, time_step_rank=4
@@ -331,6 +339,7 @@ def test_finetune_script_preset_parses(monkeypatch):
     assert "finetune_lora" in sys.modules
 
 
+@pytest.mark.slow
 def test_finetune_script_end_to_end(base_dir, tmp_path):
     """The user's path: a folder of crops with labels.tsv (with a character the base lacks) → an adapter folder with
     its card and metrics, plus a merged checkpoint that loads as a plain model."""
@@ -377,6 +386,7 @@ def test_finetune_script_end_to_end(base_dir, tmp_path):
     assert MambaOCRProcessor.from_pretrained(merged).tokenizer.convert_tokens_to_ids("!") == 37
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("route", ["load_adapter", "peft", "auto_model", "pipeline"])
 def test_every_route_warns_about_an_adapter_from_another_base(base_dir, tmp_path, caplog, route):
     """Issue 20 item 9: an adapter names its base (`base_model_name_or_path`), but that base's weights are not the

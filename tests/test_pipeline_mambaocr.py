@@ -45,6 +45,7 @@ def assert_same_results(batched, single):
     assert [r["score"] for r in batched] == pytest.approx([r["score"] for r in single], abs=1e-5)
 
 
+@pytest.mark.slow
 def test_registered_task_returns_text_and_score(reader, checkpoint):
     assert isinstance(reader, MambaOCRPipeline)
     result = reader(images()[0])
@@ -58,12 +59,14 @@ def test_registered_task_returns_text_and_score(reader, checkpoint):
     assert result["generated_text"] == processor.batch_decode(out.logits)[0]
 
 
+@pytest.mark.slow
 def test_batches_of_mixed_widths_match_one_by_one(reader):
     single = [reader(image) for image in images()]
     assert_same_results(reader(images(), batch_size=4), single)
     assert_same_results(reader(images(), batch_size=3), single)  # a last, partial batch
 
 
+@pytest.mark.slow
 def test_tuples_batch_arrays_and_direct_construction(reader, checkpoint):
     single = [reader(image) for image in images()[:2]]
     assert_same_results(reader(tuple(images()[:2])), single)
@@ -103,6 +106,7 @@ def test_char_details_give_frames_and_x_ranges(reader):
     assert starts == sorted(starts)
 
 
+@pytest.mark.slow
 def test_decoding_options(reader):
     image = images()[1]
     greedy = reader(image)
@@ -125,6 +129,7 @@ def test_long_line_is_read_in_one_pass(reader):
     assert outputs["logits"].shape[1] == 512
 
 
+@pytest.mark.slow
 def test_dtype_and_device(checkpoint):
     reader = pipeline("scene-text-recognition", model=str(checkpoint), dtype=torch.bfloat16, device="cpu")
     assert reader.model.dtype == torch.bfloat16
@@ -169,6 +174,7 @@ PIPELINE_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task", ["image-to-text", "scene-text-recognition"])
 def test_both_routes_from_a_folder_and_from_the_hub_cache(checkpoint, reader, tmp_path, task):
     """`image-to-text` through the checkpoint's custom pipeline without the package installed, and the registered
@@ -206,6 +212,7 @@ def test_both_routes_from_a_folder_and_from_the_hub_cache(checkpoint, reader, tm
         assert_same_results(output["results"], expected)
 
 
+@pytest.mark.slow
 def test_pipeline_called_from_several_threads(reader):
     """Issue 20 item 13: one pipeline serving several threads (as a web server's workers do), each reading padded
     batches of images of mixed widths, gives what sequential calls give."""

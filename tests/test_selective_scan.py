@@ -79,6 +79,7 @@ def test_without_skip_and_gate_the_scan_is_the_plain_recurrence():
     assert torch.allclose(selective_scan_chunked(u, delta, A, B, C, delta_bias=bias), plain, atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("length", [1, 7, 16, 37])
 @pytest.mark.parametrize("chunk_size", [1, 4, 16])
 def test_export_scan_matches_reference(length, chunk_size):
@@ -123,6 +124,7 @@ def test_reversal_within_length_is_an_involution():
     assert bidirectional_rows(lengths, 5).tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 4, 3, 2, 1, 0, 7, 6, 5, 8, 9]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("implementation", ["chunked", "reference"])
 def test_model_scan_implementations_agree(implementation):
     fast = MambaOCRForCTC(MambaOCRConfig(**tiny_config_kwargs(scan_implementation="auto"))).eval()

@@ -16,6 +16,7 @@ from mambaocr_hf import MambaOCRConfig, MambaOCRForCTC, MambaOCRProcessor
 from mambaocr_hf.data import OCRDataCollator, load_ocr_dataset
 from mambaocr_hf.training import (
     OCRTrainer,
+    build_model_and_processor,
     cpu_supports_bf16,
     make_ocr_trainer,
     parameter_table,
@@ -66,7 +67,7 @@ def test_parse_preset_with_overrides(monkeypatch, tmp_path):
     monkeypatch.setattr(sys, "argv", ["train.py", preset, "--max_steps", "50", "--output_dir", "runs/x"])
     model_args, data_args, training_args = train._parse_args()
     assert training_args.max_steps == 50 and training_args.output_dir == "runs/x"  # the flags win
-    assert model_args.preset == "small" and data_args.dataset == "synthetic"  # the preset's values
+    assert model_args.preset == "small-narrow" and data_args.dataset == "synthetic"  # the preset's values
     assert training_args.learning_rate == 0.001 and training_args.metric_for_best_model == "cer"
     # JSON null is the default where that is None (not the string "None"); elsewhere a clear error
     nulls = tmp_path / "nulls.json"
@@ -95,6 +96,7 @@ def test_parse_preset_with_overrides(monkeypatch, tmp_path):
         train._parse_args()  # every preset parses
 
 
+@pytest.mark.slow
 def test_train_evaluate_save_and_resume(tmp_path):
     output = tmp_path / "run"
     log = _run(
@@ -131,6 +133,7 @@ def test_train_evaluate_save_and_resume(tmp_path):
     assert _saved_totals(output / "checkpoint-5")["train_seconds"] > before
 
 
+@pytest.mark.slow
 def test_finetune_folder_preset_from_a_checkpoint(tmp_path):
     """The README's fine-tuning command: a checkpoint, a folder of crops with train/ and val/, flags of a new model
     ignored with a warning, `--max_width` applied to the loaded processor, and `--resume_from_checkpoint True`."""
@@ -181,6 +184,7 @@ LAUNCHERS = {
 }  # fmt: skip
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("launcher", sorted(LAUNCHERS))
 def test_data_parallel_on_cpu_with_gloo(tmp_path, launcher):
     output = tmp_path / "ddp"
@@ -197,6 +201,7 @@ def test_data_parallel_on_cpu_with_gloo(tmp_path, launcher):
     assert state["global_step"] == 2
 
 
+@pytest.mark.slow
 def test_data_parallel_ranks_read_every_sample_once(tmp_path):
     """Each of 2 processes reads its own part of the training set, and together they read all of it, once: the
     stream is split once (not by us and again by accelerate, which left each rank 1/4 of the data)."""
@@ -246,6 +251,7 @@ def test_training_stream_is_shuffled(tmp_path):
     assert sorted(read) == [t.upper() for t in texts] and read != sorted(read)
 
 
+@pytest.mark.slow
 def test_nonfinite_loss_never_reaches_the_weights(tmp_path):
     from .conftest import tiny_config_kwargs
 
@@ -280,6 +286,7 @@ def test_nonfinite_loss_never_reaches_the_weights(tmp_path):
     assert trainer.train_seconds > _saved_totals(tmp_path / "checkpoint-3")["train_seconds"] > totals["train_seconds"]
 
 
+@pytest.mark.slow
 def test_fp16_gradient_scaler_handles_overflow_itself(tmp_path):
     """Under --fp16 a GradScaler skips the steps whose gradients overflow and lowers its scale: the non-finite guard
     must leave those gradients to it (dropping them made the scaler raise "No inf checks were recorded"). Simulated
@@ -318,6 +325,7 @@ def test_fp16_gradient_scaler_handles_overflow_itself(tmp_path):
     assert trainer.nonfinite_steps == 0  # overflow is the scaler's normal work, not a bad sample
 
 
+@pytest.mark.slow
 def test_gradient_accumulation_gives_the_full_batch_gradient(tmp_path):
     """Two accumulated half-batches give the gradient of the whole batch: Trainer divides the mean CTC loss by the
     accumulation steps (forward's **kwargs made it believe the model normalised the loss, and the gradient doubled)."""
@@ -398,6 +406,7 @@ def test_resume_passes_over_an_incomplete_checkpoint(tmp_path, caplog, damage):
         resolve_resume_checkpoint(str(tmp_path / "checkpoint-10"), str(tmp_path))
 
 
+@pytest.mark.slow
 def test_trainer_resumes_from_the_last_complete_checkpoint(tmp_path, caplog):
     """The same through `OCRTrainer.train(resume_from_checkpoint=True)` on a real run whose newest checkpoint lost
     its trainer_state.json and had its weights cut (Trainer itself takes the newest folder and fails)."""
@@ -419,6 +428,47 @@ def test_trainer_resumes_from_the_last_complete_checkpoint(tmp_path, caplog):
         trainer.train(resume_from_checkpoint=True)
     assert trainer.resumed_from_step == 1 and trainer.state.global_step == 3
     assert f"Passing over the incomplete checkpoint {tmp_path / 'checkpoint-2'} (no trainer_state.json" in caplog.text
+
+
+@pytest.mark.slow
+def test_build_model_and_processor_for_both_scripts(tmp_path):
+    """The one builder of train.py and finetune_lora.py: a new model from a preset and overrides, a checkpoint (whose
+    processor takes the training width), and a new model whose encoder is a Mamba LM's."""
+    from transformers import MambaConfig, MambaForCausalLM
+
+    from mambaocr_hf import save_checkpoint
+
+    model, processor = build_model_and_processor(
+        preset="small", config_overrides=TINY, charset="digits", max_width=128
+    )
+    assert (model.config.backbone, model.config.hidden_size, model.config.vocab_size) == ("resnet10t", 32, 11)
+    assert model.config.max_width == processor.image_processor.max_width == 128 and len(processor.tokenizer) == 11
+    as_dict, _ = build_model_and_processor(
+        preset="small", config_overrides={"backbone": "resnet10t", "hidden_size": 32}
+    )
+    assert as_dict.config.hidden_size == 32 and as_dict.config.adapter_size == 32  # the rest is the preset's
+    with pytest.raises(ValueError, match="Unknown preset"):
+        build_model_and_processor(preset="huge")
+
+    save_checkpoint(model, processor, tmp_path / "ckpt")
+    loaded, loaded_processor = build_model_and_processor(str(tmp_path / "ckpt"), preset="base", max_width=64)
+    assert loaded.config.hidden_size == 32 and loaded.config.vocab_size == 11  # the checkpoint's, not the preset's
+    assert loaded_processor.image_processor.max_width == 64
+    assert build_model_and_processor(str(tmp_path / "ckpt"))[1].image_processor.max_width == 128
+
+    torch.manual_seed(0)
+    lm_config = MambaConfig(vocab_size=64, hidden_size=32, state_size=4, num_hidden_layers=3, expand=2)
+    MambaForCausalLM(lm_config).save_pretrained(tmp_path / "lm")
+    model, processor = build_model_and_processor(
+        preset="small",
+        config_overrides="backbone=resnet10t,adapter_size=8",
+        init_from_mamba_lm=str(tmp_path / "lm"),
+        mamba_lm_layers=2,
+    )
+    assert (model.config.hidden_size, model.config.num_hidden_layers, model.config.adapter_size) == (32, 2, 8)
+    lm = MambaForCausalLM.from_pretrained(tmp_path / "lm")
+    assert torch.equal(model.encoder.layers[1].mixer.A_log, lm.backbone.layers[1].mixer.A_log)
+    assert torch.equal(model.encoder.layers[1].mixer.A_log_reverse, lm.backbone.layers[1].mixer.A_log)  # "copy"
 
 
 def test_parameter_table_and_bf16_probe():
@@ -476,6 +526,7 @@ def test_tensorboard_logging_when_installed(installed, monkeypatch, tmp_path):
     assert args.remove_unused_columns is False
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("accumulation", [1, 2])
 def test_dropped_nonfinite_step_is_skipped_everywhere(tmp_path, accumulation):
     """Issue 20 item 8: a step whose forward diverges (here: the images of step 2 turned to NaN) is logged as

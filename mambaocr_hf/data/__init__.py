@@ -21,12 +21,13 @@ from .filters import (
 )
 from .fonts import FontInfo, find_fonts, scan_fonts
 from .lmdb_io import write_lmdb
-from .mixing import interleave_sources, parse_source_spec, split_for_rank
+from .mixing import CurriculumStream, interleave_sources, parse_source_spec, split_for_rank
 from .sources import detect_layout, load_ocr_dataset
 from .synthetic import SyntheticConfig, SyntheticTextGenerator
 from .writers import write_dataset
 
 __all__ = [
+    "CurriculumStream",
     "FEATURES",
     "BadSampleError",
     "FontInfo",
