@@ -23,9 +23,9 @@ from .backbone_cpu import FusedCPUInference, kernel_width, mask_columns
 from .configuration_mambaocr import (
     BASE_FINGERPRINT_KEY,
     FP32_MARGIN,
-    FREEZE_STRATEGIES,
     MambaOCRConfig,
 )
+from .freezing import MambaOCRFreezingMixin
 from .model_loading import (
     check_adapter_base,
     check_head_rows,
@@ -654,7 +654,7 @@ class MambaOCRPreTrainedModel(PreTrainedModel):
         return model
 
 
-class MambaOCRForCTC(MambaOCRPreTrainedModel):
+class MambaOCRForCTC(MambaOCRFreezingMixin, MambaOCRPreTrainedModel):
     r"""
     MambaOCR scene-text recognizer: `pixel_values` → patched ResNet (+ adapters) → projection → sequence encoder →
     CTC classifier. Decode its `logits` with `MambaOCRProcessor.batch_decode`.
@@ -688,78 +688,6 @@ class MambaOCRForCTC(MambaOCRPreTrainedModel):
         self.register_load_state_dict_pre_hook(check_head_rows)
         self.register_load_state_dict_pre_hook(check_adapter_base)
         self.post_init()
-
-    # -- freezing ------------------------------------------------------------------------------------------------------
-
-    def freeze_backbone(self, trainable_stages: tuple[str, ...] = ("layer4",), train_adapters: bool = True) -> None:
-        """Freeze the ResNet except the named stages (and, by default, the adapters).
-
-        The projection, encoder and classifier are left as they are. Frozen BatchNorms stay in eval mode while the
-        model trains, so their running statistics are not changed either.
-        """
-        unknown = set(trainable_stages) - {"layer1", "layer2", "layer3", "layer4"}
-        if unknown:
-            raise ValueError(f"Unknown ResNet stages {sorted(unknown)}; choose from layer1..layer4.")
-        for name, param in self.backbone.body.named_parameters():
-            param.requires_grad = name.split(".")[0] in trainable_stages
-        for param in self.backbone.adapters.parameters():
-            param.requires_grad = train_adapters
-        self.train(self.training)
-
-    def apply_freeze_strategy(self, strategy: str) -> None:
-        """Set what trains by name.
-
-        * `adapters_layer4` (the design's fine-tuning strategy): adapters, `layer4`, projection, encoder and
-          classifier train; the rest of the ResNet is frozen.
-        * `adapters`: as above but `layer4` frozen too.
-        * `frozen_backbone`: the whole backbone (adapters included) frozen.
-        * `head_only`: only the classifier trains.
-        * `full`: everything trains.
-        """
-        if strategy not in FREEZE_STRATEGIES:
-            raise ValueError(f"Unknown freeze strategy {strategy!r}; choose one of {list(FREEZE_STRATEGIES)}.")
-        for param in self.parameters():
-            param.requires_grad = strategy != "head_only"
-        if strategy == "adapters_layer4":
-            self.freeze_backbone(("layer4",), train_adapters=True)
-        elif strategy == "adapters":
-            self.freeze_backbone((), train_adapters=True)
-        elif strategy == "frozen_backbone":
-            self.freeze_backbone((), train_adapters=False)
-        elif strategy == "head_only":
-            for param in self.classifier.parameters():
-                param.requires_grad = True
-        self.train(self.training)
-
-    def parameter_groups(self) -> dict[str, tuple[int, int]]:
-        """`{group: (trainable, total)}` parameter counts per module group, for a trainable-parameter table."""
-        groups = {
-            "backbone.stem": [p for n, p in self.backbone.body.named_parameters() if not n.startswith("layer")],
-            **{
-                f"backbone.{stage}": list(getattr(self.backbone.body, stage).parameters())
-                for stage in ("layer1", "layer2", "layer3", "layer4")
-            },
-            "backbone.adapters": list(self.backbone.adapters.parameters()),
-            "projection": list(self.projection.parameters()),
-            "encoder": list(self.encoder.parameters()),
-            "classifier": list(self.classifier.parameters()),
-        }
-        return {
-            name: (sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params))
-            for name, params in groups.items()
-        }
-
-    def train(self, mode: bool = True) -> MambaOCRForCTC:
-        super().train(mode)
-        if mode:
-            for module in self.backbone.body.modules():
-                if isinstance(module, nn.modules.batchnorm._BatchNorm) and not any(
-                    p.requires_grad for p in module.parameters()
-                ):
-                    module.eval()
-        return self
-
-    # -- forward -------------------------------------------------------------------------------------------------------
 
     def _valid_pixels(self, pixel_values: torch.Tensor, pixel_mask: torch.Tensor | None) -> torch.Tensor:
         batch, _, _, width = pixel_values.shape

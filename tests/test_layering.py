@@ -30,6 +30,7 @@ MODEL_FILES = {
     "backbone_cpu.py",
     "scan_paths.py",
     "model_loading.py",
+    "freezing.py",
 }
 CHECKPOINT_FILES = MODEL_FILES | {
     "tokenization_mambaocr.py",
