@@ -26,6 +26,7 @@ from .configuration_mambaocr import (
     MambaOCRConfig,
 )
 from .freezing import MambaOCRFreezingMixin
+from .model_inputs import check_pixel_values, compute_ctc_loss, frame_lengths_from_pixels, valid_pixels_from_mask
 from .model_loading import (
     check_adapter_base,
     check_head_rows,
@@ -77,11 +78,6 @@ class MambaOCRCTCOutput(ModelOutput):
     frame_lengths: torch.LongTensor | None = None
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
     fp32_rerun: torch.BoolTensor | None = None
-
-
-def frame_lengths_from_pixels(valid_pixels: torch.Tensor, frame_stride: int) -> torch.LongTensor:
-    """Valid frames per image for the given valid pixel widths (the backbone's width reduction is `frame_stride`)."""
-    return torch.div(valid_pixels + frame_stride - 1, frame_stride, rounding_mode="floor").long()
 
 
 class MambaOCRAdapter(nn.Module):
@@ -689,46 +685,6 @@ class MambaOCRForCTC(MambaOCRFreezingMixin, MambaOCRPreTrainedModel):
         self.register_load_state_dict_pre_hook(check_adapter_base)
         self.post_init()
 
-    def _valid_pixels(self, pixel_values: torch.Tensor, pixel_mask: torch.Tensor | None) -> torch.Tensor:
-        batch, _, _, width = pixel_values.shape
-        if pixel_mask is None:
-            return torch.full((batch,), width, dtype=torch.long, device=pixel_values.device)
-        if pixel_mask.dim() == 3:  # [batch, height, width], as DETR-style processors give it
-            pixel_mask = pixel_mask.amax(dim=1)
-        if pixel_mask.shape != (batch, width):
-            raise ValueError(
-                f"`pixel_mask` must be [batch, width] or [batch, height, width] matching pixel_values {tuple(pixel_values.shape)}, "
-                f"got {tuple(pixel_mask.shape)}."
-            )
-        # valid columns are a prefix: the processor pads on the right
-        valid = pixel_mask.to(pixel_values.device).long().sum(dim=-1)
-        if not is_tracing() and bool((valid == 0).any()):
-            empty = (valid == 0).nonzero().flatten().tolist()
-            raise ValueError(
-                f"Images {empty} of the batch have no valid pixels (pixel_mask is all zero): zero-width input."
-            )
-        return valid
-
-    def _check_inputs(self, pixel_values: torch.Tensor) -> None:
-        if not isinstance(pixel_values, torch.Tensor):
-            raise TypeError(
-                f"`pixel_values` must be a torch.Tensor [batch, {self.config.num_channels}, {self.config.image_height}, "
-                f"width]; got {type(pixel_values).__name__}. Use MambaOCRProcessor / MambaOCRImageProcessor to turn "
-                "images into model inputs."
-            )
-        if pixel_values.dim() != 4 or pixel_values.shape[1] != self.config.num_channels:
-            raise ValueError(
-                f"`pixel_values` must be [batch, {self.config.num_channels}, height, width], got "
-                f"{tuple(pixel_values.shape)}. Use MambaOCRImageProcessor to prepare images."
-            )
-        if pixel_values.shape[0] == 0 or pixel_values.shape[-1] == 0:
-            raise ValueError(f"`pixel_values` is empty: shape {tuple(pixel_values.shape)}.")
-        if pixel_values.shape[2] % 32:
-            raise ValueError(
-                f"`pixel_values` height must be a multiple of 32 (the model is built for {self.config.image_height}), "
-                f"got {pixel_values.shape[2]}. Use MambaOCRImageProcessor to resize."
-            )
-
     def forward(
         self,
         pixel_values: torch.Tensor,
@@ -754,8 +710,8 @@ class MambaOCRForCTC(MambaOCRFreezingMixin, MambaOCRPreTrainedModel):
                 "MambaOCRForCTC takes `pixel_mask` ([batch, width], 1 on image columns), not `attention_mask`; the "
                 "image processor returns it."
             )
-        self._check_inputs(pixel_values)
-        valid_pixels = self._valid_pixels(pixel_values, pixel_mask)
+        check_pixel_values(pixel_values, self.config)
+        valid_pixels = valid_pixels_from_mask(pixel_values, pixel_mask)
         frame_lengths = frame_lengths_from_pixels(valid_pixels, self.config.frame_stride)
 
         features = self.backbone(pixel_values, valid_pixels)  # [batch, frames, num_features]
@@ -829,7 +785,7 @@ class MambaOCRForCTC(MambaOCRFreezingMixin, MambaOCRPreTrainedModel):
             rows = near_tie.nonzero().flatten()
             # only as wide as the widest of them (padding never changes an image's read)
             stride = self.config.frame_stride
-            width = self._valid_pixels(pixel_values, pixel_mask)[rows].max().item()
+            width = valid_pixels_from_mask(pixel_values, pixel_mask)[rows].max().item()
             width = min(pixel_values.shape[-1], -(-width // stride) * stride)
             with torch.autocast(device_type, enabled=False):
                 again = self(
@@ -849,55 +805,7 @@ class MambaOCRForCTC(MambaOCRFreezingMixin, MambaOCRPreTrainedModel):
 
     def ctc_loss(self, logits: torch.Tensor, frame_lengths: torch.LongTensor, labels: torch.Tensor) -> torch.Tensor:
         """CTC loss in float32 with per-image input lengths; `labels` padded with -100."""
-        if labels.dim() != 2 or labels.shape[0] != logits.shape[0]:
-            raise ValueError(
-                f"`labels` must be [batch, target_length] with batch {logits.shape[0]}, got {tuple(labels.shape)}."
-            )
-        labels = labels.to(logits.device)
-        label_mask = labels >= 0
-        target_lengths = label_mask.sum(-1)
-        flat_targets = labels.masked_select(label_mask)
-        if not is_tracing():
-            self._check_labels(labels, label_mask, target_lengths, frame_lengths)
-        log_probs = F.log_softmax(logits, dim=-1, dtype=torch.float32).transpose(0, 1)  # [frames, batch, vocab]
-        with torch.backends.cudnn.flags(enabled=False):
-            return F.ctc_loss(
-                log_probs,
-                flat_targets,
-                frame_lengths,
-                target_lengths,
-                blank=self.config.blank_id,
-                reduction=self.config.ctc_loss_reduction,
-                zero_infinity=self.config.ctc_zero_infinity,
-            )
-
-    def _check_labels(
-        self,
-        labels: torch.Tensor,
-        label_mask: torch.Tensor,
-        target_lengths: torch.Tensor,
-        frame_lengths: torch.LongTensor,
-    ) -> None:
-        valid_ids = labels[label_mask]
-        if valid_ids.numel() and int(valid_ids.max()) >= self.config.vocab_size:
-            raise ValueError(
-                f"Label id {int(valid_ids.max())} is outside the vocabulary (vocab_size={self.config.vocab_size}): "
-                "the labels were made with a different tokenizer than this model's."
-            )
-        if bool((valid_ids == self.config.blank_id).any()):
-            raise ValueError(f"Labels contain the CTC blank id {self.config.blank_id}; pad labels with -100 instead.")
-        # CTC needs one frame per character plus a blank between repeated characters
-        repeats = ((labels[:, 1:] == labels[:, :-1]) & label_mask[:, 1:]).sum(-1)
-        needed = target_lengths + repeats
-        too_long = (needed > frame_lengths.to(needed.device)).nonzero().flatten().tolist()
-        if too_long:
-            index = too_long[0]
-            raise ValueError(
-                f"Labels of samples {too_long} are longer than their images allow: sample {index} needs "
-                f"{int(needed[index])} frames but its image gives {int(frame_lengths[index])} "
-                f"({self.config.frame_stride} pixels per frame). Use wider images, or drop such samples "
-                "(the training data pipeline filters them)."
-            )
+        return compute_ctc_loss(logits, frame_lengths, labels, self.config)
 
     def get_input_embeddings(self) -> None:
         """An image model has no token embeddings. Saying so (rather than transformers' `NotImplementedError`) lets

@@ -31,6 +31,7 @@ MODEL_FILES = {
     "scan_paths.py",
     "model_loading.py",
     "freezing.py",
+    "model_inputs.py",
 }
 CHECKPOINT_FILES = MODEL_FILES | {
     "tokenization_mambaocr.py",
