@@ -20,11 +20,8 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.utils import ModelOutput, logging
 
 from .backbone_cpu import FusedCPUInference, kernel_width, mask_columns
-from .configuration_mambaocr import (
-    BASE_FINGERPRINT_KEY,
-    FP32_MARGIN,
-    MambaOCRConfig,
-)
+from .bf16_inference import MambaOCRBf16InferenceMixin
+from .configuration_mambaocr import BASE_FINGERPRINT_KEY, MambaOCRConfig
 from .freezing import MambaOCRFreezingMixin
 from .model_inputs import check_pixel_values, compute_ctc_loss, frame_lengths_from_pixels, valid_pixels_from_mask
 from .model_loading import (
@@ -650,7 +647,7 @@ class MambaOCRPreTrainedModel(PreTrainedModel):
         return model
 
 
-class MambaOCRForCTC(MambaOCRFreezingMixin, MambaOCRPreTrainedModel):
+class MambaOCRForCTC(MambaOCRFreezingMixin, MambaOCRBf16InferenceMixin, MambaOCRPreTrainedModel):
     r"""
     MambaOCR scene-text recognizer: `pixel_values` → patched ResNet (+ adapters) → projection → sequence encoder →
     CTC classifier. Decode its `logits` with `MambaOCRProcessor.batch_decode`.
@@ -718,7 +715,7 @@ class MambaOCRForCTC(MambaOCRFreezingMixin, MambaOCRPreTrainedModel):
         frame_lengths = frame_lengths.clamp(max=features.shape[1])
         hidden_states = self.projection(features)  # [batch, frames, hidden]
         hidden_states, all_hidden = self.encoder(hidden_states, frame_lengths, bool(output_hidden_states))
-        logits = self._classify(self.dropout(hidden_states))  # [batch, frames, vocab]
+        logits = self._classify(self.dropout(hidden_states))  # [batch, frames, vocab]; float32 under autocast
         logits = self._mask_padding_frames(logits, frame_lengths)
 
         loss = None
@@ -734,67 +731,6 @@ class MambaOCRForCTC(MambaOCRFreezingMixin, MambaOCRPreTrainedModel):
             frame_lengths=frame_lengths,
             hidden_states=all_hidden if output_hidden_states else None,
         )
-
-    def _classify(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        """The classifier; for inference under autocast in float32. Its bf16 output is rounded to steps of 1/16 at the
-        logit sizes of a trained model, so frames whose two best classes were within that read as ties (docs/speed.md).
-        It costs next to nothing (`hidden × vocab` per frame). Training keeps autocast's dtype (the CTC loss is float32
-        either way)."""
-        device_type = hidden_states.device.type
-        if self.training or not torch.is_autocast_enabled(device_type):
-            return self.classifier(hidden_states)
-        weight_dtype = next(self.classifier.parameters()).dtype
-        with torch.autocast(device_type, enabled=False):
-            return self.classifier(hidden_states.to(weight_dtype))
-
-    @torch.no_grad()
-    def forward_bf16(
-        self,
-        pixel_values: torch.Tensor,
-        pixel_mask: torch.Tensor | None = None,
-        fp32_margin: float = FP32_MARGIN,
-    ) -> MambaOCRCTCOutput:
-        r"""
-        Inference under bf16 autocast (CPUs with AVX-512 BF16 or AMX, and CUDA) that reads like float32: images whose
-        greedy read hangs on a near-tie (some valid frame whose two best logits are less than `fp32_margin` apart,
-        where bf16's rounding can flip the winner) are run again in float32 and take those logits.
-
-        `0` turns the re-run off; larger margins re-run more images and change fewer reads (docs/speed.md has the
-        agreement measured at 0.02 and 0.05).
-
-        Args:
-            pixel_values, pixel_mask: as for `forward`.
-            fp32_margin (`float`, *optional*, defaults to 0.05):
-                Logit gap below which a frame counts as a near-tie.
-
-        Returns:
-            [`MambaOCRCTCOutput`] with float32 `logits`, `frame_lengths` and `fp32_rerun` (no loss).
-        """
-        if fp32_margin < 0:
-            raise ValueError(f"`fp32_margin` must be >= 0, got {fp32_margin}.")
-        device_type = pixel_values.device.type
-        with torch.autocast(device_type, dtype=torch.bfloat16):
-            outputs = self(pixel_values=pixel_values, pixel_mask=pixel_mask, return_dict=True)
-        logits, frame_lengths = outputs.logits.float(), outputs.frame_lengths
-        near_tie = torch.zeros(len(logits), dtype=torch.bool, device=logits.device)
-        if fp32_margin > 0 and logits.shape[-1] > 1:
-            best_two = logits.topk(2, dim=-1).values
-            valid = torch.arange(logits.shape[1], device=logits.device)[None, :] < frame_lengths[:, None]
-            near_tie = ((best_two[..., 0] - best_two[..., 1] < fp32_margin) & valid).any(dim=-1)
-        if bool(near_tie.any()):
-            rows = near_tie.nonzero().flatten()
-            # only as wide as the widest of them (padding never changes an image's read)
-            stride = self.config.frame_stride
-            width = valid_pixels_from_mask(pixel_values, pixel_mask)[rows].max().item()
-            width = min(pixel_values.shape[-1], -(-width // stride) * stride)
-            with torch.autocast(device_type, enabled=False):
-                again = self(
-                    pixel_values=pixel_values[rows, ..., :width],
-                    pixel_mask=None if pixel_mask is None else pixel_mask[rows, ..., :width],
-                    return_dict=True,
-                )
-            logits[rows, : again.logits.shape[1]] = again.logits.float()
-        return MambaOCRCTCOutput(logits=logits, frame_lengths=frame_lengths, fp32_rerun=near_tie)
 
     def _mask_padding_frames(self, logits: torch.Tensor, frame_lengths: torch.LongTensor) -> torch.Tensor:
         """Padded frames become certain blanks, so plain greedy decoding of a mixed batch emits nothing for them."""

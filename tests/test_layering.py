@@ -32,6 +32,7 @@ MODEL_FILES = {
     "model_loading.py",
     "freezing.py",
     "model_inputs.py",
+    "bf16_inference.py",
 }
 CHECKPOINT_FILES = MODEL_FILES | {
     "tokenization_mambaocr.py",
