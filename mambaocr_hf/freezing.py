@@ -75,7 +75,7 @@ class MambaOCRFreezingMixin:
         }
 
     def train(self, mode: bool = True):
-        """`nn.Module.train`, except that BatchNorms of the ResNet whose parameters are all frozen stay in eval mode."""
+        """`nn.Module.train`, except that the ResNet's BatchNorms whose parameters are all frozen stay in eval mode."""
         super().train(mode)
         if mode:
             for module in self.backbone.body.modules():

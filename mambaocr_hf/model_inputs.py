@@ -3,10 +3,10 @@
 
 * `check_pixel_values`: `pixel_values` that are not a `[batch, channels, 32·k, width]` tensor are refused with a clear
   error that names the processor;
-* `valid_pixels_from_mask` and `frame_lengths_from_pixels`: each image's true width (from `pixel_mask`) and its number of
-  frames;
-* `compute_ctc_loss`: the CTC loss in float32 with per-image lengths, after `check_labels` refused labels that cannot be
-  trained on (ids outside the vocabulary, the blank, targets longer than their images allow).
+* `valid_pixels_from_mask` and `frame_lengths_from_pixels`: each image's true width (from `pixel_mask`) and its
+  number of frames;
+* `compute_ctc_loss`: the CTC loss in float32 with per-image lengths, after `check_labels` refused labels that cannot
+  be trained on (ids outside the vocabulary, the blank, targets longer than their images allow).
 """
 
 from __future__ import annotations

@@ -115,11 +115,8 @@ def _patch_stride(module: nn.Module, width_stride: int) -> None:
             sub.stride = (2, width_stride)
 
 
-# The padding of the backbone call running in this thread (or asyncio task): `(valid_pixels [batch], input_width)`.
-# The layers that mix columns sit inside timm's blocks, whose forward takes one tensor, so their masks (forward
-# pre-hooks) cannot receive it as an argument; the backbone sets it from its own arguments around each block it runs.
-# A context variable is private to each thread, so concurrent calls of one model never see each other's padding (a
-# module attribute was shared by them), and the module keeps no per-call state.
+# The padding of the backbone call running in this thread (or asyncio task), `(valid_pixels [batch], input_width)`,
+# read by the padding masks inside timm's blocks (docs/architecture.md: why a context variable).
 _PADDING: contextvars.ContextVar[tuple[torch.Tensor, int] | None] = contextvars.ContextVar(
     "mambaocr_padding", default=None
 )
@@ -138,8 +135,7 @@ def _padding_columns(valid_pixels: torch.Tensor | None, input_width: int):
 
 def _padding_mask_hook(module: nn.Module, args: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...] | None:
     """Forward pre-hook of a column-mixing backbone layer: zeroes its input's padding columns (see
-    `MambaOCRBackbone`). A plain function of the call's padding, so copies of a block (PEFT's `modules_to_save`
-    trains one) mask as the original does."""
+    `MambaOCRBackbone`)."""
     padding = _PADDING.get()
     if padding is None:
         return None
@@ -315,10 +311,8 @@ class MambaOCRBackbone(nn.Module):
 
 
 class _ForwardOnceStats:
-    """A checkpointed function whose BatchNorms count the batch once: checkpointing runs it again in backward, and in
-    training mode that second run would update their running statistics a second time (doubling their momentum, so
-    the evaluated model differs from one trained without checkpointing). The recomputation's output is the same:
-    training-mode BatchNorm normalises with the batch's own statistics."""
+    """A checkpointed function whose BatchNorms update their running statistics once, not again when backward
+    recomputes it (docs/architecture.md)."""
 
     def __init__(self, function, *modules: nn.Module | None):
         self.function, self.modules, self.calls = function, modules, 0
@@ -583,9 +577,7 @@ class MambaOCRPreTrainedModel(PreTrainedModel):
     input_modalities = ("image",)
     supports_gradient_checkpointing = True
     _no_split_modules = ["MambaOCRBlock", "MambaOCRBackbone"]
-    # the CTC loss is a mean over the batch and takes no `num_items_in_batch`: Trainer must divide it by the
-    # gradient-accumulation steps itself (forward's `**kwargs` would make it think the model normalises the loss, and
-    # accumulated gradients were k times, data-parallel ones world-size times, too large)
+    # the CTC loss takes no `num_items_in_batch`: Trainer divides it by the gradient-accumulation steps itself
     accepts_loss_kwargs = False
     # an adapter's base fingerprint is read by `load_adapter` / `check_adapter_base`, not loaded into a tensor
     _keys_to_ignore_on_load_unexpected = [rf"(^|\.){BASE_FINGERPRINT_KEY}$"]
@@ -612,14 +604,9 @@ class MambaOCRPreTrainedModel(PreTrainedModel):
         return super().save_pretrained(save_directory, *args, **kwargs)
 
     def load_adapter(self, peft_model_id: str | None = None, *args, adapter_state_dict: dict | None = None, **kwargs):
-        """transformers' `load_adapter`, the route of `AutoModel.from_pretrained(adapter_dir)` and of
-        `pipeline(model=adapter_dir)`, reading what a MambaOCR adapter folder says of its base (see
-        `peft_utils.save_adapter`), as `peft_utils.load_adapter` does:
-
-        * an adapter that extended its base's charset has a CTC head (a `modules_to_save` copy) with more rows than
-          the base's: the head is resized first (`resize_vocab`), and the pipeline takes the adapter's processor;
-        * a warning when the base weights are not those the adapter was trained on. transformers loads the adapter's
-          weights with its own loader (no `load_state_dict` hook runs), so the fingerprint is taken out of them here.
+        """transformers' `load_adapter` (the route of `AutoModel.from_pretrained(adapter_dir)` and of
+        `pipeline(model=adapter_dir)`), which also grows the CTC head of an adapter that extended the charset
+        (`resize_vocab`) and warns when the adapter was trained on other base weights (`model_loading.read_adapter`).
         """
         hub_kwargs = {k: kwargs[k] for k in ("revision", "token") if kwargs.get(k) is not None}
         info, adapter_state_dict, trained_on = read_adapter(peft_model_id, adapter_state_dict, hub_kwargs)
@@ -650,7 +637,14 @@ class MambaOCRPreTrainedModel(PreTrainedModel):
 class MambaOCRForCTC(MambaOCRFreezingMixin, MambaOCRBf16InferenceMixin, MambaOCRPreTrainedModel):
     r"""
     MambaOCR scene-text recognizer: `pixel_values` → patched ResNet (+ adapters) → projection → sequence encoder →
-    CTC classifier. Decode its `logits` with `MambaOCRProcessor.batch_decode`.
+    CTC classifier. Decode its `logits` with `MambaOCRProcessor.batch_decode`. Freezing (`apply_freeze_strategy`,
+    `parameter_groups`) comes from [`~freezing.MambaOCRFreezingMixin`], `forward_bf16` from
+    [`~bf16_inference.MambaOCRBf16InferenceMixin`].
+
+    Args:
+        config ([`MambaOCRConfig`]):
+            Model configuration. Initializing with a config file does not load the weights, only the configuration;
+            see [`~PreTrainedModel.from_pretrained`] to load them.
 
     Example:
 
@@ -744,9 +738,8 @@ class MambaOCRForCTC(MambaOCRFreezingMixin, MambaOCRBf16InferenceMixin, MambaOCR
         return compute_ctc_loss(logits, frame_lengths, labels, self.config)
 
     def get_input_embeddings(self) -> None:
-        """An image model has no token embeddings. Saying so (rather than transformers' `NotImplementedError`) lets
-        PEFT save an adapter whose charset grew (it looks for embeddings to save when the vocab size changed) and
-        lets `enable_input_require_grads` skip the model."""
+        """`None`: an image model has no token embeddings (PEFT then saves an adapter whose charset grew, and
+        `enable_input_require_grads` skips the model)."""
         return None
 
     def get_output_embeddings(self) -> None:
@@ -755,13 +748,16 @@ class MambaOCRForCTC(MambaOCRFreezingMixin, MambaOCRBf16InferenceMixin, MambaOCR
 
     @torch.no_grad()
     def resize_vocab(self, new_vocab_size: int, margin: float = 2.0) -> None:
-        """Grow or shrink the CTC head to `new_vocab_size` classes, keeping the existing rows (e.g. after characters
-        were added to the tokenizer; `peft_utils.extend_charset` calls it).
+        """Grow or shrink the CTC head to `new_vocab_size` classes, keeping the existing rows
+        (`peft_utils.extend_charset` calls it after characters were added to the tokenizer).
 
-        Each new row is the mean of the old rows with its bias `margin` lower: a new class's logit is then the mean
-        old logit minus `margin`, below the best old class, so greedy decoding is unchanged until training moves the
-        new rows. Deterministic (no random draw), so a base resized again matches the head an adapter was trained
-        from exactly.
+        Args:
+            new_vocab_size (`int`):
+                Number of classes, blank included.
+            margin (`float`, *optional*, defaults to 2.0):
+                Each new row is the mean of the old rows with its bias `margin` lower, so greedy decoding is unchanged
+                until training moves it. Deterministic: a base resized again matches the head an adapter was trained
+                from.
         """
         old = self.classifier
         if new_vocab_size <= self.config.blank_id:
