@@ -1,13 +1,109 @@
-"""Long text lines: generated 200+ character lines are read in one pass, without truncation."""
+"""Long text lines: lines rendered by the synthetic generator (spaces, punctuation, 10-120 characters), their
+width in training batches, the CTC length check, and generated 200+ character lines read in one pass."""
 
+import numpy as np
 import pytest
 import torch
 
-from mambaocr_hf import MambaOCRConfig, MambaOCRForCTC, MambaOCRProcessor
-from mambaocr_hf.data import SyntheticTextGenerator
+from mambaocr_hf import MambaOCRConfig, MambaOCRForCTC, MambaOCRProcessor, MambaOCRTokenizer
+from mambaocr_hf.data import SyntheticConfig, SyntheticTextGenerator
+from mambaocr_hf.data.filters import LabelNormalizer
+from mambaocr_hf.data.fonts import missing_characters
 from mambaocr_hf.data.lines import render_long_line
+from mambaocr_hf.data.text_sampler import TextSampler, load_words
 
 from .conftest import tiny_config_kwargs
+
+LINE_CHARSET = "printable_space"
+
+
+@pytest.fixture(scope="module")
+def line_generator():
+    config = SyntheticConfig(line_p=1.0, line_chars=(10, 120))
+    return SyntheticTextGenerator(tokenizer=MambaOCRTokenizer(charset=LINE_CHARSET), seed=5, config=config)
+
+
+def _sampler(charset):
+    normalizer = LabelNormalizer.from_tokenizer(MambaOCRTokenizer(charset=charset), "map")
+    return TextSampler(normalizer.charset, normalizer.fold, load_words(None), max_length=25), normalizer
+
+
+def test_line_text_is_words_numbers_and_punctuation_one_space_apart():
+    sampler, normalizer = _sampler(LINE_CHARSET)
+    rng = np.random.default_rng(0)
+    lines = [sampler.sample_line(rng, 10, 120) for _ in range(300)]
+    for text, label in lines:
+        assert label == text and 10 <= len(label) <= 120, text  # the space is in the charset: the label is the text
+        assert "  " not in text and text == text.strip() and set(text) <= set(normalizer.charset)
+    texts = " ".join(text for text, _ in lines)
+    assert np.mean([text.count(" ") for text, _ in lines]) > 5  # several words a line
+    assert set(texts) & set(",.;:!?()") and set(texts) & set("0123456789")  # punctuation and numbers
+    lengths = [len(label) for _, label in lines]
+    assert min(lengths) <= 20 and max(lengths) > 100  # every length bucket is drawn
+    # a fixed length is met exactly, even one that no piece fills
+    assert {len(sampler.sample_line(rng, 7, 7)[1]) for _ in range(50)} == {7}
+    with pytest.raises(ValueError, match="min_chars <= max_chars"):
+        sampler.sample_line(rng, 9, 3)
+
+
+@pytest.mark.parametrize("charset", ["lowercase_alphanumeric", "printable"])
+def test_without_a_space_in_the_charset_the_label_runs_the_words_together(charset):
+    sampler, normalizer = _sampler(charset)
+    rng = np.random.default_rng(1)
+    lines = [sampler.sample_line(rng, 10, 60) for _ in range(100)]
+    assert np.mean([text.count(" ") for text, _ in lines]) > 2  # the words are drawn apart ...
+    for text, label in lines:
+        assert " " not in label and label == normalizer.fold(text.replace(" ", ""))  # ... and labelled together
+        assert 10 <= len(label) <= 60 and set(label) <= set(normalizer.charset)
+
+
+def test_lines_are_rendered_by_the_word_pipeline_deterministically(line_generator):
+    picked = []
+    text_and_font = line_generator._text_and_font
+
+    def recording(rng, line=False):
+        text, label, info = text_and_font(rng, line)
+        picked.append((text, info))
+        return text, label, info
+
+    line_generator._text_and_font = recording
+    try:
+        samples = [line_generator.render(index) for index in range(6)]
+    finally:
+        del line_generator._text_and_font
+    for (image, label), (text, info) in zip(samples, picked):
+        assert 10 <= len(label) <= 120 and " " in label and "  " not in label
+        assert not missing_characters(info.path, text)  # the font draws every character, the space included
+        assert image.mode == "RGB" and image.height >= 16
+        assert image.width / image.height > 3  # a line, not a word crop
+    again = line_generator.render(3)
+    assert again[1] == samples[3][1] and again[0].tobytes() == samples[3][0].tobytes()
+    other_split = SyntheticTextGenerator(
+        tokenizer=line_generator.normalizer.folding_tokenizer, seed=5, split="test_lines", config=line_generator.config
+    )
+    assert [other_split.render(i)[1] for i in range(3)] != [label for _, label in samples[:3]]
+
+
+def test_line_p_mixes_lines_into_the_same_words():
+    tokenizer = MambaOCRTokenizer(charset=LINE_CHARSET)
+    words = SyntheticTextGenerator(tokenizer=tokenizer, seed=2)
+    mixed = SyntheticTextGenerator(tokenizer=tokenizer, seed=2, config=SyntheticConfig(line_p=0.3))
+    flags = [mixed.is_line(index) for index in range(400)]
+    assert 0.22 < np.mean(flags) < 0.38 and not any(words.is_line(index) for index in range(400))
+    word_index = flags.index(False)
+    image, label = mixed.render(word_index)  # the samples that are not lines are the words they were
+    expected_image, expected_label = words.render(word_index)
+    assert label == expected_label and image.tobytes() == expected_image.tobytes()
+    # a word-only generator describes itself as before (the synthetic cache's key does not change)
+    assert "line_p" not in words.describe()["config"] and mixed.describe()["config"]["line_p"] == 0.3
+
+
+def test_line_settings_are_validated():
+    assert SyntheticConfig(line_chars=[5, 9]).line_chars == (5, 9)  # JSON gives a list
+    with pytest.raises(ValueError, match="line_chars"):
+        SyntheticConfig(line_chars=(20, 10))
+    with pytest.raises(ValueError, match="line_p"):
+        SyntheticConfig(line_p=1.5)
 
 
 def test_render_long_line_is_deterministic_and_long():
