@@ -1,13 +1,17 @@
 """Long text lines: lines rendered by the synthetic generator (spaces, punctuation, 10-120 characters), their
 width in training batches, the CTC length check, and generated 200+ character lines read in one pass."""
 
+import logging
+import random
+
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
-from mambaocr_hf import MambaOCRConfig, MambaOCRForCTC, MambaOCRProcessor, MambaOCRTokenizer
-from mambaocr_hf.data import SyntheticConfig, SyntheticTextGenerator
-from mambaocr_hf.data.filters import LabelNormalizer
+from mambaocr_hf import MambaOCRConfig, MambaOCRForCTC, MambaOCRImageProcessor, MambaOCRProcessor, MambaOCRTokenizer
+from mambaocr_hf.data import OCRDataCollator, SyntheticConfig, SyntheticTextGenerator, WidthBucketedDataset
+from mambaocr_hf.data.filters import LabelNormalizer, SampleFilter, SkipStats
 from mambaocr_hf.data.fonts import missing_characters
 from mambaocr_hf.data.lines import render_long_line
 from mambaocr_hf.data.text_sampler import TextSampler, load_words
@@ -104,6 +108,56 @@ def test_line_settings_are_validated():
         SyntheticConfig(line_chars=(20, 10))
     with pytest.raises(ValueError, match="line_p"):
         SyntheticConfig(line_p=1.5)
+
+
+def _padding_ratio(widths, batch_size):
+    """Pixels computed (every row padded to its batch's widest) over the rows' own pixels."""
+    batches = [widths[start : start + batch_size] for start in range(0, len(widths), batch_size)]
+    return sum(len(batch) * max(batch) for batch in batches) / sum(widths)
+
+
+def test_width_buckets_keep_mixed_word_and_line_batches_tight():
+    """A training stream of 80% words (32-256 px at height 32) and 20% lines (128-2048 px), batched as training
+    does (32 a batch, a pool of 16 batches). Batched in arrival order nearly every batch holds a line (1 - 0.8^32)
+    and pads 31 rows to it: about 5x the pixels. Bucketed, a batch spans a sixteenth of the pool's sorted widths:
+    words with words, lines with lines of similar length, about 1.2x (1.16-1.23 over seeds); 1.3 is the bound."""
+    rng = random.Random(0)
+    widths = [rng.randint(128, 2048) if rng.random() < 0.2 else rng.randint(32, 256) for _ in range(3000)]
+    rows = [{"image": width, "text": str(index)} for index, width in enumerate(widths)]
+    bucketed = WidthBucketedDataset(rows, batch_size=32, width_of=lambda width: width, buffer_batches=16, seed=0)
+    out = [row["image"] for row in bucketed]
+    assert sorted(out) == sorted(widths)  # every row once
+    assert _padding_ratio(widths, 32) > 4.5
+    assert _padding_ratio(out, 32) < 1.3
+
+
+def _line(width, label):
+    return {"image": Image.new("RGB", (width, 32), "white"), "text": label}
+
+
+def test_lines_too_long_for_the_ctc_frames_are_skipped_and_counted_never_truncated(caplog):
+    """At max_width 1004 a line gets at most 251 frames. A wider line is squeezed (one warning, whatever the number
+    of lines); one whose label needs more frames than that is skipped with its reason, in the loaders' filter and
+    in the collator alike; a narrow crop whose label fits in max_width is stretched; labels keep every character."""
+    processor = MambaOCRProcessor(
+        image_processor=MambaOCRImageProcessor(max_width=1004), tokenizer=MambaOCRTokenizer(charset=LINE_CHARSET)
+    )
+    fits, too_long = " ".join("ab" * 60), "ab" * 130  # CTC needs 239 frames; 260 frames
+    sample_filter = SampleFilter.from_processor(processor, name="lines test")
+    sample_filter.stats = SkipStats("lines test")
+    assert sample_filter.check_decoded(too_long, (1900, 32), "line 0") is None
+    assert sample_filter.check_decoded(fits, (1900, 32), "line 1") == fits  # squeezed to 1004 px: 251 frames
+    assert sample_filter.check_decoded(fits, (400, 32), "line 2") == fits  # 100 frames: the collator widens it
+    assert dict(sample_filter.skip_stats.counts) == {"label_too_long_for_ctc": 1}
+    collator = OCRDataCollator(processor)
+    with caplog.at_level(logging.WARNING):
+        batch = collator([_line(1900, too_long), _line(3000, fits), _line(2600, fits), _line(400, fits)])
+    assert collator.dropped == {"label_too_long_for_ctc": 1}
+    assert batch["pixel_values"].shape[0] == 3 and batch["pixel_values"].shape[-1] == 1004
+    assert (batch["labels"] >= 0).sum(-1).tolist() == [len(fits)] * 3  # whole labels, never cut to the frames
+    assert batch["pixel_mask"].sum(-1).tolist()[-1] >= 4 * len(fits)  # the narrow crop stretched: 239 frames
+    squeezed = [r for r in caplog.records if "wider than max_width=1004" in r.getMessage()]
+    assert len(squeezed) == 1
 
 
 def test_render_long_line_is_deterministic_and_long():
