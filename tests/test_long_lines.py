@@ -1,22 +1,32 @@
 """Long text lines: lines rendered by the synthetic generator (spaces, punctuation, 10-120 characters), their
 width in training batches, the CTC length check, and generated 200+ character lines read in one pass."""
 
+import importlib.util
+import json
 import logging
 import random
+import sys
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw
 
-from mambaocr_hf import MambaOCRConfig, MambaOCRForCTC, MambaOCRImageProcessor, MambaOCRProcessor, MambaOCRTokenizer
+from mambaocr_hf import (
+    MambaOCRConfig,
+    MambaOCRForCTC,
+    MambaOCRImageProcessor,
+    MambaOCRProcessor,
+    MambaOCRTokenizer,
+    save_checkpoint,
+)
 from mambaocr_hf.data import OCRDataCollator, SyntheticConfig, SyntheticTextGenerator, WidthBucketedDataset
 from mambaocr_hf.data.filters import LabelNormalizer, SampleFilter, SkipStats
 from mambaocr_hf.data.fonts import missing_characters
 from mambaocr_hf.data.lines import render_long_line
 from mambaocr_hf.data.text_sampler import TextSampler, load_words
 
-from .conftest import tiny_config_kwargs
+from .conftest import ROOT, tiny_config_kwargs
 
 LINE_CHARSET = "printable_space"
 
@@ -184,3 +194,73 @@ def test_a_200_character_line_goes_through_the_model_in_one_pass():
     assert torch.isfinite(outputs.loss)  # the 200+ character label fits the 512 frames: CTC can align it
     decoded = processor.batch_decode(outputs.logits, outputs.frame_lengths, output_char_details=True)
     assert max(c["end_frame"] for c in decoded.char_details[0]) <= 512
+
+
+@pytest.fixture(scope="module")
+def evaluate():
+    """scripts/evaluate.py as a module (registered, as its dataclasses need)."""
+    spec = importlib.util.spec_from_file_location("evaluate_script", ROOT / "scripts" / "evaluate.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        del sys.modules[spec.name]
+
+
+@pytest.fixture(scope="module")
+def line_checkpoint(tmp_path_factory):
+    """A tiny untrained model with the line charset (its reads are noise; the report's shape is what is tested)."""
+    folder = tmp_path_factory.mktemp("line_model")
+    tokenizer = MambaOCRTokenizer(charset=LINE_CHARSET)
+    model = MambaOCRForCTC(MambaOCRConfig(**tiny_config_kwargs(vocab_size=len(tokenizer))))
+    save_checkpoint(model, MambaOCRProcessor(image_processor=MambaOCRImageProcessor(), tokenizer=tokenizer), folder)
+    return folder
+
+
+def _labels_folder(folder, labels):
+    folder.mkdir()
+    rows = []
+    for index, label in enumerate(labels):
+        image = Image.new("RGB", (8 * len(label) + 8, 32), "white")
+        ImageDraw.Draw(image).text((4, 10), label, fill="black")
+        image.save(folder / f"{index}.png")
+        rows.append(f"{index}.png\t{label}")
+    (folder / "labels.tsv").write_text("\n".join(rows) + "\n")
+    return folder
+
+
+def test_evaluate_reports_line_accuracy_by_length_on_line_sets(evaluate, line_checkpoint, tmp_path, capsys):
+    lines = ["Exit 3, gate B.", "Sale: $9.99 on all items today", "x " * 30, "The quick brown fox. " * 4]
+    lines = _labels_folder(tmp_path / "lines", [line.strip() for line in lines])  # 15, 30, 59 and 83 characters
+    output = tmp_path / "lines.json"
+    evaluate.main(
+        ["--model", str(line_checkpoint), "--dataset", str(lines), "--output", str(output), "--threads", "1"]
+    )
+    metrics = json.loads(output.read_text())
+    assert metrics["line_accuracy"] == metrics["word_accuracy"] and metrics["num_samples"] == 4
+    buckets = metrics["length_buckets"]
+    assert [row["bucket"] for row in buckets] == ["<=20", "21-40", "41-80", ">80"]
+    assert [row["num_samples"] for row in buckets] == [1, 1, 1, 1]
+    assert all(0.0 <= row["cer"] and 0.0 <= row["line_accuracy"] <= 1.0 for row in buckets)
+    assert "| characters | lines | line accuracy | CER |" in capsys.readouterr().out
+    # a word set gets no length table unless asked for
+    words = _labels_folder(tmp_path / "words", ["abc", "exit", "42"])
+    evaluate.main(
+        ["--model", str(line_checkpoint), "--dataset", str(words), "--output", str(output), "--threads", "1"]
+    )
+    assert "length_buckets" not in json.loads(output.read_text())
+    argv = ["--model", str(line_checkpoint), "--dataset", str(words), "--output", str(output), "--length_buckets"]
+    evaluate.main([*argv, "--threads", "1"])
+    assert json.loads(output.read_text())["length_buckets"][0]["num_samples"] == 3
+
+
+def test_evaluate_long_lines_renders_text_lines_when_the_charset_has_the_space(evaluate, line_checkpoint, tmp_path):
+    output = tmp_path / "long.json"
+    argv = ["--model", str(line_checkpoint), "--long_lines", "2", "--min_chars", "90", "--max_width", "1024"]
+    evaluate.main([*argv, "--output", str(output), "--threads", "1"])
+    metrics = json.loads(output.read_text())
+    assert metrics["num_samples"] == 2 and metrics["mean_label_length"] == 90  # rendered lines: exactly 90
+    assert metrics["mean_width_px"] <= 1024 and "line_accuracy" in metrics
+    assert [row["num_samples"] for row in metrics["length_buckets"]] == [0, 0, 0, 2]

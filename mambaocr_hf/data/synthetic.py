@@ -626,13 +626,14 @@ class SyntheticTextGenerator:
         )
         return text, self.sampler.label(text), self.fonts[rng.integers(len(self.fonts))]
 
-    def render(self, index: int) -> tuple[Image.Image, str]:
-        """The RGB image and label of sample `index` (a word, or a text line: `is_line`)."""
+    def render(self, index: int, line: bool | None = None) -> tuple[Image.Image, str]:
+        """The RGB image and label of sample `index`: a word, or a text line of `config.line_chars` characters
+        (`is_line(index)` decides; `line=True` or `False` forces one or the other)."""
         if index < 0:
             raise IndexError(f"Sample indices are non-negative, got {index}.")
         rng = np.random.default_rng([self.seed, int(index), *_split_code(self.split)])
         config = self.config
-        line = self.is_line(index)
+        line = self.is_line(index) if line is None else line
         text, label, info = self._text_and_font(rng, line)
         profile = self._profiles[info.path]
         drawable = self.sampler.can_draw_line if line else self.sampler.can_draw
