@@ -13,6 +13,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from mambaocr_hf import (
+    CHARSETS,
     MambaOCRConfig,
     MambaOCRForCTC,
     MambaOCRImageProcessor,
@@ -24,6 +25,7 @@ from mambaocr_hf.data import OCRDataCollator, SyntheticConfig, SyntheticTextGene
 from mambaocr_hf.data.filters import LabelNormalizer, SampleFilter, SkipStats
 from mambaocr_hf.data.fonts import missing_characters
 from mambaocr_hf.data.lines import render_long_line
+from mambaocr_hf.data.synthetic import synthetic_config_from
 from mambaocr_hf.data.text_sampler import TextSampler, load_words
 
 from .conftest import ROOT, tiny_config_kwargs
@@ -264,3 +266,22 @@ def test_evaluate_long_lines_renders_text_lines_when_the_charset_has_the_space(e
     assert metrics["num_samples"] == 2 and metrics["mean_label_length"] == 90  # rendered lines: exactly 90
     assert metrics["mean_width_px"] <= 1024 and "line_accuracy" in metrics
     assert [row["num_samples"] for row in metrics["length_buckets"]] == [0, 0, 0, 2]
+
+
+LINES_PRESET = ROOT / "scripts" / "configs" / "lines_cpu.json"
+
+
+def test_the_lines_preset_mixes_lines_into_words(monkeypatch):
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import train
+    finally:
+        sys.path.pop(0)
+    monkeypatch.setattr(sys, "argv", ["train.py", str(LINES_PRESET), "--max_steps", "3"])
+    model_args, data_args, _ = train._parse_args()
+    assert model_args.preset == "small-narrow" and " " in CHARSETS[model_args.charset]
+    config = synthetic_config_from(data_args.synthetic_config)
+    assert config.line_p == 0.2 and config.line_chars == (10, 120)
+    assert synthetic_config_from(str(LINES_PRESET)) == config  # the scripts' --synthetic_config reads it too
+    # 120 characters at ~12-17 px each (height 32) stay under max_width: lines are not squeezed in training
+    assert model_args.max_width == 2048
