@@ -28,7 +28,7 @@ from mambaocr_hf.data.lines import render_long_line
 from mambaocr_hf.data.synthetic import synthetic_config_from
 from mambaocr_hf.data.text_sampler import TextSampler, load_words
 
-from .conftest import ROOT, tiny_config_kwargs
+from .conftest import ROOT, load_script, tiny_config_kwargs
 
 LINE_CHARSET = "printable_space"
 
@@ -285,3 +285,13 @@ def test_the_lines_preset_mixes_lines_into_words(monkeypatch):
     assert synthetic_config_from(str(LINES_PRESET)) == config  # the scripts' --synthetic_config reads it too
     # 120 characters at ~12-17 px each (height 32) stay under max_width: lines are not squeezed in training
     assert model_args.max_width == 2048
+
+
+def test_preview_shows_whole_lines(tmp_path):
+    script = load_script("preview_synthetic")
+    output = tmp_path / "lines.png"
+    argv = ["--output", str(output), "--num_samples", "4", "--charset", LINE_CHARSET]
+    script.main([*argv, "--synthetic_config", '{"line_p": 1.0, "line_chars": [60, 80]}'])
+    with Image.open(output) as sheet:  # one line a row, as wide as the model reads
+        assert sheet.size == (script.LINE_CELL[0], 4 * (script.LINE_CELL[1] + script.LABEL_HEIGHT + 6))
+        assert len(np.unique(np.asarray(sheet.convert("L"))[:, 300:])) > 20  # past a word's cell (220 px)
