@@ -22,6 +22,9 @@ CHARSETS = {
     "lowercase_alphanumeric": string.digits + string.ascii_lowercase,  # 36: the scene-text benchmarks' protocol
     "alphanumeric": string.digits + string.ascii_lowercase + string.ascii_uppercase,  # 62
     "printable": string.digits + string.ascii_lowercase + string.ascii_uppercase + string.punctuation,  # 94
+    # text lines: the word space is a class of its own (distinct from the CTC blank); it comes last, so the other 94
+    # characters keep their `printable` ids
+    "printable_space": string.digits + string.ascii_lowercase + string.ascii_uppercase + string.punctuation + " ",
 }
 DEFAULT_CHARSET = "lowercase_alphanumeric"
 UNKNOWN_CHAR_POLICIES = ("error", "drop", "map")
@@ -57,8 +60,9 @@ class MambaOCRTokenizer(PreTrainedTokenizer):
         vocab_file (`str`, *optional*):
             A `vocab.json` (`{token: id}`) as written by `save_pretrained`. When given, `charset` is ignored.
         charset (`str`, *optional*, defaults to `"lowercase_alphanumeric"`):
-            A named charset (`digits`, `lowercase_alphanumeric` (36), `alphanumeric` (62), `printable` (94 ASCII)),
-            a string of characters, or a text file of them. Its order sets the ids.
+            A named charset (`digits`, `lowercase_alphanumeric` (36), `alphanumeric` (62), `printable` (94 ASCII),
+            `printable_space` (95: `printable` and the space, for text lines)), a string of characters, or a text
+            file of them. Its order sets the ids.
         unknown_char_policy (`str`, *optional*, defaults to `"map"`):
             What happens to characters outside the charset when text is encoded:
             `"error"` raises a `ValueError` naming them; `"drop"` removes them;

@@ -1,17 +1,20 @@
 #!/usr/bin/env python
 """Evaluate a MambaOCR checkpoint on any source `load_ocr_dataset` reads (CER, WER, word accuracy, 1-NED), optionally
-with beam search, a reliability table of the word score, or on generated long text lines.
+with beam search, a reliability table of the word score, or on generated long text lines. On text lines (labels of
+more than 20 characters on average, or --length_buckets) it also reports line accuracy and CER by label length.
 
 python scripts/evaluate.py --model runs/demo_cpu --dataset /data/my_crops --max_samples 2000 --bf16
 python scripts/evaluate.py --model runs/demo_cpu --dataset /data/IIIT5K /data/SVT /data/IC13   # one table, a row each
 python scripts/evaluate.py --model runs/demo_cpu --dataset synthetic --split validation --max_samples 2000 --reliability
 python scripts/evaluate.py --model runs/demo_cpu --long_lines 50 --min_chars 200   # 200+ characters in 32x2048 px
+python scripts/evaluate.py --model runs/lines_cpu --dataset data/test_lines   # held-out lines (docs/long_lines.md)
 python scripts/evaluate.py --model runs/demo_cpu --dataset synthetic --split validation --compare_bf16
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import time
@@ -25,17 +28,22 @@ from transformers import AutoModel, AutoProcessor
 import mambaocr_hf  # noqa: F401  (registers the Auto classes)
 from mambaocr_hf.configuration_mambaocr import FP32_MARGIN
 from mambaocr_hf.data import SyntheticTextGenerator, load_ocr_dataset, reset_skip_counts, skip_counts
-from mambaocr_hf.data.lines import render_long_line
+from mambaocr_hf.data.lines import render_long_line, render_text_line
 from mambaocr_hf.data.sources import split_folders
-from mambaocr_hf.data.synthetic import synthetic_config_from
+from mambaocr_hf.data.synthetic import SyntheticConfig, synthetic_config_from
 from mambaocr_hf.metrics import (
     compute_ocr_metrics,
+    format_length_buckets_table,
     format_metrics_table,
     format_reliability_table,
     format_sources_table,
+    length_bucket_metrics,
     mean_over_sources,
     score_reliability,
 )
+
+# a set whose labels average more than this many characters is read as text lines (words average ~7, lines ~65)
+LINE_SET_MEAN_CHARS = 20
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,8 +79,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--beam_width", type=int, default=1, help="1: greedy; more: CTC prefix beam search")
     parser.add_argument("--reliability", action="store_true", help="print accuracy against the word score")
-    parser.add_argument("--long_lines", type=int, default=0, help="evaluate on this many generated long lines")
-    parser.add_argument("--min_chars", type=int, default=200, help="characters per generated long line")
+    parser.add_argument(
+        "--long_lines",
+        type=int,
+        default=0,
+        help="evaluate on this many generated long lines: rendered as text with spaces when the model's charset has "
+        "the space, else word crops side by side (labels without spaces)",
+    )
+    parser.add_argument(
+        "--min_chars",
+        type=int,
+        default=200,
+        help="characters per generated long line (exactly, for rendered lines; at least, for word crops)",
+    )
+    parser.add_argument(
+        "--length_buckets",
+        action="store_true",
+        help="report line accuracy and CER per label length (<=20, 21-40, 41-80, >80 characters); without it, "
+        f"they are reported for long lines and for sets whose labels average more than {LINE_SET_MEAN_CHARS} "
+        "characters",
+    )
     parser.add_argument("--max_width", type=int, default=2048, help="long lines wider than this are squeezed")
     parser.add_argument(
         "--synthetic_config",
@@ -95,6 +121,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--compare_bf16 runs float32 and bf16 side by side: leave out --bf16")
     if not args.fp32_margin >= 0:
         parser.error("--fp32_margin must be >= 0 (0: never re-run in float32)")
+    if args.long_lines and args.min_chars < 1:
+        parser.error("--min_chars must be at least 1")
     for dataset in args.dataset or []:
         if args.split is None and split_folders(dataset):
             parser.error(
@@ -152,6 +180,10 @@ def evaluate_source(args, model, processor, source_name: str | None, synthetic_c
             f"{metrics['num_skipped']} samples could not be evaluated and are not in the metrics: "
             + ", ".join(f"{count} {reason}" for reason, count in sorted(metrics["skipped"].items()))
         )
+    if "line_accuracy" in metrics:
+        metrics["length_buckets"] = length_bucket_metrics(reads.predictions, reads.references)
+        print("\nLine accuracy (every character right) and CER by label length")
+        print(format_length_buckets_table(metrics["length_buckets"]))
     if args.compare_bf16:
         metrics["bf16_comparison"] = _compare_bf16(args, reads, metrics)
     if args.reliability:
@@ -163,8 +195,14 @@ def evaluate_source(args, model, processor, source_name: str | None, synthetic_c
 
 
 def _long_line_rows(args, processor, synthetic_config):
-    """Held-out renders (split "long_lines") of `--min_chars` characters, squeezed to `--max_width` as the image
-    processor would; the processor is let read that wide. Returns the rows, their number and the source's name."""
+    """Held-out renders (split "long_lines") squeezed to `--max_width` as the image processor would; the processor
+    is let read that wide. With the space in the charset, text lines of `--min_chars` characters drawn as one string
+    (`render_text_line`); without it, word crops side by side up to `--min_chars` or more (`render_long_line`, the
+    labels run the words together). Returns the rows, their number and the source's name."""
+    rendered = " " in processor.tokenizer.charset
+    if rendered:
+        chars = (args.min_chars, args.min_chars)
+        synthetic_config = dataclasses.replace(synthetic_config or SyntheticConfig(), line_p=1.0, line_chars=chars)
     generator = SyntheticTextGenerator(
         tokenizer=processor.tokenizer, seed=args.dataset_seed, split="long_lines", config=synthetic_config
     )
@@ -172,10 +210,14 @@ def _long_line_rows(args, processor, synthetic_config):
 
     def lines():
         for index in range(args.long_lines):
-            image, text = render_long_line(generator, index, args.min_chars, max_width=args.max_width)
+            if rendered:
+                image, text = render_text_line(generator, index, max_width=args.max_width)
+            else:
+                image, text = render_long_line(generator, index, args.min_chars, max_width=args.max_width)
             yield {"image": image, "text": text}
 
-    return lines(), args.long_lines, f"{args.long_lines} generated long lines"
+    kind = "text lines" if rendered else "lines of word crops"
+    return lines(), args.long_lines, f"{args.long_lines} generated {kind} of {args.min_chars} characters"
 
 
 def _source_rows(args, processor, source_name: str, synthetic_config):
@@ -255,6 +297,9 @@ def _read_all(args, model, processor, rows, total) -> _Reads:
 def _metrics(args, reads: _Reads, start: float) -> dict:
     """The OCR metrics of `reads`, the samples the data pipeline skipped, speed (since `start`) and sizes."""
     metrics = compute_ocr_metrics(reads.predictions, reads.references)
+    mean_chars = sum(len(r) for r in reads.references) / max(len(reads.references), 1)
+    if args.length_buckets or args.long_lines or mean_chars > LINE_SET_MEAN_CHARS:
+        metrics["line_accuracy"] = metrics["word_accuracy"]  # a text line is right when every character is
     skipped = dict(sum((Counter(counts) for counts in skip_counts().values()), Counter()))
     metrics["num_skipped"] = sum(skipped.values())
     metrics["skipped"] = skipped
@@ -262,7 +307,7 @@ def _metrics(args, reads: _Reads, start: float) -> dict:
     metrics["model_ms_per_image"] = 1000 * reads.model_seconds / max(len(reads.predictions), 1)
     if args.bf16:
         metrics["fp32_reruns"] = reads.reruns
-    metrics["mean_label_length"] = sum(len(r) for r in reads.references) / max(len(reads.references), 1)
+    metrics["mean_label_length"] = mean_chars
     metrics["mean_width_px"] = sum(reads.widths) / max(len(reads.widths), 1)
     return metrics
 

@@ -2,8 +2,10 @@
 """Write synthetic text crops to disk in any layout the loaders read.
 
     python scripts/make_synthetic_dataset.py --output_dir data/synth_lmdb --num_samples 100000 --format lmdb --seed 0
-    python scripts/make_synthetic_dataset.py --output_dir data/lines --num_samples 3000 --format folder \
-        --line_chars 15 150 --synthetic_config scripts/configs/demo_cpu.json   # text lines of 15-150 characters
+    python scripts/make_synthetic_dataset.py --output_dir data/test_lines --num_samples 2000 --format folder \
+        --charset printable_space --line_chars 10 120 --split test_lines   # held-out text lines (docs/long_lines.md)
+    python scripts/make_synthetic_dataset.py --output_dir data/mixed --num_samples 100000 --charset printable_space \
+        --line_p 0.2   # a fifth of the samples are text lines of 10-120 characters
     python scripts/make_synthetic_dataset.py --output_dir data/synth --num_samples 200000 --num_workers 2 \
         --background_dirs ~/Pictures   # patches of your own photos behind the text
 
@@ -15,11 +17,12 @@ A fixed seed gives byte-identical output on the same machine (same fonts, same l
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 from mambaocr_hf import MambaOCRTokenizer
 from mambaocr_hf.data import SyntheticTextGenerator, write_dataset
 from mambaocr_hf.data.cache import rendered_samples
-from mambaocr_hf.data.synthetic import synthetic_config_from
+from mambaocr_hf.data.synthetic import SyntheticConfig, synthetic_config_from
 from mambaocr_hf.data.writers import FORMATS
 
 
@@ -42,7 +45,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         nargs=2,
         default=None,
         metavar=("MIN", "MAX"),
-        help="Write text lines (words side by side, up to 2048 px at height 32) of MIN to MAX characters.",
+        help="Write text lines of MIN to MAX label characters: words, numbers and punctuation one space apart, drawn "
+        "as one string (SyntheticConfig.line_chars); every sample is a line unless --line_p says otherwise. The "
+        "labels have the spaces when --charset has the space (printable_space).",
+    )
+    parser.add_argument(
+        "--line_p",
+        type=float,
+        default=None,
+        help="Chance a sample is a text line (SyntheticConfig.line_p; default: the config's, or 1 with --line_chars).",
+    )
+    parser.add_argument(
+        "--pasted_lines",
+        action="store_true",
+        help="With --line_chars: lines of word crops pasted side by side at height 32 (at least MIN characters, at "
+        "most 2048 px, labels without spaces), as written before text lines were rendered (docs/long_lines.md).",
     )
     parser.add_argument(
         "--synthetic_config", default=None, help="SyntheticConfig as JSON or a JSON file (e.g. a training preset)."
@@ -56,10 +73,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _config(args: argparse.Namespace) -> SyntheticConfig | None:
+    """The generator's config: `--synthetic_config` with `--line_p` and (for rendered lines) `--line_chars` over it."""
+    config = synthetic_config_from(args.synthetic_config, args.background_dirs)
+    lines = {}
+    if args.line_chars is not None and not args.pasted_lines:
+        lines = {"line_p": 1.0, "line_chars": tuple(args.line_chars)}
+    if args.line_p is not None:
+        lines["line_p"] = args.line_p
+    if not lines:
+        return config
+    try:
+        return dataclasses.replace(config or SyntheticConfig(), **lines)
+    except ValueError as error:
+        raise SystemExit(f"Text lines: {error}") from None
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.num_samples < 1:
         raise SystemExit("--num_samples must be at least 1.")
+    if args.line_chars is not None and not 1 <= args.line_chars[0] <= args.line_chars[1]:
+        raise SystemExit("--line_chars needs 1 <= MIN <= MAX.")
+    if args.pasted_lines and (args.line_chars is None or args.line_p is not None):
+        raise SystemExit("--pasted_lines takes --line_chars (every sample a pasted line) and no --line_p.")
     generator = SyntheticTextGenerator(
         tokenizer=MambaOCRTokenizer(charset=args.charset),
         seed=args.seed,
@@ -67,15 +104,12 @@ def main(argv: list[str] | None = None) -> None:
         font_dirs=args.font_dirs,
         use_system_fonts=not args.no_system_fonts,
         words=args.words,
-        config=synthetic_config_from(args.synthetic_config, args.background_dirs),
+        config=_config(args),
     )
-    if args.line_chars is not None and not 1 <= args.line_chars[0] <= args.line_chars[1]:
-        raise SystemExit("--line_chars needs 1 <= MIN <= MAX.")
     print(f"Rendering with {generator.num_fonts} fonts and {len(generator.sampler.words)} words.")
+    pasted = tuple(args.line_chars) if args.pasted_lines else None
     written = write_dataset(
-        rendered_samples(
-            generator, args.image_format, args.num_workers, tuple(args.line_chars) if args.line_chars else None
-        ),
+        rendered_samples(generator, args.image_format, args.num_workers, pasted),
         args.output_dir,
         args.format,
         args.num_samples,

@@ -4,10 +4,13 @@
     python scripts/preview_synthetic.py --output synthetic.png --num_samples 60
     python scripts/preview_synthetic.py --output synthetic.png --real_dir /data/my_crops --background_dirs ~/Pictures
     python scripts/preview_synthetic.py --output demo.png --synthetic_config scripts/configs/demo_cpu.json
+    python scripts/preview_synthetic.py --output lines.png --synthetic_config scripts/configs/lines_cpu.json \
+        --charset printable_space   # words and text lines mixed (line_p 0.2)
 
 With `--real_dir`, a second sheet of real crops (`labels.tsv` folders, LMDB, ... anything `load_ocr_dataset` reads)
 is written beside the first (`synthetic_real.png` for `--output synthetic.png`), at the same scale and layout. Each
-cell shows the crop at height 48 with its label underneath.
+cell shows the crop at height 48 with its label underneath. When the config draws text lines (`line_p` > 0), the
+sheets have one sample a row, at the height the model reads (32 px) and up to 2,048 px wide, so whole lines show.
 """
 
 from __future__ import annotations
@@ -25,26 +28,35 @@ from mambaocr_hf.data.synthetic import synthetic_config_from
 
 CELL_HEIGHT = 48
 LABEL_HEIGHT = 14
+LINE_CELL = (2054, 32)  # a cell for text lines: the widest the model reads without squeezing, at its height
+_LABEL_CHAR_WIDTH = 6  # PIL's default font
 
 
-def contact_sheet(samples: Iterable[tuple[Image.Image, str]], columns: int = 6, cell_width: int = 220) -> Image.Image:
-    """A white sheet of `samples` (image, label) in rows of `columns` cells, each image scaled to a height of 48
-    px (and cut at the cell's width), its label below it."""
+def contact_sheet(
+    samples: Iterable[tuple[Image.Image, str]],
+    columns: int = 6,
+    cell_width: int = 220,
+    cell_height: int = CELL_HEIGHT,
+) -> Image.Image:
+    """A white sheet of `samples` (image, label) in rows of `columns` cells, each image scaled to `cell_height`
+    (and cut at the cell's width), its label below it (cut at the cell's width too)."""
     samples = list(samples)
     if not samples:
         raise ValueError("No samples to draw.")
     rows = -(-len(samples) // columns)
-    cell_height = CELL_HEIGHT + LABEL_HEIGHT + 6
-    sheet = Image.new("RGB", (columns * cell_width, rows * cell_height), "white")
+    row_height = cell_height + LABEL_HEIGHT + 6
+    sheet = Image.new("RGB", (columns * cell_width, rows * row_height), "white")
     draw = ImageDraw.Draw(sheet)
     font = ImageFont.load_default()
+    label_chars = (cell_width - 6) // _LABEL_CHAR_WIDTH
     for index, (image, label) in enumerate(samples):
         image = image.convert("RGB")
-        width = max(1, round(image.width * CELL_HEIGHT / image.height))
-        image = image.resize((width, CELL_HEIGHT), Image.Resampling.BILINEAR).crop((0, 0, cell_width - 6, CELL_HEIGHT))
-        x, y = (index % columns) * cell_width + 3, (index // columns) * cell_height + 2
+        width = max(1, round(image.width * cell_height / image.height))
+        image = image.resize((width, cell_height), Image.Resampling.BILINEAR)
+        image = image.crop((0, 0, min(width, cell_width - 6), cell_height))  # no black band right of a narrow crop
+        x, y = (index % columns) * cell_width + 3, (index // columns) * row_height + 2
         sheet.paste(image, (x, y))
-        draw.text((x, y + CELL_HEIGHT + 1), label[:34], fill=(40, 40, 40), font=font)
+        draw.text((x, y + cell_height + 1), label[:label_chars], fill=(40, 40, 40), font=font)
     return sheet
 
 
@@ -84,13 +96,14 @@ def main(argv: list[str] | None = None) -> list[Path]:
     )
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    contact_sheet((generator.render(i) for i in range(args.num_samples)), args.columns).save(output)
+    layout = {"columns": args.columns}
+    if generator.config.line_p > 0:  # whole lines, one a row
+        layout = {"columns": 1, "cell_width": LINE_CELL[0], "cell_height": LINE_CELL[1]}
+    contact_sheet((generator.render(i) for i in range(args.num_samples)), **layout).save(output)
     written = [output]
     if args.real_dir:
         real = output.with_name(f"{output.stem}_real{output.suffix or '.png'}")
-        contact_sheet(real_samples(args.real_dir, args.num_samples, args.seed, args.real_split), args.columns).save(
-            real
-        )
+        contact_sheet(real_samples(args.real_dir, args.num_samples, args.seed, args.real_split), **layout).save(real)
         written.append(real)
     print("Wrote " + " and ".join(str(path) for path in written))
     return written

@@ -64,7 +64,8 @@ class ModelArguments:
     charset: str = field(
         default="lowercase_alphanumeric",
         metadata={
-            "help": "Charset of a new model: digits, lowercase_alphanumeric, alphanumeric, printable, or the characters."
+            "help": "Charset of a new model: digits, lowercase_alphanumeric, alphanumeric, printable, printable_space "
+            "(printable and the space, for text lines), or the characters."
         },
     )
     unknown_char_policy: str = field(

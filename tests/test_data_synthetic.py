@@ -209,13 +209,25 @@ def test_make_synthetic_dataset_is_byte_identical_and_loadable(tmp_path, format)
 def test_make_synthetic_dataset_writes_text_lines(tmp_path):
     script = _load_script()
     args = ["--num_samples", "3", "--format", "folder", "--seed", "7", "--no_system_fonts", "--line_chars", "40", "60"]
+    args += ["--charset", "printable_space", "--split", "test_lines"]
     config = '{"rotate_p": 0.0, "blur_p": 0.0}'
     script.main(["--output_dir", str(tmp_path / "a"), *args, "--synthetic_config", config])
     script.main(["--output_dir", str(tmp_path / "b"), *args, "--synthetic_config", config])
     assert _tree(tmp_path / "a") == _tree(tmp_path / "b")
     rows = list(load_ocr_dataset(str(tmp_path / "a")))
     assert len(rows) == 3
-    for row in rows:
+    for row in rows:  # text lines drawn as one string, with their spaces
+        assert 40 <= len(row["text"]) <= 60 and " " in row["text"] and row["image"].width > 3 * row["image"].height
+    tokenizer = MambaOCRTokenizer(charset="printable_space")
+    config = SyntheticConfig(rotate_p=0.0, blur_p=0.0, line_p=1.0, line_chars=(40, 60))
+    generator = SyntheticTextGenerator(tokenizer, seed=7, split="test_lines", use_system_fonts=False, config=config)
+    assert sorted(row["text"] for row in rows) == sorted(generator.render(i)[1] for i in range(3))
+    # the lines written before: word crops pasted side by side at height 32, labels without spaces
+    pasted = ["--num_samples", "2", "--format", "folder", "--no_system_fonts", "--line_chars", "40", "60"]
+    script.main(["--output_dir", str(tmp_path / "p"), *pasted, "--pasted_lines"])
+    for row in load_ocr_dataset(str(tmp_path / "p")):
         assert len(row["text"]) >= 40 and row["image"].height == 32 and row["image"].width <= 2048
     with pytest.raises(SystemExit, match="MIN <= MAX"):
         script.main(["--output_dir", str(tmp_path / "c"), "--num_samples", "1", "--line_chars", "9", "3"])
+    with pytest.raises(SystemExit, match="line_p"):
+        script.main(["--output_dir", str(tmp_path / "c"), "--num_samples", "1", "--line_p", "1.5"])

@@ -292,3 +292,27 @@ def test_score_reliability():
     assert score_reliability(["a"], ["a"], [0.5], thresholds=(0.0, 0.9))[1]["accuracy"] is None  # nothing kept
     with pytest.raises(ValueError, match="2 scores"):
         score_reliability(predictions, references, [0.1, 0.2])
+
+
+def test_length_buckets_of_text_lines():
+    from mambaocr_hf.metrics import format_length_buckets_table, length_bucket_metrics
+
+    references = ["a" * 5, "b" * 20, "c" * 21, "d" * 40, "e" * 80, "f" * 81, "g" * 120]
+    predictions = ["a" * 5, "b" * 19, "c" * 21, "x" * 40, "e" * 80, "f" * 81, "g" * 100]
+    rows = length_bucket_metrics(predictions, references)
+    assert [(r["bucket"], r["min_chars"], r["max_chars"], r["num_samples"]) for r in rows] == [
+        ("<=20", 1, 20, 2),
+        ("21-40", 21, 40, 2),
+        ("41-80", 41, 80, 1),
+        (">80", 81, None, 2),
+    ]
+    assert [r["line_accuracy"] for r in rows] == [0.5, 0.5, 1.0, 0.5]  # every character right, or the line is wrong
+    assert [r["cer"] for r in rows] == [1 / 25, 40 / 61, 0.0, 20 / 201]  # corpus CER within each bucket
+    assert length_bucket_metrics(["ab"], ["ab"], bounds=(10,)) == [
+        {"bucket": "<=10", "min_chars": 1, "max_chars": 10, "num_samples": 1, "line_accuracy": 1.0, "cer": 0.0},
+        {"bucket": ">10", "min_chars": 11, "max_chars": None, "num_samples": 0, "line_accuracy": None, "cer": None},
+    ]
+    table = format_length_buckets_table(rows + [length_bucket_metrics(["a"], ["a"], bounds=(1,))[1]])
+    assert "| 21-40 | 2 | 50.00% | 0.6557 |" in table and "| >1 | 0 | — | — |" in table
+    with pytest.raises(ValueError, match="increasing"):
+        length_bucket_metrics(["a"], ["a"], bounds=(40, 20))

@@ -5,7 +5,8 @@ from mambaocr_hf import CHARSETS, MambaOCRTokenizer
 
 
 @pytest.mark.parametrize(
-    "name, size", [("digits", 10), ("lowercase_alphanumeric", 36), ("alphanumeric", 62), ("printable", 94)]
+    "name, size",
+    [("digits", 10), ("lowercase_alphanumeric", 36), ("alphanumeric", 62), ("printable", 94), ("printable_space", 95)],
 )
 def test_named_charsets(name, size):
     tokenizer = MambaOCRTokenizer(charset=name)
@@ -13,6 +14,19 @@ def test_named_charsets(name, size):
     assert len(tokenizer) == size + 1
     assert tokenizer.convert_ids_to_tokens(0) == "<blank>"
     assert tokenizer.convert_tokens_to_ids(CHARSETS[name][0]) == 1  # the charset's order sets the ids
+
+
+def test_the_line_charset_reads_spaces_as_a_class_of_their_own(tmp_path):
+    tokenizer = MambaOCRTokenizer(charset="printable_space")
+    assert CHARSETS["printable_space"][:94] == CHARSETS["printable"]  # printable's ids are kept, the space is new
+    space = tokenizer.convert_tokens_to_ids(" ")
+    assert space == 95 and space != tokenizer.blank_token_id
+    ids = tokenizer("Exit 3, gate B.")["input_ids"]
+    assert ids.count(space) == 3 and tokenizer.decode(ids, group_tokens=False) == "Exit 3, gate B."
+    # CTC: two spaces need a blank between them, as any repeated class does; a blank alone is no space
+    assert tokenizer.decode([11, space, space, 0, space, 12, 0, 0, 13]) == "a  bc"
+    tokenizer.save_pretrained(tmp_path)
+    assert MambaOCRTokenizer.from_pretrained(tmp_path)("a b")["input_ids"] == [11, space, 12]
 
 
 def test_custom_charset_string_and_file(tmp_path):

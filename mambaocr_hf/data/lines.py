@@ -1,5 +1,7 @@
 # Copyright 2026 The MambaOCR authors. Licensed under the Apache License, Version 2.0.
-"""Long text lines made from synthetic word crops placed side by side, to test and measure long-line recognition."""
+"""Long text lines to test and measure long-line recognition: text lines rendered by the synthetic generator
+(`render_text_line`), or synthetic word crops placed side by side (`render_long_line`, for charsets without the
+space)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,24 @@ import numpy as np
 from PIL import Image
 
 from .synthetic import SyntheticTextGenerator
+
+
+def fit_line(image: Image.Image, height: int = 32, max_width: int | None = 2048) -> Image.Image:
+    """`image` resized to `height` (aspect kept) and, with `max_width`, squeezed horizontally to that width when
+    wider, as the image processor would."""
+    width = max(1, round(image.width * height / image.height))
+    if max_width is not None:
+        width = min(width, max_width)
+    return image.resize((width, height), Image.BILINEAR)
+
+
+def render_text_line(
+    generator: SyntheticTextGenerator, index: int, height: int = 32, max_width: int | None = 2048
+) -> tuple[Image.Image, str]:
+    """Sample `index` of `generator` as a text line (`generator.config.line_chars` characters, drawn as one string
+    with spaces, whatever its `line_p`), fitted to `height` and `max_width` (`fit_line`)."""
+    image, text = generator.render(index, line=True)
+    return fit_line(image.convert("RGB"), height, max_width), text
 
 
 def render_long_line(
@@ -48,4 +68,4 @@ def render_long_line(
     return line, "".join(labels)
 
 
-__all__ = ["render_long_line"]
+__all__ = ["fit_line", "render_long_line", "render_text_line"]

@@ -83,6 +83,14 @@ class SyntheticConfig:
         noise_p, jpeg_p, low_resolution_p: chance of sensor noise, JPEG compression and a low-resolution capture.
         contrast_p, color_cast_p: chance of compressed contrast, and of a colour cast.
         max_capture_effects: most capture degradations one crop gets (the first ones drawn are kept in order).
+        line_p: chance a sample is a text line instead of a word: words with punctuation, numbers, dates and codes
+            one space apart (`TextSampler.sample_line`), drawn as one string (real spacing and kerning) through the
+            same fonts, composition, geometry and capture as a word. Its label has the spaces when the charset has
+            the space (`printable_space`), else the words run together in the label. Which samples are lines is
+            drawn apart from the rest, so the word samples are the same whatever `line_p` is.
+        line_chars: the range of a line's label length in characters (drawn uniformly). At height 32 a line of 120
+            characters is about 1,500-2,000 px wide: train with a `max_width` that holds it (wider lines are
+            squeezed).
     """
 
     min_height: int = 32
@@ -125,11 +133,18 @@ class SyntheticConfig:
     contrast_p: float = 0.2
     color_cast_p: float = 0.25
     max_capture_effects: int = 3
+    line_p: float = 0.0
+    line_chars: tuple[int, int] = (10, 120)
 
     def __post_init__(self):
         if not 4 <= self.min_height <= self.max_height:
             raise ValueError(f"Need 4 <= min_height <= max_height, got {self.min_height} and {self.max_height}.")
         self.margin = tuple(self.margin)
+        self.line_chars = tuple(int(value) for value in self.line_chars)
+        if len(self.line_chars) != 2 or not 1 <= self.line_chars[0] <= self.line_chars[1]:
+            raise ValueError(
+                f"`line_chars` is a (min, max) range of line lengths with 1 <= min <= max, got {self.line_chars}."
+            )
         if self.font_category_weights is None:
             self.font_category_weights = dict(_DEFAULT_CATEGORY_WEIGHTS)
         unknown = set(self.font_category_weights) - set(CATEGORIES)
@@ -164,6 +179,13 @@ def synthetic_config_from(
     return SyntheticConfig(**loaded) if value is not None or background_dirs else None
 
 
+# seed entropy of the draw that makes a sample a text line, apart from the sample's own stream
+_LINE_STREAM = zlib.crc32(b"text line")
+# a line may be rotated only so far that its far end drifts by this fraction of the line's height: a 40:1 line at
+# a word's angle (up to 10 degrees) would be a thin diagonal in a crop seven times its height
+_LINE_DRIFT = 0.4
+
+
 def _split_code(split: str | None) -> list[int]:
     """Seed entropy of a split: none for the training split, a stable hash otherwise (so splits never overlap)."""
     if split in (None, "train"):
@@ -176,7 +198,7 @@ class SyntheticTextGenerator:
 
     Text comes from a word list plus scene-text strings (capitalised and upper-case words, numbers, prices, phone
     numbers, dates, short codes, two-word strings), restricted to the characters the tokenizer's charset can label
-    (`TextSampler`). Fonts (sans, condensed, display/sign, serif, mono and script faces) come from `font_dirs`, the
+    (`TextSampler`); with `config.line_p`, some samples are text lines of several such strings instead. Fonts (sans, condensed, display/sign, serif, mono and script faces) come from `font_dirs`, the
     system's font folders and the `synth` extra's font packages, drawn by category and then by family; a face that
     lacks a glyph of the text is never used for it. Each sample is composed as MJSynth and SynthText do: a surface
     (a patch of the user's photos from `config.background_dirs`, or a procedural texture), the text in a colour of
@@ -283,8 +305,14 @@ class SyntheticTextGenerator:
             "fonts_by_category": {key: sum(map(len, value.values())) for key, value in self._by_category.items()},
             "fonts_skipped": self.font_skips,
             "num_background_photos": len(self.backgrounds) if self.backgrounds else 0,
-            "config": asdict(self.config),
+            "config": self._config_description(),
         }
+
+    def _config_description(self) -> dict:
+        config = asdict(self.config)
+        if not config["line_p"]:  # word-only generators describe themselves as before (the cache's key)
+            del config["line_p"], config["line_chars"]
+        return config
 
     # rendering
 
@@ -404,9 +432,13 @@ class SyntheticTextGenerator:
                 draw.text((x0 + shift, y0 + direction * leading), text, font=font, fill=255)
         return context
 
-    def _warp(self, masks: list[Image.Image | None], rng: np.random.Generator) -> list[Image.Image | None]:
-        """The same random geometric warps applied to each mask (`None` stays `None`)."""
+    def _warp(
+        self, masks: list[Image.Image | None], rng: np.random.Generator, max_rotation: float | None = None
+    ) -> list[Image.Image | None]:
+        """The same random geometric warps applied to each mask (`None` stays `None`); rotations up to
+        `max_rotation` degrees (default `config.max_rotation`)."""
         config = self.config
+        max_rotation = config.max_rotation if max_rotation is None else max_rotation
         steps = []
         if rng.random() < config.curve_p:
             steps.append(("curve", int(rng.integers(2**32))))
@@ -415,7 +447,7 @@ class SyntheticTextGenerator:
         if rng.random() < config.perspective_p:
             steps.append(("perspective", int(rng.integers(2**32))))
         if rng.random() < config.rotate_p:
-            angle = float(np.clip(rng.normal(0.0, config.max_rotation / 3), -config.max_rotation, config.max_rotation))
+            angle = float(np.clip(rng.normal(0.0, max_rotation / 3), -max_rotation, max_rotation))
             steps.append(("rotate", angle))
         warped = []
         for mask in masks:
@@ -572,28 +604,43 @@ class SyntheticTextGenerator:
             image = step(image, rng)
         return image
 
-    def _text_and_font(self, rng: np.random.Generator) -> tuple[str, str, FontInfo]:
-        """A string, its label and a font that draws every character of it (another string when none does)."""
+    def is_line(self, index: int) -> bool:
+        """Whether sample `index` is a text line (chance `config.line_p`). Drawn from a stream of its own, so the
+        other samples are the words they would be without lines."""
+        if self.config.line_p <= 0.0:
+            return False
+        rng = np.random.default_rng([self.seed, int(index), *_split_code(self.split), _LINE_STREAM])
+        return bool(rng.random() < self.config.line_p)
+
+    def _text_and_font(self, rng: np.random.Generator, line: bool = False) -> tuple[str, str, FontInfo]:
+        """A string (a text line with `line`), its label and a font that draws every character of it, the space
+        included (another string when none does)."""
         for _ in range(20):
-            text, label = self.sampler.sample(rng)
+            text, label = self.sampler.sample_line(rng, *self.config.line_chars) if line else self.sampler.sample(rng)
             info = self._pick_font(text, rng)
             if info is not None:
                 return text, label, info
-        text = "".join(self.sampler.alphanumerics[i] for i in rng.integers(len(self.sampler.alphanumerics), size=5))
+        length = self.config.line_chars[0] if line else 5  # every font draws the letters and digits
+        text = "".join(
+            self.sampler.alphanumerics[i] for i in rng.integers(len(self.sampler.alphanumerics), size=length)
+        )
         return text, self.sampler.label(text), self.fonts[rng.integers(len(self.fonts))]
 
-    def render(self, index: int) -> tuple[Image.Image, str]:
-        """The RGB image and label of sample `index`."""
+    def render(self, index: int, line: bool | None = None) -> tuple[Image.Image, str]:
+        """The RGB image and label of sample `index`: a word, or a text line of `config.line_chars` characters
+        (`is_line(index)` decides; `line=True` or `False` forces one or the other)."""
         if index < 0:
             raise IndexError(f"Sample indices are non-negative, got {index}.")
         rng = np.random.default_rng([self.seed, int(index), *_split_code(self.split)])
         config = self.config
-        text, label, info = self._text_and_font(rng)
+        line = self.is_line(index) if line is None else line
+        text, label, info = self._text_and_font(rng, line)
         profile = self._profiles[info.path]
-        if profile["caseless"] and text.upper() != text and self.sampler.can_draw(text.upper()):
+        drawable = self.sampler.can_draw_line if line else self.sampler.can_draw
+        if profile["caseless"] and text.upper() != text and drawable(text.upper()):
             if not missing_characters(info.path, text.upper()):
                 text = text.upper()  # an all-caps font draws capitals whatever it is given: say so in the label
-                label = self.sampler.label(text)
+                label = self.sampler.line_label(text) if line else self.sampler.label(text)
         target_height = int(rng.integers(config.min_height, config.max_height + 1))
         margins = rng.uniform(*config.margin, size=2)  # top, bottom: how much of the height the line fills
         size = round(target_height / (profile["line_ratio"] * (1 + margins[0] + margins[1])))
@@ -608,7 +655,11 @@ class SyntheticTextGenerator:
         stroke = int(rng.integers(1, 3)) if rng.random() < config.outline_p else 0
         neighbors = rng.random() < config.neighbor_p
         masks, extents = self._draw_mask(text, font, rng, stroke, neighbors)
-        masks = self._warp(masks, rng)
+        max_rotation = None
+        if line:  # the far end of a line drifts by at most _LINE_DRIFT of its height
+            drift = _LINE_DRIFT * sum(font.getmetrics()) / max(font.getlength(text), 1.0)
+            max_rotation = min(config.max_rotation, math.degrees(math.atan(drift)))
+        masks = self._warp(masks, rng, max_rotation)
         ink = (masks[1] if masks[1] is not None else masks[0]).getbbox()
         if ink is None:  # the text vanished (an empty glyph): keep the whole canvas
             ink = (0, 0, masks[0].width, masks[0].height)

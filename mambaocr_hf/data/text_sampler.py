@@ -1,7 +1,8 @@
 # Copyright 2026 The MambaOCR authors. Licensed under the Apache License, Version 2.0.
 """The strings the synthetic generator renders, with scene-text statistics: words (upper case and capitalised as
 often as lower case), two-word strings, numbers, prices, phone numbers, dates, short codes, punctuation and random
-strings that cover every character of the charset, restricted to what the tokenizer's charset can label."""
+strings that cover every character of the charset, restricted to what the tokenizer's charset can label; and text
+lines of such strings separated by spaces (`TextSampler.sample_line`)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,21 @@ _KINDS = {
     "punctuated": 0.07,
     "any_characters": 0.04,
 }
+# what a text line is made of, and how often each piece is drawn (words with punctuation, as in prose and on signs)
+_LINE_PIECES = {
+    "word": 0.74,
+    "number": 0.07,
+    "code": 0.05,
+    "price": 0.03,
+    "date": 0.03,
+    "phone": 0.02,
+    "punctuated": 0.04,
+    "alphanumeric": 0.02,
+}
+# the case of a whole line: prose (first word capitalised), lower, Title Case, CAPITALS (signs), or mixed per word
+_LINE_CASES = {"sentence": 0.45, "lower": 0.15, "title": 0.15, "upper": 0.15, "mixed": 0.10}
+_TRAILING_MARKS = ",,,,..;:!?"  # after a word inside a line (commas most often)
+_LINE_ENDS = "....!?:"  # at the end of a line
 
 
 def default_words() -> list[str]:
@@ -85,6 +101,8 @@ class TextSampler:
         self.words = [word for word in words if self.can_draw(word)]
         self._has_upper = any(c.isupper() for c in self.drawable)
         self._has_lower = any(c.islower() for c in self.drawable)
+        # a line's words are drawn apart whatever the charset; its label has the spaces only when the charset does
+        self.has_space = " " in self._drawable_set
 
     def _maps_to_one(self, char: str) -> bool:
         if char.isspace() and char != " ":
@@ -233,6 +251,99 @@ class TextSampler:
                 return text, self.label(text)
         text = self._random_string(self.alphanumerics or self.drawable.replace(" ", ""), rng, 1, self.max_length)
         return text, self.label(text)
+
+    # text lines
+
+    def can_draw_line(self, text: str) -> bool:
+        """Whether `text` can be drawn as a line: every character drawable (the space always is: without it in the
+        charset, the label leaves it out), single spaces between non-blank pieces."""
+        return (
+            bool(text)
+            and text == " ".join(text.split(" "))
+            and all(text.split(" "))
+            and set(text.replace(" ", "")) <= self._drawable_set
+        )
+
+    def line_label(self, text: str) -> str:
+        """The label of a drawn line: `label`, without the spaces when the charset has none (a gap between words
+        is then no character the model can emit, as in the scene-text benchmarks' labels)."""
+        return self.label(text if self.has_space else text.replace(" ", ""))
+
+    def _line_length(self, piece: str) -> int:
+        return len(piece) if self.has_space else len(piece) - piece.count(" ")
+
+    def _line_word(self, rng: np.random.Generator, case: str, first: bool) -> str:
+        word = self.words[rng.integers(len(self.words))] if self.words else self._alphanumeric(rng)
+        if case == "mixed" or not (self._has_upper and self._has_lower):
+            word = self._case(word, rng)
+        elif case == "upper":
+            word = word.upper()
+        elif case == "title" or (case == "sentence" and first):
+            word = word[:1].upper() + word[1:].lower()
+        else:
+            word = word.lower()
+        choice = rng.random()
+        if choice < 0.12:  # a comma, full stop, ... after the word
+            marks = [mark for mark in _TRAILING_MARKS if mark in self._drawable_set]
+            word += marks[rng.integers(len(marks))] if marks else ""
+        elif choice < 0.16:  # a word in brackets or quotes
+            pairs = [pair for pair in ("()", '""', "''", "[]") if set(pair) <= self._drawable_set]
+            if pairs:
+                pair = pairs[rng.integers(len(pairs))]
+                word = pair[0] + word + pair[1]
+        elif choice < 0.19 and "-" in self._drawable_set and self.words:  # a hyphenated compound
+            word += "-" + self.words[rng.integers(len(self.words))].lower()
+        return word
+
+    def _line_piece(self, rng: np.random.Generator, case: str, first: bool) -> str:
+        """One piece of a line (a word with its punctuation, a number, a date, ...), or "" when none can be drawn."""
+        kinds = list(_LINE_PIECES)
+        probabilities = np.array(list(_LINE_PIECES.values()))
+        for _ in range(10):
+            kind = kinds[rng.choice(len(kinds), p=probabilities / probabilities.sum())]
+            piece = self._line_word(rng, case, first) if kind == "word" else getattr(self, f"_{kind}")(rng)
+            if case == "upper" and self._has_upper and self.can_draw_line(piece.upper()):
+                piece = piece.upper()
+            if self.can_draw_line(piece) and self.line_label(piece):
+                return piece
+        return ""
+
+    def sample_line(self, rng: np.random.Generator, min_chars: int, max_chars: int) -> tuple[str, str]:
+        """A text line to draw and its label, of `min_chars` to `max_chars` label characters (a length drawn
+        uniformly): words with punctuation, numbers, prices, dates and codes, one space apart, in one case style for
+        the whole line (prose, lower, Title, CAPITALS or mixed). Every character is one the charset labels; the
+        space is in the label only when the charset has it (`line_label`)."""
+        if not 1 <= min_chars <= max_chars:
+            raise ValueError(f"A line needs 1 <= min_chars <= max_chars, got {min_chars} and {max_chars}.")
+        target = int(rng.integers(min_chars, max_chars + 1))
+        cases = list(_LINE_CASES)
+        case = cases[rng.choice(len(cases), p=np.array(list(_LINE_CASES.values())))]
+        separator = 1 if self.has_space else 0
+        pieces: list[str] = []
+        length, misses = 0, 0
+        while length < target and misses < 8:  # pieces that fit; a few misses at the end, then the line is full
+            piece = self._line_piece(rng, case, first=not pieces)
+            size = self._line_length(piece) + (separator if pieces else 0)
+            if not piece or length + size > target:
+                misses += 1
+                continue
+            pieces.append(piece)
+            length += size
+        ends = [mark for mark in _LINE_ENDS if mark in self._drawable_set]
+        if pieces and ends and length < target and pieces[-1][-1].isalnum() and rng.random() < 0.4:
+            pieces[-1] += ends[rng.integers(len(ends))]
+            length += 1
+        if length < min_chars:  # too few pieces fitted: a code of the characters missing completes the line
+            missing = min_chars - length
+            alphabet = self.alphanumerics or self.drawable.replace(" ", "")
+            if pieces and missing > separator:
+                pieces.append(self._random_string(alphabet, rng, missing - separator, missing - separator))
+            elif pieces:
+                pieces[-1] += self._random_string(alphabet, rng, missing, missing)
+            else:
+                pieces.append(self._random_string(alphabet, rng, missing, missing))
+        text = " ".join(pieces)
+        return text, self.line_label(text)
 
 
 __all__ = ["TextSampler", "default_words", "load_words"]

@@ -1,6 +1,6 @@
 # Copyright 2026 The MambaOCR authors. Licensed under the Apache License, Version 2.0.
 """Text-recognition metrics in plain Python: CER, WER, word accuracy (exact and the scene-text case-insensitive
-alphanumeric protocol) and 1 - NED, plus a plain-text table to print them."""
+alphanumeric protocol) and 1 - NED, the same by label length for text lines, plus plain-text tables to print them."""
 
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ except ImportError:  # pragma: no cover - rapidfuzz is a dependency; the pure-Py
 logger = logging.get_logger(__name__)
 
 METRIC_NAMES = ("cer", "wer", "word_accuracy", "word_accuracy_ci_alnum", "one_minus_ned", "num_samples")
+# upper bounds of the label-length buckets of text lines: <= 20, 21-40, 41-80, > 80 characters
+LENGTH_BUCKETS = (20, 40, 80)
 _NOT_ALNUM = re.compile(r"[^0-9a-z]")
 
 
@@ -164,6 +166,64 @@ def corpus_counts(predictions: Sequence[str], references: Sequence[str], *, use_
         if longest:
             counts.ned_sum += distance / longest
     return counts
+
+
+def length_bucket_metrics(
+    predictions: Sequence[str],
+    references: Sequence[str],
+    bounds: Sequence[int] = LENGTH_BUCKETS,
+    *,
+    use_rapidfuzz: bool = True,
+) -> list[dict]:
+    """Line accuracy and CER by the length of the reference, to see how recognition holds up along long lines.
+
+    Args:
+        predictions: Decoded model outputs.
+        references: Ground-truth labels, one per prediction.
+        bounds: Increasing upper bounds of the buckets in characters; the defaults give `<=20`, `21-40`, `41-80`
+            and `>80`.
+        use_rapidfuzz: Use rapidfuzz for edit distances when it is installed (same results, faster).
+
+    Returns:
+        One dict per bucket, in order: `bucket` (its name), `min_chars`, `max_chars` (`None` for the last),
+        `num_samples`, `line_accuracy` (every character right: the exact-match accuracy) and `cer` (corpus CER of the
+        bucket). An empty bucket's metrics are `None` (JSON `null`).
+
+    Raises:
+        ValueError: If `bounds` is not increasing and positive, or the inputs are invalid (as in
+            [`compute_ocr_metrics`]).
+    """
+    _check_inputs(predictions, references)
+    bounds = [int(bound) for bound in bounds]
+    if not bounds or bounds[0] < 1 or any(a >= b for a, b in zip(bounds, bounds[1:])):
+        raise ValueError(f"`bounds` must be increasing positive lengths, e.g. {list(LENGTH_BUCKETS)}; got {bounds}.")
+    edges = [(1 if i == 0 else bounds[i - 1] + 1, bound) for i, bound in enumerate(bounds)] + [(bounds[-1] + 1, None)]
+    rows = []
+    for low, high in edges:
+        pairs = [
+            (prediction, reference)
+            for prediction, reference in zip(predictions, references)
+            if (low == 1 or len(reference) >= low) and (high is None or len(reference) <= high)
+        ]
+        name = f"<={high}" if low == 1 else (f">{low - 1}" if high is None else f"{low}-{high}")
+        row = {"bucket": name, "min_chars": low, "max_chars": high, "num_samples": len(pairs)}
+        if pairs:
+            counts = corpus_counts(*zip(*pairs), use_rapidfuzz=use_rapidfuzz)
+            row.update(line_accuracy=counts.word_accuracy, cer=counts.cer)
+        else:
+            row.update(line_accuracy=None, cer=None)
+        rows.append(row)
+    return rows
+
+
+def format_length_buckets_table(rows: Sequence[Mapping]) -> str:
+    """A markdown table of [`length_bucket_metrics`]'s rows: characters, lines, line accuracy, CER."""
+    lines = ["| characters | lines | line accuracy | CER |", "|---|---:|---:|---:|"]
+    for row in rows:
+        accuracy = "—" if row["line_accuracy"] is None else f"{row['line_accuracy']:.2%}"
+        cer = "—" if row["cer"] is None else f"{row['cer']:.4f}"
+        lines.append(f"| {row['bucket']} | {row['num_samples']} | {accuracy} | {cer} |")
+    return "\n".join(lines)
 
 
 def format_metrics_table(metrics: Mapping[str, float], *, precision: int = 4) -> str:
