@@ -91,9 +91,15 @@ def test_parse_preset_with_overrides(monkeypatch, tmp_path):
     }
     with pytest.raises(ValueError, match="'hidden_size:64' is not `key=value`"):
         train._parse_overrides("hidden_size:64,sequence_model=bilstm")
-    for name in ("demo_cpu", "synthetic_cpu_long", "mjsynth", "finetune_folder", "scene_text_cpu"):
+    for name in ("demo_cpu", "synthetic_cpu_long", "mjsynth", "finetune_folder", "scene_text_cpu", "lines_cpu"):
         monkeypatch.setattr(sys, "argv", ["train.py", str(ROOT / "scripts" / "configs" / f"{name}.json")])
         train._parse_args()  # every preset parses
+    # a curriculum names its easy distribution: a preset file's synthetic_config, or JSON
+    with pytest.raises(ValueError, match="--curriculum_synthetic_config"):
+        train._curriculum_config(train.DataArguments(curriculum_samples=100))
+    monkeypatch.chdir(ROOT)
+    args = train.DataArguments(curriculum_samples=100, curriculum_synthetic_config="scripts/configs/demo_cpu.json")
+    assert train._curriculum_config(args).neighbor_p == 0.0
 
 
 @pytest.mark.slow
