@@ -77,7 +77,9 @@ IMPORT_ALONE = textwrap.dedent(
     import importlib, os, sys, traceback, types
 
     # the libraries once, here; each module is then imported in a forked child that has loaded no mambaocr_hf module
+    # (transformers' lazy submodules and datasets too: imported in every child they took ~1.5 s each, 60 s in all)
     import numpy, PIL.Image, timm, torch, transformers  # noqa: F401
+    import datasets, transformers.modeling_utils, transformers.pipelines, transformers.trainer  # noqa: F401
 
     root, names = sys.argv[1], sys.argv[2:]
     failed = []
