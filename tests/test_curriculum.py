@@ -6,7 +6,8 @@ from PIL import Image
 from transformers import TrainingArguments
 
 from mambaocr_hf import MambaOCRConfig, MambaOCRForCTC, MambaOCRProcessor
-from mambaocr_hf.data import CurriculumStream
+from mambaocr_hf.data import CurriculumStream, OCRDataCollator
+from mambaocr_hf.data.collator import NO_AUGMENT_KEY
 from mambaocr_hf.training import make_ocr_trainer
 
 from .conftest import tiny_config_kwargs
@@ -33,9 +34,9 @@ class _Epochs:
 
 
 def test_curriculum_stream_reads_all_of_the_first_stream_then_the_second():
-    first, then = _Epochs([1, 2, 3]), _Epochs([4, 5])
+    first, then = _Epochs([{"text": "a"}, {"text": "b"}, {"text": "c"}]), _Epochs([{"text": "d"}, {"text": "e"}])
     stream = CurriculumStream(first, then)
-    assert list(stream) == [1, 2, 3, 4, 5]
+    assert [row["text"] for row in stream] == ["a", "b", "c", "d", "e"]
     stream.set_epoch(3)
     assert first.epoch == then.epoch == 3
 
@@ -77,3 +78,20 @@ def test_a_map_style_curriculum_is_a_clear_error(tmp_path):
     easy = datasets.Dataset.from_dict({"text": ["a", "b"]})
     with pytest.raises(TypeError, match="streaming"):
         _trainer(tmp_path, _stream("real", 8), easy, group_by_width=False)
+
+
+class _Black:
+    def __call__(self, image):
+        return Image.new("RGB", image.size, "black")
+
+
+def test_the_curriculum_is_not_augmented_but_the_training_stream_is():
+    first = [{"image": Image.new("RGB", (40, 32), "white"), "text": "easy"}] * 2
+    then = [{"image": Image.new("RGB", (40, 32), "white"), "text": "real"}] * 2
+    rows = list(CurriculumStream(first, then))
+    assert [NO_AUGMENT_KEY in row for row in rows] == [True, True, False, False]
+    collator = OCRDataCollator(MambaOCRProcessor.from_defaults(), augment=_Black())
+    pixels = collator(rows)["pixel_values"]
+    assert pixels[:2].amax() > pixels[2:].amax()  # the easy words stay white, the others were blackened
+    # augment_first: the curriculum is augmented like the rest
+    assert not any(NO_AUGMENT_KEY in row for row in CurriculumStream(first, then, augment_first=True))

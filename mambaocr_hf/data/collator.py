@@ -12,6 +12,8 @@ from transformers.utils import logging
 from ..image_processing_mambaocr import to_pil_image
 from .filters import SampleFilter, SkipSample, SkipStats, report_skip_counts, widen_for_ctc
 
+NO_AUGMENT_KEY = "no_augment"  # a row with this key set to True is never augmented (a curriculum's easy words)
+
 logger = logging.get_logger(__name__)
 
 EMPTY_BATCH_POLICIES = ("raise", "reuse_last")
@@ -121,7 +123,7 @@ class OCRDataCollator:
                 except (ValueError, TypeError, OSError, UnidentifiedImageError) as error:
                     raise SkipSample("unreadable_image", f"{where} ({error})") from None
                 label, change = self.sample_filter.label_and_change(feature.get("text"), where)
-                if self.augment is not None:
+                if self.augment is not None and feature.get(NO_AUGMENT_KEY) is not True:
                     image = self.augment(image)
                 self.sample_filter.geometry(label, image.size, where)
                 if self.sample_filter.check_ctc and self.sample_filter.widen:
@@ -151,4 +153,4 @@ class OCRDataCollator:
         return self.processor(images=images, text=texts, return_tensors="pt")
 
 
-__all__ = ["OCRDataCollator"]
+__all__ = ["NO_AUGMENT_KEY", "OCRDataCollator"]
