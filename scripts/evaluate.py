@@ -104,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--synthetic_config",
         default=None,
         help="SyntheticConfig of the synthetic source and long lines: JSON, or a JSON file (a training preset's "
-        "`synthetic_config` is used, so `scripts/configs/demo_cpu.json` evaluates on the demo's distribution)",
+        "`synthetic_config` is used, so `scripts/configs/synthetic_light.json` evaluates on the light distribution)",
     )
     parser.add_argument("--dataset_seed", type=int, default=0, help="seed of the synthetic source")
     parser.add_argument("--output", default=None, help="write the metrics as JSON here")

@@ -137,7 +137,7 @@ class DataArguments(TrainingStreamArguments):
         default=None,
         metadata={
             "help": "The curriculum's SyntheticConfig: JSON, or a preset file whose synthetic_config it takes (e.g. "
-            "scripts/configs/demo_cpu.json, the demo's light distribution)."
+            "scripts/configs/synthetic_light.json, clean words on plain backgrounds)."
         },
     )
     overwrite_output_dir: bool = field(
@@ -301,7 +301,7 @@ def _curriculum_config(data_args: DataArguments):
     if data_args.curriculum_synthetic_config is None:
         raise ValueError(
             "--curriculum_samples needs --curriculum_synthetic_config: the easy synthetic distribution to start from "
-            "(JSON of SyntheticConfig fields, or a preset file such as scripts/configs/demo_cpu.json)."
+            "(JSON of SyntheticConfig fields, or a file of them such as scripts/configs/synthetic_light.json)."
         )
     return synthetic_config_from(data_args.curriculum_synthetic_config, data_args.background_dirs)
 

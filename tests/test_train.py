@@ -13,7 +13,8 @@ from safetensors.torch import save_file
 from transformers import TrainingArguments
 
 from mambaocr_hf import MambaOCRConfig, MambaOCRForCTC, MambaOCRProcessor
-from mambaocr_hf.data import OCRDataCollator, load_ocr_dataset
+from mambaocr_hf.data import OCRDataCollator, SyntheticConfig, load_ocr_dataset
+from mambaocr_hf.data.synthetic import synthetic_config_from
 from mambaocr_hf.training import (
     OCRTrainer,
     build_model_and_processor,
@@ -98,8 +99,17 @@ def test_parse_preset_with_overrides(monkeypatch, tmp_path):
     with pytest.raises(ValueError, match="--curriculum_synthetic_config"):
         train._curriculum_config(train.DataArguments(curriculum_samples=100))
     monkeypatch.chdir(ROOT)
-    args = train.DataArguments(curriculum_samples=100, curriculum_synthetic_config="scripts/configs/demo_cpu.json")
+    args = train.DataArguments(
+        curriculum_samples=100, curriculum_synthetic_config="scripts/configs/synthetic_light.json"
+    )
     assert train._curriculum_config(args).neighbor_p == 0.0
+    # `make demo` trains on the realistic defaults, after the light curriculum
+    monkeypatch.setattr(sys, "argv", ["train.py", "scripts/configs/demo_cpu.json"])
+    _, demo_data, _ = train._parse_args()
+    assert demo_data.curriculum_synthetic_config == "scripts/configs/synthetic_light.json"
+    assert synthetic_config_from("scripts/configs/demo_cpu.json") == SyntheticConfig()
+    with pytest.raises(ValueError, match=r"Unknown SyntheticConfig fields \['neighbour_p'\]"):
+        synthetic_config_from('{"neighbour_p": 0.5}')
 
 
 @pytest.mark.slow

@@ -13,7 +13,7 @@ import math
 import os
 import zlib
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
@@ -163,17 +163,25 @@ class SyntheticConfig:
 def synthetic_config_from(
     value: str | None, background_dirs: Sequence[str | os.PathLike] | None = None
 ) -> SyntheticConfig | None:
-    """A `SyntheticConfig` from JSON text or a JSON file; a training preset's `synthetic_config` entry is used when the
-    file has one (so `scripts/configs/demo_cpu.json` gives the demo's distribution). `background_dirs` (the scripts'
-    `--background_dirs`) replaces the config's. `None` and no folders give `None` (the defaults)."""
+    """A `SyntheticConfig` from JSON text or a JSON file of its fields (`scripts/configs/synthetic_light.json`). A
+    training preset's file gives its `synthetic_config` entry, or the defaults when it has none (as `make demo`'s
+    `scripts/configs/demo_cpu.json`). `background_dirs` (the scripts' `--background_dirs`) replaces the config's.
+    `None` and no folders give `None` (the defaults). Unknown fields are a `ValueError` naming them."""
     if value is None:
         loaded = {}
     elif os.path.isfile(value):
         with open(value, encoding="utf-8") as handle:
             loaded = json.load(handle)
-        loaded = loaded.get("synthetic_config", loaded)
+        if "synthetic_config" in loaded or "output_dir" in loaded:  # a training preset
+            loaded = loaded.get("synthetic_config") or {}
     else:
         loaded = json.loads(value)
+    unknown = sorted(set(loaded) - {field.name for field in fields(SyntheticConfig)})
+    if unknown:
+        raise ValueError(
+            f"Unknown SyntheticConfig fields {unknown} in {value!r}; the fields are those of "
+            "`mambaocr_hf.data.SyntheticConfig` (see scripts/configs/synthetic_light.json)."
+        )
     if background_dirs:
         loaded = {**loaded, "background_dirs": [os.fspath(folder) for folder in background_dirs]}
     return SyntheticConfig(**loaded) if value is not None or background_dirs else None
