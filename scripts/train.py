@@ -116,6 +116,20 @@ class DataArguments(TrainingStreamArguments):
             "text; without them, procedural textures)."
         },
     )
+    font_dirs: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "Folders or files of your own fonts for the synthetic source, besides the system's and the synth "
+            "extra's font packages."
+        },
+    )
+    use_package_fonts: bool = field(
+        default=True,
+        metadata={
+            "help": "Draw synthetic text from the synth extra's font packages (~200 families); False keeps the "
+            "system's fonts and --font_dirs only (the fonts row of the ablation table)."
+        },
+    )
     synthetic_cache_samples: int = field(
         default=0,
         metadata={
@@ -198,7 +212,10 @@ def main() -> None:
     if training_args.process_index == 0:
         print(f"\nFreeze strategy: {strategy}{why}\n{parameter_table(model)}\n")
 
-    synthetic = {}
+    fonts = {"font_dirs": data_args.font_dirs} if data_args.font_dirs else {}
+    if not data_args.use_package_fonts:
+        fonts["use_package_fonts"] = False
+    synthetic = dict(fonts)
     config = synthetic_config_from(data_args.synthetic_config, data_args.background_dirs)
     if config is not None:
         synthetic["config"] = config
@@ -237,6 +254,7 @@ def main() -> None:
                 unknown_char_policy=model_args.unknown_char_policy,
                 config=_curriculum_config(data_args),
                 num_samples=data_args.curriculum_samples,
+                **fonts,
             )
         eval_dataset = load(data_args.eval_dataset, data_args.eval_split).take(data_args.max_eval_samples)
     if training_args.world_size > 1 and training_args.process_index == 0:

@@ -1,0 +1,170 @@
+#!/usr/bin/env python
+"""The recipe's ablation table: the same preset and budget with one ingredient removed per row, scored on held-out
+real crops (case-insensitive alphanumeric word accuracy, exact case, CER; one row per run, the mean over the sets).
+
+    python scripts/ablation.py --preset scripts/configs/scene_text_cpu.json --max_steps 3000 \
+        --eval_dataset data/split_ic13 data/split_ic15 --eval_split val --output_dir runs/ablation \
+        --background_dirs ~/Pictures/backgrounds
+    python scripts/ablation.py ... --rows full real_mix bilstm     # some rows only
+    python scripts/ablation.py ... --synthetic_cache_dir /tmp/c    # other arguments go to every row's train.py
+    python scripts/ablation.py --list                               # what each row changes
+
+Each row trains `scripts/train.py PRESET --max_steps N` with its change into `OUTPUT_DIR/ROW` and evaluates the
+checkpoint with `scripts/evaluate.py` into `OUTPUT_DIR/ROW/heldout.json`; a row whose results exist is not run
+again (re-run the command after a kill; an interrupted row resumes from its last checkpoint). Synthetic samples are
+rendered on the fly (no cache), so that every row's generator is its own. The table goes to `OUTPUT_DIR/ablation.md`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+logger = logging.getLogger("ablation")
+SCRIPTS = Path(__file__).resolve().parent
+
+# SyntheticConfig fields switched off per generator ingredient (the issue's groups: see SyntheticConfig's docstring)
+COMPOSITION = ("palette_color_p", "blend_p", "emboss_p", "outline_p", "shadow_p", "underline_p", "border_p")
+GEOMETRY = (
+    "neighbor_p",
+    "loose_crop_p",
+    "clip_p",
+    "rotate_p",
+    "perspective_p",
+    "curve_p",
+    "shear_p",
+    "squeeze_p",
+    "spacing_p",
+)
+CAPTURE = (
+    "small_text_p",
+    "lighting_p",
+    "highlight_p",
+    "blur_p",
+    "defocus_p",
+    "motion_blur_p",
+    "noise_p",
+    "jpeg_p",
+    "low_resolution_p",
+    "contrast_p",
+    "color_cast_p",
+)
+
+# row name -> (what it removes, extra train.py arguments, SyntheticConfig overrides, keep --background_dirs)
+ROWS: dict[str, tuple[str, list[str], dict[str, float], bool]] = {
+    "full": ("nothing: the recipe at this budget", [], {}, True),
+    "fonts": ("the font packages (system fonts only)", ["--use_package_fonts", "False"], {}, True),
+    "photos": ("the photo backgrounds (procedural textures only, as without --background_dirs)", [], {}, False),
+    "backgrounds": (
+        "photo and textured backgrounds (flat surfaces only)",
+        [],
+        {"neutral_background_p": 1.0},
+        False,
+    ),
+    "composition": (
+        "palette colours, blending, emboss, outline, shadow, border",
+        [],
+        dict.fromkeys(COMPOSITION, 0.0),
+        True,
+    ),
+    "geometry": ("neighbouring text, loose/clipped boxes, rotation, warps", [], dict.fromkeys(GEOMETRY, 0.0), True),
+    "capture": (
+        "small text, lighting, blur, noise, JPEG, contrast, colour cast",
+        [],
+        dict.fromkeys(CAPTURE, 0.0),
+        True,
+    ),
+    "augmentation": ("the training augmentation of crops", ["--augment", "none"], {}, True),
+    "real_mix": ("the real crops (synthetic only)", ["--dataset", "synthetic"], {}, True),
+    "curriculum": ("the light curriculum", ["--curriculum_samples", "0"], {}, True),
+    "bilstm": (
+        "nothing; the BiLSTM replaces the Mamba blocks",
+        ["--config_overrides", "sequence_model=bilstm"],
+        {},
+        True,
+    ),
+}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
+    )
+    parser.add_argument("--preset", default=str(SCRIPTS / "configs" / "scene_text_cpu.json"), help="training preset")
+    parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS), help="rows to run, in order")
+    parser.add_argument("--max_steps", type=int, default=3000, help="training steps of every row (the budget)")
+    parser.add_argument("--eval_dataset", nargs="+", help="held-out labels.tsv folders (one table row per run)")
+    parser.add_argument("--eval_split", default="val", help="their split")
+    parser.add_argument("--background_dirs", nargs="*", default=None, help="photo folders for the synthetic source")
+    parser.add_argument("--output_dir", default="runs/ablation")
+    parser.add_argument("--list", action="store_true", help="print what each row changes and exit")
+    args, args.train_args = parser.parse_known_args(argv)  # the rest goes to every row's scripts/train.py
+    return args
+
+
+def row_commands(args: argparse.Namespace, row: str) -> tuple[list[str], list[str]]:
+    """The training and evaluation commands of one row."""
+    _, extra, synthetic, photos = ROWS[row]
+    out = Path(args.output_dir) / row
+    steps = str(args.max_steps)
+    train = [sys.executable, str(SCRIPTS / "train.py"), args.preset, "--max_steps", steps, "--output_dir", str(out)]
+    # one evaluation, at the end, and the last weights kept: nothing is chosen on the held-out set
+    train += ["--eval_steps", steps, "--save_steps", str(max(args.max_steps // 3, 1))]  # fmt: skip
+    train += ["--load_best_model_at_end", "False", "--synthetic_cache_samples", "0"]  # fmt: skip
+    if synthetic:
+        preset = json.loads(Path(args.preset).read_text(encoding="utf-8"))
+        train += ["--synthetic_config", json.dumps({**(preset.get("synthetic_config") or {}), **synthetic})]
+    if photos and args.background_dirs:
+        train += ["--background_dirs", *args.background_dirs]
+    train += extra + args.train_args
+    evaluate = [sys.executable, str(SCRIPTS / "evaluate.py"), "--model", str(out), "--dataset", *args.eval_dataset]
+    evaluate += ["--split", args.eval_split, "--output", str(out / "heldout.json")]
+    return train, evaluate
+
+
+def result_row(row: str, metrics: dict) -> str:
+    """One markdown table row from `evaluate.py --output` metrics (several sets: their mean)."""
+    mean = metrics.get("mean", metrics)
+    sets = metrics.get("sources", {row: metrics})
+    per_set = " | ".join(f"{100 * m['word_accuracy_ci_alnum']:.2f}%" for m in sets.values())
+    return (
+        f"| {row} | {ROWS[row][0]} | {per_set} | **{100 * mean['word_accuracy_ci_alnum']:.2f}%** | "
+        f"{100 * mean['word_accuracy']:.2f}% | {mean['cer']:.3f} |"
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s - %(message)s", datefmt="%H:%M:%S")
+    if args.list:
+        for name, (what, extra, synthetic, photos) in ROWS.items():
+            change = " ".join(extra) or ("--synthetic_config " + json.dumps(synthetic) if synthetic else "-")
+            print(f"{name:<13} removes {what}: {change}" + ("" if photos else " (and no --background_dirs)"))
+        return
+    if not args.eval_dataset:
+        raise SystemExit("--eval_dataset is needed: the held-out real labels.tsv folders to score every row on.")
+    lines = []
+    for row in args.rows:
+        results = Path(args.output_dir) / row / "heldout.json"
+        if not results.is_file():
+            train, evaluate = row_commands(args, row)
+            for command in (train, evaluate):
+                logger.info(f"[{row}] {' '.join(command)}")
+                subprocess.run(command, check=True)
+        lines.append(result_row(row, json.loads(results.read_text(encoding="utf-8"))))
+        sets = " | ".join(Path(s).name for s in args.eval_dataset)
+        table = [
+            f"| row | removed | {sets} | mean word acc. (ci alnum) | exact case | CER |",
+            "|---|---|" + "---:|" * (len(args.eval_dataset) + 3),
+            *lines,
+        ]
+        Path(args.output_dir, "ablation.md").write_text("\n".join(table) + "\n", encoding="utf-8")
+    print("\n".join(table))
+
+
+if __name__ == "__main__":
+    main()
