@@ -100,7 +100,8 @@ def test_narrow_crops_with_long_labels_are_widened_not_dropped():
     # the loaders keep such a sample too; past max_width it is still skipped, and widen=False drops it as before
     keeping = SampleFilter(max_width=256)
     keeping.geometry(label, narrow.size)
-    with pytest.raises(SkipSample, match="too narrow for CTC"):
+    # the message names the limit that bites: max_width when widening cannot help, else the image
+    with pytest.raises(SkipSample, match=r"gives 6, and max_width=32 at most 8\): the label needs more CTC frames"):
         SampleFilter(max_width=32).geometry(label, narrow.size)
-    with pytest.raises(SkipSample, match="too narrow for CTC"):
+    with pytest.raises(SkipSample, match=r"image gives 6\): the label needs more CTC frames"):
         SampleFilter(widen=False).geometry(label, narrow.size)

@@ -36,7 +36,7 @@ SKIP_REASONS = {
     "label_emptied_by_charset": "no character of the label is in the charset",
     "label_too_long": "the label is longer than max_label_length",
     "extreme_aspect_ratio": "the image's aspect ratio is extreme",
-    "label_too_long_for_ctc": "the image is too narrow for CTC to align the label",
+    "label_too_long_for_ctc": "the label needs more CTC frames than the image gives (raise max_width for long labels)",
 }
 # kept samples whose label was changed on the way: counted and logged like skips, but the sample trains
 CHANGE_REASONS = {
@@ -576,9 +576,11 @@ class SampleFilter:
             frames = ctc_frames(width, height, self.image_height, self.min_width, self.max_width, self.frame_stride)
             needed = ctc_frames_needed(label)
             if needed > frames and not (self.widen and needed <= self.max_width // self.frame_stride):
+                widest = self.max_width // self.frame_stride
+                limit = f", and max_width={self.max_width} at most {widest}" if self.widen and needed > widest else ""
                 raise SkipSample(
                     "label_too_long_for_ctc",
-                    f"{where} (label {label!r} needs {needed} frames, a {width}x{height} image gives {frames})",
+                    f"{where} (label {label!r} needs {needed} frames, a {width}x{height} image gives {frames}{limit})",
                 )
 
     def skip(self, error: SkipSample) -> None:
