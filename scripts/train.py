@@ -105,7 +105,7 @@ class DataArguments(TrainingStreamArguments):
     synthetic_config: str | None = field(
         default=None,
         metadata={
-            "help": "JSON of SyntheticConfig fields for the synthetic source (train and held-out), e.g. "
+            "help": "SyntheticConfig fields for the synthetic source (train and held-out): JSON or a JSON file, e.g. "
             '\'{"rotate_p": 0.2, "max_rotation": 5}\': how hard the rendered data is.'
         },
     )

@@ -164,8 +164,8 @@ def synthetic_config_from(
     value: str | None, background_dirs: Sequence[str | os.PathLike] | None = None
 ) -> SyntheticConfig | None:
     """A `SyntheticConfig` from JSON text or a JSON file of its fields (`scripts/configs/synthetic_light.json`). A
-    training preset's file gives its `synthetic_config` entry, or the defaults when it has none (as `make demo`'s
-    `scripts/configs/demo_cpu.json`). `background_dirs` (the scripts' `--background_dirs`) replaces the config's.
+    training preset's file gives its `synthetic_config` entry (JSON, or the name of such a file, as
+    `scripts/configs/demo_cpu.json` has), or the defaults when it has none. `background_dirs` (the scripts' `--background_dirs`) replaces the config's.
     `None` and no folders give `None` (the defaults). Unknown fields are a `ValueError` naming them."""
     if value is None:
         loaded = {}
@@ -173,7 +173,10 @@ def synthetic_config_from(
         with open(value, encoding="utf-8") as handle:
             loaded = json.load(handle)
         if "synthetic_config" in loaded or "output_dir" in loaded:  # a training preset
-            loaded = loaded.get("synthetic_config") or {}
+            inner = loaded.get("synthetic_config")
+            if isinstance(inner, str):  # it names a file of its own (`make demo`'s names the light words)
+                return synthetic_config_from(inner, background_dirs)
+            loaded = inner or {}
     else:
         loaded = json.loads(value)
     unknown = sorted(set(loaded) - {field.name for field in fields(SyntheticConfig)})
