@@ -39,6 +39,10 @@ def test_curriculum_stream_reads_all_of_the_first_stream_then_the_second():
     assert [row["text"] for row in stream] == ["a", "b", "c", "d", "e"]
     stream.set_epoch(3)
     assert first.epoch == then.epoch == 3
+    # the easy words come once: a later epoch (the main stream ran out) is the main stream alone
+    assert [row["text"] for row in stream] == ["d", "e"]
+    stream.set_epoch(0)  # the first epoch again (a run resumed before its first epoch ended replays it)
+    assert [row["text"] for row in stream] == ["a", "b", "c", "d", "e"]
 
 
 def _trainer(tmp_path, train, curriculum, group_by_width):
