@@ -18,11 +18,15 @@ rendered on the fly (no cache), so that every row's generator is its own. The ta
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import subprocess
 import sys
 from pathlib import Path
+
+from mambaocr_hf.data import SyntheticConfig
+from mambaocr_hf.data.synthetic import synthetic_config_from
 
 logger = logging.getLogger("ablation")
 SCRIPTS = Path(__file__).resolve().parent
@@ -116,8 +120,11 @@ def row_commands(args: argparse.Namespace, row: str) -> tuple[list[str], list[st
     train += ["--eval_steps", steps, "--save_steps", str(max(args.max_steps // 3, 1))]  # fmt: skip
     train += ["--load_best_model_at_end", "False", "--synthetic_cache_samples", "0"]  # fmt: skip
     if synthetic:
-        preset = json.loads(Path(args.preset).read_text(encoding="utf-8"))
-        train += ["--synthetic_config", json.dumps({**(preset.get("synthetic_config") or {}), **synthetic})]
+        # the preset's own synthetic_config (inline or a file it names) with the row's switches on top
+        base = synthetic_config_from(args.preset) or SyntheticConfig()
+        fields = {**dataclasses.asdict(base), **synthetic}
+        fields.pop("background_dirs")  # --background_dirs below, for the rows that keep them
+        train += ["--synthetic_config", json.dumps(fields)]
     if photos and args.background_dirs:
         train += ["--background_dirs", *args.background_dirs]
     train += extra + args.train_args
@@ -147,6 +154,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     if not args.eval_dataset:
         raise SystemExit("--eval_dataset is needed: the held-out real labels.tsv folders to score every row on.")
+    sets = " | ".join(Path(s).name for s in args.eval_dataset)
     lines = []
     for row in args.rows:
         results = Path(args.output_dir) / row / "heldout.json"
@@ -156,7 +164,6 @@ def main(argv: list[str] | None = None) -> None:
                 logger.info(f"[{row}] {' '.join(command)}")
                 subprocess.run(command, check=True)
         lines.append(result_row(row, json.loads(results.read_text(encoding="utf-8"))))
-        sets = " | ".join(Path(s).name for s in args.eval_dataset)
         table = [
             f"| row | removed | {sets} | mean word acc. (ci alnum) | exact case | CER |",
             "|---|---|" + "---:|" * (len(args.eval_dataset) + 3),

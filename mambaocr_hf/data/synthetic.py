@@ -165,8 +165,9 @@ def synthetic_config_from(
 ) -> SyntheticConfig | None:
     """A `SyntheticConfig` from JSON text or a JSON file of its fields (`scripts/configs/synthetic_light.json`). A
     training preset's file gives its `synthetic_config` entry (JSON, or the name of such a file, as
-    `scripts/configs/demo_cpu.json` has), or the defaults when it has none. `background_dirs` (the scripts' `--background_dirs`) replaces the config's.
-    `None` and no folders give `None` (the defaults). Unknown fields are a `ValueError` naming them."""
+    `scripts/configs/demo_cpu.json` has), or the defaults when it has none. `background_dirs` (the scripts'
+    `--background_dirs`) replaces the config's. `None` and no folders give `None` (the defaults). Unknown fields are
+    a `ValueError` naming them."""
     if value is None:
         loaded = {}
     elif os.path.isfile(value):
