@@ -2,11 +2,12 @@
 
 import datasets
 import pytest
+import torch
 from PIL import Image
 from transformers import TrainingArguments
 
 from mambaocr_hf import MambaOCRConfig, MambaOCRForCTC, MambaOCRProcessor
-from mambaocr_hf.data import CurriculumStream, OCRDataCollator
+from mambaocr_hf.data import CurriculumStream, OCRDataCollator, WidthBucketedDataset
 from mambaocr_hf.data.collator import NO_AUGMENT_KEY
 from mambaocr_hf.training import make_ocr_trainer
 
@@ -43,6 +44,19 @@ def test_curriculum_stream_reads_all_of_the_first_stream_then_the_second():
     assert [row["text"] for row in stream] == ["d", "e"]
     stream.set_epoch(0)  # the first epoch again (a run resumed before its first epoch ended replays it)
     assert [row["text"] for row in stream] == ["a", "b", "c", "d", "e"]
+
+
+def test_persistent_dataloader_workers_see_the_epoch_the_trainer_sets():
+    # with persistent_workers=True the worker keeps its copy of the stream from one epoch to the next: the epoch the
+    # main process sets must still reach it, or the curriculum comes back at every epoch
+    first, then = [{"image": "ab", "text": "easy"}] * 3, [{"image": "ab", "text": "main"}] * 2
+    stream = WidthBucketedDataset(CurriculumStream(first, then), batch_size=2, width_of=len, buffer_batches=1)
+    loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=1, persistent_workers=True)
+    assert [row["text"] for row in loader] == ["easy"] * 3 + ["main"] * 2
+    worker = loader._iterator._workers[0]
+    stream.set_epoch(1)
+    assert [row["text"] for row in loader] == ["main"] * 2
+    assert loader._iterator._workers[0] is worker  # the same worker process read both epochs
 
 
 def _trainer(tmp_path, train, curriculum, group_by_width):

@@ -9,6 +9,8 @@ from collections.abc import Callable, Iterable, Iterator
 
 import torch
 
+from .epochs import SharedEpoch
+
 
 class WidthBucketedDataset(torch.utils.data.IterableDataset):
     """Reorders a stream of `{"image", "text"}` rows so that consecutive `batch_size` rows have similar widths.
@@ -48,7 +50,11 @@ class WidthBucketedDataset(torch.utils.data.IterableDataset):
         self.width_of = width_of
         self.buffer_batches = buffer_batches
         self.seed = seed
-        self.epoch = 0
+        self._epoch = SharedEpoch()  # seen by persistent DataLoader workers too
+
+    @property
+    def epoch(self) -> int:
+        return self._epoch.get()
 
     def _release(self, pool: list[tuple[int, int, dict]], rng: random.Random) -> Iterator[dict]:
         """Removes from the sorted `pool` the batch of widths nearest to a random pooled row, and yields its rows."""
@@ -75,7 +81,7 @@ class WidthBucketedDataset(torch.utils.data.IterableDataset):
 
     def set_epoch(self, epoch: int) -> None:
         """Forwarded to the stream (its shuffling) and used for the batch order, as `Trainer` calls it per epoch."""
-        self.epoch = epoch
+        self._epoch.set(epoch)
         if hasattr(self.dataset, "set_epoch"):
             self.dataset.set_epoch(epoch)
 

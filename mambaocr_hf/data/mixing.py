@@ -14,6 +14,7 @@ from datasets.distributed import split_dataset_by_node
 from transformers.utils import logging
 
 from .collator import NO_AUGMENT_KEY
+from .epochs import SharedEpoch
 from .sources import SYNTHETIC_OPTIONS, detect_layout, load_ocr_dataset
 
 logger = logging.get_logger(__name__)
@@ -103,7 +104,11 @@ class CurriculumStream(torch.utils.data.IterableDataset):
         self.first = first
         self.then = then
         self.augment_first = augment_first
-        self.epoch = 0
+        self._epoch = SharedEpoch()  # seen by persistent DataLoader workers too
+
+    @property
+    def epoch(self) -> int:
+        return self._epoch.get()
 
     def __iter__(self) -> Iterator[dict]:
         if self.epoch == 0:
@@ -114,7 +119,7 @@ class CurriculumStream(torch.utils.data.IterableDataset):
         yield from self.then
 
     def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+        self._epoch.set(epoch)
         for stream in (self.first, self.then):
             if hasattr(stream, "set_epoch"):
                 stream.set_epoch(epoch)
