@@ -212,13 +212,7 @@ def main() -> None:
     if training_args.process_index == 0:
         print(f"\nFreeze strategy: {strategy}{why}\n{parameter_table(model)}\n")
 
-    fonts = {"font_dirs": data_args.font_dirs} if data_args.font_dirs else {}
-    if not data_args.use_package_fonts:
-        fonts["use_package_fonts"] = False
-    synthetic = dict(fonts)
-    config = synthetic_config_from(data_args.synthetic_config, data_args.background_dirs)
-    if config is not None:
-        synthetic["config"] = config
+    fonts, synthetic = _synthetic_options(data_args)
 
     def load(spec: str, split: str):
         # the seed and synthetic options reach the synthetic sources only; the label policy applies to all
@@ -324,11 +318,22 @@ def _curriculum_config(data_args: DataArguments):
     return synthetic_config_from(data_args.curriculum_synthetic_config, data_args.background_dirs)
 
 
+def _synthetic_options(data_args: DataArguments) -> tuple[dict, dict]:
+    """The synthetic sources' font options, and those with the run's `SyntheticConfig` (when it names one)."""
+    fonts = {"font_dirs": data_args.font_dirs} if data_args.font_dirs else {}
+    if not data_args.use_package_fonts:
+        fonts["use_package_fonts"] = False
+    synthetic = dict(fonts)
+    config = synthetic_config_from(data_args.synthetic_config, data_args.background_dirs)
+    if config is not None:
+        synthetic["config"] = config
+    return fonts, synthetic
+
+
 def _show_predictions(model, processor, data_args: DataArguments) -> None:
     if data_args.num_demo_images <= 0:
         return
-    config = synthetic_config_from(data_args.synthetic_config, data_args.background_dirs)
-    options = {"config": config} if config is not None else {}
+    _, options = _synthetic_options(data_args)  # the fonts and generator the run trained on
     dataset = load_ocr_dataset(
         "synthetic", split="test", processor=processor, seed=data_args.dataset_seed + 1, **options
     )
