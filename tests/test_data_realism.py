@@ -236,6 +236,39 @@ def test_loose_crops_show_neighbouring_text():
     clipped = margins(SyntheticConfig(loose_crop_p=0.0, clip_p=1.0))
     assert tight.min() >= 0 and loose.mean() > 2 * tight.mean() and loose.max() > 0.7 * line
     assert (clipped.min(1) < 0).all() and clipped.min() >= -0.15 * line - 1
+    # a narrow word ("l", "1") clipped at both ends keeps most of its ink: the box never crosses over
+    generator.config = SyntheticConfig(loose_crop_p=0.0, clip_p=1.0)
+    for _ in range(400):
+        left, _, right, _ = generator._crop_box((100, 50, 104, 90), (5, 5), line, rng)
+        assert right - left >= 2 and left <= 101 and right >= 103
+
+
+def test_a_render_that_fails_is_drawn_again_and_counted(caplog):
+    """One bad sample never stops a training stream or a cache: the sample is drawn again from another random
+    stream (still a function of its index); a render that never succeeds is a clear error."""
+    generator = SyntheticTextGenerator(seed=0)
+    paint, calls = generator._paint, []
+
+    def fails_once(masks, rng):
+        calls.append(1)
+        if len(calls) == 1:
+            raise ValueError("Coordinate 'right' is less than 'left'")
+        return paint(masks, rng)
+
+    generator._paint = fails_once
+    image, text = generator.render(7)
+    assert image.size[0] > 0 and text and generator.render_failures == 1
+    assert "failed to render" in caplog.text and "Coordinate" in caplog.text  # the first is logged with its cause
+    calls.clear()
+    again, same = generator.render(7)  # deterministic: the same retry gives the same sample
+    assert generator.render_failures == 2 and same == text and np.array_equal(np.asarray(again), np.asarray(image))
+
+    def always_fails(masks, rng):
+        raise ValueError("broken")
+
+    generator._paint = always_fails
+    with pytest.raises(ValueError, match="broken"):
+        generator.render(8)
 
 
 def test_synthetic_cache_renders_once_and_follows_the_generator(tmp_path):

@@ -193,6 +193,7 @@ def synthetic_config_from(
 
 # seed entropy of the draw that makes a sample a text line, apart from the sample's own stream
 _LINE_STREAM = zlib.crc32(b"text line")
+RENDER_ATTEMPTS = 5  # draws of one sample before its render error is raised (`SyntheticTextGenerator.render`)
 # a line may be rotated only so far that its far end drifts by this fraction of the line's height: a 40:1 line at
 # a word's angle (up to 10 degrees) would be a thin diagonal in a crop seven times its height
 _LINE_DRIFT = 0.4
@@ -296,6 +297,7 @@ class SyntheticTextGenerator:
             total = sum(weights[name] for name in self._categories)
             self._category_p = np.array([weights[name] / total for name in self._categories])
         self.backgrounds = PhotoBackgrounds(self.config.background_dirs) if self.config.background_dirs else None
+        self.render_failures = 0  # renders drawn again (`render`), in this process
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_font_cache": {}}
@@ -495,10 +497,13 @@ class SyntheticTextGenerator:
         if rng.random() < config.clip_p:  # clip one or both ends by up to ~a third of a character
             ends = [0, 2] if rng.random() < 0.3 else [int(rng.choice([0, 2]))]
             margins[ends] = -rng.uniform(0.03, 0.15, size=len(ends))
+        # an end is clipped by at most a quarter of the ink's width: a line-relative clip of both ends of a narrow
+        # word ("l", "1") would otherwise cross over and leave an empty box
+        most = (right - left) // 4
         return (
-            left - round(margins[0] * line),
+            left - max(round(margins[0] * line), -most),
             top - above - round(margins[1] * line),
-            right + round(margins[2] * line),
+            right + max(round(margins[2] * line), -most),
             bottom + below + round(margins[3] * line),
         )
 
@@ -640,12 +645,36 @@ class SyntheticTextGenerator:
 
     def render(self, index: int, line: bool | None = None) -> tuple[Image.Image, str]:
         """The RGB image and label of sample `index`: a word, or a text line of `config.line_chars` characters
-        (`is_line(index)` decides; `line=True` or `False` forces one or the other)."""
+        (`is_line(index)` decides; `line=True` or `False` forces one or the other).
+
+        A render that fails (a rare combination of text, font and effects that the drawing code does not survive)
+        is drawn again from other random streams, still a function of `index` alone: one bad sample never stops a
+        training run or a cache. Failures are counted in `render_failures`; the first is logged with its
+        traceback. Only when `RENDER_ATTEMPTS` draws in a row fail is the error raised (a defect, not bad luck).
+        """
         if index < 0:
             raise IndexError(f"Sample indices are non-negative, got {index}.")
-        rng = np.random.default_rng([self.seed, int(index), *_split_code(self.split)])
-        config = self.config
         line = self.is_line(index) if line is None else line
+        for attempt in range(RENDER_ATTEMPTS):
+            try:
+                return self._render(index, line, attempt)
+            except Exception:
+                self.render_failures += 1
+                if attempt == RENDER_ATTEMPTS - 1:
+                    raise
+                if self.render_failures == 1 or self.render_failures % 100 == 0:
+                    logger.warning(
+                        f"Synthetic sample {index} (split {self.split or 'train'}, seed {self.seed}) failed to render "
+                        f"and is drawn again from another random stream ({self.render_failures} such failures in "
+                        "this process so far; later ones are counted, and logged every 100th).",
+                        exc_info=self.render_failures == 1,
+                    )
+        raise AssertionError("unreachable")
+
+    def _render(self, index: int, line: bool, attempt: int = 0) -> tuple[Image.Image, str]:
+        """`render`'s draw number `attempt` of sample `index` (0: the sample's own random stream)."""
+        rng = np.random.default_rng([self.seed, int(index), *_split_code(self.split), *([attempt] if attempt else [])])
+        config = self.config
         text, label, info = self._text_and_font(rng, line)
         profile = self._profiles[info.path]
         drawable = self.sampler.can_draw_line if line else self.sampler.can_draw
