@@ -103,8 +103,11 @@ def test_parse_preset_with_overrides(monkeypatch, tmp_path):
         curriculum_samples=100, curriculum_synthetic_config="scripts/configs/synthetic_light.json"
     )
     assert train._curriculum_config(args).neighbor_p == 0.0
-    # a preset may name a file of SyntheticConfig fields (`make demo`'s: the light words); no entry: the defaults
-    assert synthetic_config_from("scripts/configs/demo_cpu.json") == train._curriculum_config(args)
+    # a preset may name a file of SyntheticConfig fields (here the curriculum's light words); no entry: the defaults
+    named = tmp_path / "named.json"
+    named.write_text(json.dumps({"synthetic_config": "scripts/configs/synthetic_light.json"}))
+    assert synthetic_config_from(str(named)) == train._curriculum_config(args)
+    assert synthetic_config_from("scripts/configs/demo_cpu.json") == SyntheticConfig()  # make demo: the realistic one
     assert synthetic_config_from("scripts/configs/scene_text_cpu.json") == SyntheticConfig()
     with pytest.raises(ValueError, match=r"Unknown SyntheticConfig fields \['neighbour_p'\]"):
         synthetic_config_from('{"neighbour_p": 0.5}')
