@@ -87,7 +87,8 @@ class CurriculumStream(torch.utils.data.IterableDataset):
 
     A randomly initialised CTC recogniser sits on a plateau (it predicts blanks only) until it finds the alignment of
     frames to characters; it leaves it hundreds of steps sooner on clean, tight synthetic words (e.g. the synthetic
-    source with `num_samples` and the demo's light `SyntheticConfig`) than on realistic and augmented real crops.
+    source with `num_samples` and the light `SyntheticConfig` of scripts/configs/synthetic_light.json) than on
+    realistic and augmented real crops.
 
     Both streams keep their own shuffling and sharding (DataLoader workers and ranks each read their part of `first`,
     then of `then`): joining them with `datasets.concatenate_datasets` instead would mix the curriculum into the

@@ -175,7 +175,7 @@ def synthetic_config_from(
             loaded = json.load(handle)
         if "synthetic_config" in loaded or "output_dir" in loaded:  # a training preset
             inner = loaded.get("synthetic_config")
-            if isinstance(inner, str):  # it names a file of its own (`make demo`'s names the light words)
+            if isinstance(inner, str):  # it names a file of its own (e.g. scripts/configs/synthetic_light.json)
                 return synthetic_config_from(inner, background_dirs)
             loaded = inner or {}
     else:
