@@ -9,7 +9,11 @@
 
 With `--real_dir`, a second sheet of real crops (`labels.tsv` folders, LMDB, ... anything `load_ocr_dataset` reads)
 is written beside the first (`synthetic_real.png` for `--output synthetic.png`), at the same scale and layout. Each
-cell shows the crop at height 48 with its label underneath. When the config draws text lines (`line_p` > 0), the
+cell shows the crop at height 48 with its label underneath. `--stats` also prints a table of image statistics
+(median and quartiles of colour saturation, colourfulness, brightness, contrast, sharpness at the model's height, crop
+size and width per character), synthetic beside real, so the gap a sheet shows can be measured:
+
+    python scripts/preview_synthetic.py --output synthetic.png --real_dir /data/my_crops --stats --num_samples 500 When the config draws text lines (`line_p` > 0), the
 sheets have one sample a row, at the height the model reads (32 px) and up to 2,048 px wide, so whole lines show.
 """
 
@@ -27,6 +31,7 @@ from mambaocr_hf.data import SyntheticTextGenerator, load_ocr_dataset
 from mambaocr_hf.data.synthetic import synthetic_config_from
 
 CELL_HEIGHT = 48
+MODEL_HEIGHT = 32  # sharpness is measured at the height the model reads
 LABEL_HEIGHT = 14
 LINE_CELL = (2054, 32)  # a cell for text lines: the widest the model reads without squeezing, at its height
 _LABEL_CHAR_WIDTH = 6  # PIL's default font
@@ -60,6 +65,56 @@ def contact_sheet(
     return sheet
 
 
+def image_statistics(image: Image.Image, label: str) -> dict[str, float]:
+    """Low-level statistics of one crop, the ones in which synthetic text most often differs from photographs.
+
+    - saturation: mean HSV saturation (0-1); colourfulness: Hasler and Suesstrunk's metric (0-~150, 0 is grey);
+    - brightness: mean luminance (0-1); contrast: the 5th to 95th percentile range of luminance (0-1);
+    - sharpness: mean absolute Laplacian of the luminance at height 32, over the contrast (blur lowers it);
+    - height: the crop's own height in pixels; width_per_char: width over height over the label's length.
+    """
+    rgb = np.asarray(image.convert("RGB"), dtype=np.float32)
+    top, bottom = rgb.max(axis=2), rgb.min(axis=2)
+    saturation = np.where(top > 0, (top - bottom) / np.maximum(top, 1e-6), 0.0)
+    red, green, blue = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    rg, yb = red - green, 0.5 * (red + green) - blue
+    colourfulness = np.hypot(rg.std(), yb.std()) + 0.3 * np.hypot(rg.mean(), yb.mean())
+    luminance = 0.299 * red + 0.587 * green + 0.114 * blue
+    low, high = np.percentile(luminance, [5, 95])
+    contrast = (high - low) / 255.0
+    width = max(1, round(image.width * MODEL_HEIGHT / image.height))
+    small = np.asarray(image.convert("L").resize((width, MODEL_HEIGHT), Image.Resampling.BILINEAR), np.float32)
+    laplacian = (
+        small[1:-1, :-2] + small[1:-1, 2:] + small[:-2, 1:-1] + small[2:, 1:-1] - 4 * small[1:-1, 1:-1]
+        if min(small.shape) > 2
+        else np.zeros(1, np.float32)
+    )
+    return {
+        "saturation": float(saturation.mean()),
+        "colourfulness": float(colourfulness),
+        "brightness": float(luminance.mean() / 255.0),
+        "contrast": float(contrast),
+        "sharpness": float(np.abs(laplacian).mean() / max(high - low, 1.0)),
+        "height": float(image.height),
+        "width_per_char": float(image.width / image.height / max(1, len(label))),
+    }
+
+
+def statistics_table(sets: dict[str, list[tuple[Image.Image, str]]]) -> str:
+    """A markdown table: one row per statistic, a column per set, each cell `median (p25-p75)`."""
+    stats = {name: [image_statistics(image, label) for image, label in samples] for name, samples in sets.items()}
+    names = list(next(iter(stats.values()))[0])
+    header = "| statistic | " + " | ".join(f"{name} (n={len(rows)})" for name, rows in stats.items()) + " |"
+    lines = [header, "|---|" + "---:|" * len(stats)]
+    for statistic in names:
+        cells = []
+        for rows in stats.values():
+            p25, median, p75 = np.percentile([row[statistic] for row in rows], [25, 50, 75])
+            cells.append(f"{median:.3g} ({p25:.3g}-{p75:.3g})")
+        lines.append(f"| {statistic} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def real_samples(source: str, count: int, seed: int, split: str | None = None) -> list[tuple[Image.Image, str]]:
     """`count` crops of a real source, drawn at random from its first 20 x `count` rows."""
     rows = list(load_ocr_dataset(source, split=split, check_ctc=False).take(20 * count))
@@ -81,6 +136,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--background_dirs", nargs="+", default=None, help="Folders of photos for backgrounds.")
     parser.add_argument("--real_dir", default=None, help="A source of real crops to show beside the synthetic ones.")
     parser.add_argument("--real_split", default=None, help="Split of --real_dir.")
+    parser.add_argument(
+        "--stats", action="store_true", help="Also print image statistics of the samples (and of the real crops)."
+    )
     return parser.parse_args(argv)
 
 
@@ -99,13 +157,17 @@ def main(argv: list[str] | None = None) -> list[Path]:
     layout = {"columns": args.columns}
     if generator.config.line_p > 0:  # whole lines, one a row
         layout = {"columns": 1, "cell_width": LINE_CELL[0], "cell_height": LINE_CELL[1]}
-    contact_sheet((generator.render(i) for i in range(args.num_samples)), **layout).save(output)
-    written = [output]
+    sets = {"synthetic": [generator.render(i) for i in range(args.num_samples)]}
     if args.real_dir:
-        real = output.with_name(f"{output.stem}_real{output.suffix or '.png'}")
-        contact_sheet(real_samples(args.real_dir, args.num_samples, args.seed, args.real_split), **layout).save(real)
-        written.append(real)
+        sets["real"] = real_samples(args.real_dir, args.num_samples, args.seed, args.real_split)
+    written = []
+    for name, samples in sets.items():
+        path = output if name == "synthetic" else output.with_name(f"{output.stem}_{name}{output.suffix or '.png'}")
+        contact_sheet(samples, **layout).save(path)
+        written.append(path)
     print("Wrote " + " and ".join(str(path) for path in written))
+    if args.stats:
+        print(statistics_table(sets))
     return written
 
 
