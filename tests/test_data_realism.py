@@ -243,6 +243,40 @@ def test_loose_crops_show_neighbouring_text():
         assert right - left >= 2 and left <= 101 and right >= 103
 
 
+def test_ink_boxes_hug_the_glyphs_as_annotators_draw_them():
+    """With `ink_box_p` the box is drawn around the ink, not the font's line: the text fills more of the crop's
+    height, as in ICDAR/IIIT5K/SVT crops."""
+    rng = np.random.default_rng(0)
+    ink, line = (100, 50, 300, 90), 40
+    generator = SyntheticTextGenerator(seed=0, config=SyntheticConfig(ink_box_p=1.0, loose_crop_p=0.0, clip_p=0.0))
+    for _ in range(100):
+        _, top, _, bottom = generator._crop_box(ink, (12, 9), line, rng)
+        assert 50 - 0.2 * line - 1 <= top <= 50 and 90 <= bottom <= 90 + 0.2 * line + 1  # the extents are left out
+    generator.config = SyntheticConfig(ink_box_p=0.0, loose_crop_p=0.0, clip_p=0.0)
+    for _ in range(100):
+        _, top, _, bottom = generator._crop_box(ink, (12, 9), line, rng)
+        assert top <= 50 - 12 and bottom >= 90 + 9  # the font's whole line
+
+    def filled(config):  # the median share of the crop's height that the word's ink spans
+        generator = SyntheticTextGenerator(seed=1, config=config)
+        shares = []
+        original = generator._paint
+        generator._paint = lambda masks, rng: shares.append(_ink_share(masks[0])) or original(masks, rng)
+        for index in range(40):
+            generator.render(index)
+        return float(np.median(shares))
+
+    plain = {"neighbor_p": 0.0, "loose_crop_p": 0.0, "clip_p": 0.0, "rotate_p": 0.0, "perspective_p": 0.0}
+    hugging = filled(SyntheticConfig(ink_box_p=1.0, **plain))
+    lined = filled(SyntheticConfig(ink_box_p=0.0, **plain))
+    assert hugging >= 0.7 and hugging > lined + 0.15
+
+
+def _ink_share(mask):
+    box = mask.getbbox()
+    return 0.0 if box is None else (box[3] - box[1]) / mask.height
+
+
 def test_a_render_that_fails_is_drawn_again_and_counted(caplog):
     """One bad sample never stops a training stream or a cache: the sample is drawn again from another random
     stream (still a function of its index); a render that never succeeds is a clear error."""
@@ -289,7 +323,7 @@ def test_synthetic_cache_renders_once_and_follows_the_generator(tmp_path):
     assert sources == [(path, 0.6), ("/data/real", 0.4)]
 
 
-def test_preview_script_writes_contact_sheets(tmp_path):
+def test_preview_script_writes_contact_sheets_and_statistics(tmp_path, capsys):
     real = tmp_path / "real"
     real.mkdir()
     lines = []
@@ -298,11 +332,19 @@ def test_preview_script_writes_contact_sheets(tmp_path):
         lines.append(f"{index}.png\tword{index}")
     (real / "labels.tsv").write_text("\n".join(lines) + "\n")
     script = load_script("preview_synthetic")
-    written = script.main(["--output", str(tmp_path / "sheet.png"), "--num_samples", "8", "--real_dir", str(real)])
+    args = ["--output", str(tmp_path / "sheet.png"), "--num_samples", "8", "--real_dir", str(real), "--stats"]
+    written = script.main(args)
     assert [path.name for path in written] == ["sheet.png", "sheet_real.png"]
     with Image.open(written[0]) as sheet, Image.open(written[1]) as real_sheet:
         assert sheet.width == real_sheet.width and sheet.height > 48
         assert len(np.unique(np.asarray(sheet.convert("L")))) > 20  # not a blank page
+    table = capsys.readouterr().out.splitlines()
+    rows = {line.split(" | ")[0].strip("| "): line.split(" | ")[1:] for line in table if line.startswith("| ")}
+    assert "synthetic (n=8)" in rows["statistic"][0] and "real (n=4)" in rows["statistic"][1]
+    # the real crops are blank white 60x20 images: no colour, no contrast, 3 px wide per character of "wordN"
+    assert rows["saturation"][1].startswith("0 ") and rows["contrast"][1].startswith("0 ")
+    assert rows["height"][1].startswith("20 ") and rows["width_per_char"][1].startswith("0.6 ")
+    assert not rows["contrast"][0].startswith("0 ")  # synthetic text has contrast
 
 
 def test_split_labels_script_is_deterministic_and_disjoint(tmp_path):
