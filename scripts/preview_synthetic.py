@@ -9,12 +9,14 @@
 
 With `--real_dir`, a second sheet of real crops (`labels.tsv` folders, LMDB, ... anything `load_ocr_dataset` reads)
 is written beside the first (`synthetic_real.png` for `--output synthetic.png`), at the same scale and layout. Each
-cell shows the crop at height 48 with its label underneath. `--stats` also prints a table of image statistics
-(median and quartiles of colour saturation, colourfulness, brightness, contrast, sharpness at the model's height, crop
-size and width per character), synthetic beside real, so the gap a sheet shows can be measured:
-
-    python scripts/preview_synthetic.py --output synthetic.png --real_dir /data/my_crops --stats --num_samples 500 When the config draws text lines (`line_p` > 0), the
+cell shows the crop at height 48 with its label underneath. When the config draws text lines (`line_p` > 0), the
 sheets have one sample a row, at the height the model reads (32 px) and up to 2,048 px wide, so whole lines show.
+
+`--stats` also prints a table of image statistics (median and quartiles of colour saturation, colourfulness,
+brightness, contrast, sharpness at the model's height, crop height and width per character), synthetic beside real,
+so the gap a sheet shows can be measured:
+
+    python scripts/preview_synthetic.py --output synthetic.png --real_dir /data/my_crops --stats --num_samples 500
 """
 
 from __future__ import annotations

@@ -70,7 +70,7 @@ class SyntheticConfig:
             detector's box on a real sign or page.
         ink_box_p: chance the box is drawn around the ink itself, as the annotators of ICDAR, IIIT5K and SVT drew
             theirs, instead of around the font's whole line (ascender to descender). Real crops measured with
-            `scripts/preview_synthetic.py --stats` have the text over ~84% of their height; line boxes give ~64%.
+            `scripts/preview_synthetic.py --stats` have the text over ~84% of their height; line boxes gave ~66%.
         loose_crop_p, clip_p: chance of a loose box (large, uneven margins) and of a box that clips the ends of the
             text a little.
         rotate_p, max_rotation: chance of a rotation and its largest angle in degrees (most are much smaller).
