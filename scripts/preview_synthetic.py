@@ -30,6 +30,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from mambaocr_hf import MambaOCRTokenizer
 from mambaocr_hf.data import SyntheticTextGenerator, load_ocr_dataset
+from mambaocr_hf.data.backgrounds import luminance
 from mambaocr_hf.data.synthetic import synthetic_config_from
 
 CELL_HEIGHT = 48
@@ -81,8 +82,8 @@ def image_statistics(image: Image.Image, label: str) -> dict[str, float]:
     red, green, blue = rgb[..., 0], rgb[..., 1], rgb[..., 2]
     rg, yb = red - green, 0.5 * (red + green) - blue
     colourfulness = np.hypot(rg.std(), yb.std()) + 0.3 * np.hypot(rg.mean(), yb.mean())
-    luminance = 0.299 * red + 0.587 * green + 0.114 * blue
-    low, high = np.percentile(luminance, [5, 95])
+    luma = luminance(rgb)
+    low, high = np.percentile(luma, [5, 95])
     contrast = (high - low) / 255.0
     width = max(1, round(image.width * MODEL_HEIGHT / image.height))
     small = np.asarray(image.convert("L").resize((width, MODEL_HEIGHT), Image.Resampling.BILINEAR), np.float32)
@@ -94,7 +95,7 @@ def image_statistics(image: Image.Image, label: str) -> dict[str, float]:
     return {
         "saturation": float(saturation.mean()),
         "colourfulness": float(colourfulness),
-        "brightness": float(luminance.mean() / 255.0),
+        "brightness": float(luma.mean() / 255.0),
         "contrast": float(contrast),
         "sharpness": float(np.abs(laplacian).mean() / max(high - low, 1.0)),
         "height": float(image.height),
