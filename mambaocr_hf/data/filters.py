@@ -79,24 +79,22 @@ class SkipStats:
         return sum(self.counts.values())
 
     def record(self, reason: str, detail: str) -> None:
-        self.counts[reason] += 1
-        _report_soon()
-        if self.counts[reason] == 1:
-            logger.warning(
-                f"[{self.name}] skipping {detail}: {SKIP_REASONS[reason]}. Later samples skipped for this reason are "
-                "counted, not logged one by one."
-            )
+        """Count a skipped sample (`reason` is a key of `SKIP_REASONS`)."""
+        self._count(self.counts, reason, f"skipping {detail}: {SKIP_REASONS[reason]}", "skipped")
         if self.skipped % _SUMMARY_EVERY == 0:
             logger.warning(self.summary())
 
     def record_change(self, reason: str, detail: str) -> None:
         """Count a kept sample whose label was changed (`reason` is a key of `CHANGE_REASONS`)."""
-        self.changed[reason] += 1
+        self._count(self.changed, reason, f"{detail}: {CHANGE_REASONS[reason]}", "changed")
+
+    def _count(self, counter: Counter[str], reason: str, message: str, verb: str) -> None:
+        """Count one sample; the first of its reason is logged with its details, the later ones only counted."""
+        counter[reason] += 1
         _report_soon()
-        if self.changed[reason] == 1:
+        if counter[reason] == 1:
             logger.warning(
-                f"[{self.name}] {detail}: {CHANGE_REASONS[reason]}. Later samples changed for this reason are counted, "
-                "not logged one by one."
+                f"[{self.name}] {message}. Later samples {verb} for this reason are counted, not logged one by one."
             )
 
     def summary(self) -> str:
