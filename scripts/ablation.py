@@ -2,8 +2,8 @@
 """The recipe's ablation table: the same preset and budget with one ingredient removed per row, scored on held-out
 real crops (case-insensitive alphanumeric word accuracy, exact case, CER; one row per run, the mean over the sets).
 
-    python scripts/ablation.py --preset scripts/configs/scene_text_cpu.json --max_steps 3000 \
-        --eval_dataset data/split_ic13 data/split_ic15 --eval_split val --output_dir runs/ablation \
+    python scripts/ablation.py --preset scripts/configs/scene_text_cpu.json --max_steps 3000 \\
+        --eval_dataset data/split_ic13 data/split_ic15 --eval_split val --output_dir runs/ablation \\
         --background_dirs ~/Pictures/backgrounds
     python scripts/ablation.py ... --rows full real_mix bilstm     # some rows only
     python scripts/ablation.py ... --synthetic_cache_dir /tmp/c    # other arguments go to every row's train.py

@@ -2,11 +2,11 @@
 """Write synthetic text crops to disk in any layout the loaders read.
 
     python scripts/make_synthetic_dataset.py --output_dir data/synth_lmdb --num_samples 100000 --format lmdb --seed 0
-    python scripts/make_synthetic_dataset.py --output_dir data/test_lines --num_samples 2000 --format folder \
+    python scripts/make_synthetic_dataset.py --output_dir data/test_lines --num_samples 2000 --format folder \\
         --charset printable_space --line_chars 10 120 --split test_lines   # held-out text lines (docs/long_lines.md)
-    python scripts/make_synthetic_dataset.py --output_dir data/mixed --num_samples 100000 --charset printable_space \
+    python scripts/make_synthetic_dataset.py --output_dir data/mixed --num_samples 100000 --charset printable_space \\
         --line_p 0.2   # a fifth of the samples are text lines of 10-120 characters
-    python scripts/make_synthetic_dataset.py --output_dir data/synth --num_samples 200000 --num_workers 2 \
+    python scripts/make_synthetic_dataset.py --output_dir data/synth --num_samples 200000 --num_workers 2 \\
         --background_dirs ~/Pictures   # patches of your own photos behind the text
 
 A fixed seed gives byte-identical output on the same machine (same fonts, same library versions), whatever

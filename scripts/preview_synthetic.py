@@ -4,7 +4,7 @@
     python scripts/preview_synthetic.py --output synthetic.png --num_samples 60
     python scripts/preview_synthetic.py --output synthetic.png --real_dir /data/my_crops --background_dirs ~/Pictures
     python scripts/preview_synthetic.py --output demo.png --synthetic_config scripts/configs/synthetic_light.json
-    python scripts/preview_synthetic.py --output lines.png --synthetic_config scripts/configs/lines_cpu.json \
+    python scripts/preview_synthetic.py --output lines.png --synthetic_config scripts/configs/lines_cpu.json \\
         --charset printable_space   # words and text lines mixed (line_p 0.2)
 
 With `--real_dir`, a second sheet of real crops (`labels.tsv` folders, LMDB, ... anything `load_ocr_dataset` reads)
