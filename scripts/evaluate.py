@@ -9,11 +9,16 @@ python scripts/evaluate.py --model runs/demo_cpu --dataset synthetic --split val
 python scripts/evaluate.py --model runs/demo_cpu --long_lines 50 --min_chars 200   # 200+ characters in 32x2048 px
 python scripts/evaluate.py --model runs/lines_cpu --dataset data/test_lines   # held-out lines (docs/long_lines.md)
 python scripts/evaluate.py --model runs/demo_cpu --dataset synthetic --split validation --compare_bf16
+python scripts/evaluate.py --model runs/demo_cpu --dataset data/split_ic15 --split val --predictions reads.tsv
+
+With --predictions, every read goes to a TSV (source, index, label, prediction, score, whether it is right under the
+case-insensitive alphanumeric protocol, the image's own height and width) for looking at the errors.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import dataclasses
 import json
 import logging
@@ -39,6 +44,7 @@ from mambaocr_hf.metrics import (
     format_sources_table,
     length_bucket_metrics,
     mean_over_sources,
+    normalize_alnum,
     score_reliability,
 )
 
@@ -108,6 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--dataset_seed", type=int, default=0, help="seed of the synthetic source")
     parser.add_argument("--output", default=None, help="write the metrics as JSON here")
+    parser.add_argument(
+        "--predictions",
+        default=None,
+        help="write every read here as TSV: source, index, label, prediction, score, correct (case-insensitive "
+        "alphanumerics), height and width of the image",
+    )
     return parser
 
 
@@ -150,6 +162,9 @@ def main(argv: list[str] | None = None) -> None:
 
 def evaluate(args: argparse.Namespace, model, processor, synthetic_config) -> dict:
     """The generated long lines, one source, or several sources with a table of them all and their mean."""
+    if args.predictions:
+        with open(args.predictions, "w", encoding="utf-8", newline="") as handle:
+            csv.writer(handle, delimiter="\t").writerow(PREDICTION_COLUMNS)
     if args.long_lines:
         return evaluate_source(args, model, processor, None, synthetic_config)
     if len(args.dataset) == 1:
@@ -173,6 +188,8 @@ def evaluate_source(args, model, processor, source_name: str | None, synthetic_c
     start = time.perf_counter()
     reads = _read_all(args, model, processor, rows, total)
     metrics = _metrics(args, reads, start)
+    if args.predictions:
+        _write_predictions(args.predictions, source, reads)
     print(f"{args.model} on {source}" + (f", beam {args.beam_width}" if args.beam_width > 1 else ""))
     print(format_metrics_table({k: v for k, v in metrics.items() if k != "skipped"}))
     if metrics["skipped"]:
@@ -249,6 +266,7 @@ class _Reads:
     references: list[str] = field(default_factory=list)
     scores: list[float] = field(default_factory=list)
     widths: list[int] = field(default_factory=list)
+    sizes: list[tuple[int, int]] = field(default_factory=list)  # the images' own (width, height)
     bf16_predictions: list[str] = field(default_factory=list)  # with --compare_bf16
     model_seconds: float = 0.0
     bf16_seconds: float = 0.0
@@ -282,6 +300,7 @@ def _read_all(args, model, processor, rows, total) -> _Reads:
         reads.predictions.extend(decoded.text)
         reads.scores.extend(decoded.scores)
         reads.widths.extend(inputs["pixel_mask"].sum(-1).tolist())
+        reads.sizes.extend(row["image"].size for row in batch)
         reads.references.extend(row["text"] for row in batch)
         batch.clear()
 
@@ -292,6 +311,19 @@ def _read_all(args, model, processor, rows, total) -> _Reads:
     if batch:
         flush()
     return reads
+
+
+PREDICTION_COLUMNS = ("source", "index", "label", "prediction", "score", "correct", "height", "width")
+
+
+def _write_predictions(path: str, source: str, reads: _Reads) -> None:
+    """Append the reads of one source to the `--predictions` TSV (its header is written first, by `evaluate`)."""
+    with open(path, "a", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle, delimiter="\t")
+        rows = zip(reads.references, reads.predictions, reads.scores, reads.sizes)
+        for index, (label, prediction, score, (width, height)) in enumerate(rows):
+            correct = int(normalize_alnum(prediction) == normalize_alnum(label))
+            writer.writerow([source, index, label, prediction, f"{score:.4f}", correct, height, width])
 
 
 def _metrics(args, reads: _Reads, start: float) -> dict:

@@ -1,5 +1,6 @@
 """scripts/evaluate.py on a tiny saved model and a labels.tsv folder it writes itself."""
 
+import csv
 import json
 import os
 import subprocess
@@ -12,7 +13,7 @@ from PIL import Image, ImageDraw
 from mambaocr_hf import MambaOCRConfig, MambaOCRForCTC, MambaOCRProcessor, save_checkpoint
 from mambaocr_hf.configuration_mambaocr import FP32_MARGIN
 
-from .conftest import tiny_config_kwargs
+from .conftest import load_script, tiny_config_kwargs
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -102,7 +103,8 @@ def test_evaluate_several_sources_prints_one_table(tmp_path):
     output = tmp_path / "metrics.json"
     result = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "evaluate.py"), "--model", str(tmp_path / "model"), "--dataset",
-         str(tmp_path / "set_a"), str(tmp_path / "set_b"), "--output", str(output)],
+         str(tmp_path / "set_a"), str(tmp_path / "set_b"), "--output", str(output), "--predictions",
+         str(tmp_path / "reads.tsv")],
         env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
@@ -120,6 +122,27 @@ def test_evaluate_several_sources_prints_one_table(tmp_path):
         str(tmp_path / "set_b"),
         "mean",
     ]
+    # every read, for looking at the errors: one row per image, right or wrong as the metrics counted it
+    with open(tmp_path / "reads.tsv", encoding="utf-8", newline="") as handle:
+        reads = list(csv.DictReader(handle, delimiter="\t"))
+    assert [(row["source"], row["index"], row["label"]) for row in reads] == [
+        (str(tmp_path / "set_a"), "0", "abc"),
+        (str(tmp_path / "set_a"), "1", "hello"),
+        (str(tmp_path / "set_b"), "0", "42"),
+        (str(tmp_path / "set_b"), "1", "xyz"),
+        (str(tmp_path / "set_b"), "2", "ok"),
+    ]
+    assert [(int(row["width"]), int(row["height"])) for row in reads] == [
+        (72, 32),
+        (120, 32),
+        (48, 32),
+        (72, 32),
+        (48, 32),
+    ]
+    for name, metric in ((str(tmp_path / "set_a"), a), (str(tmp_path / "set_b"), b)):
+        rows = [row for row in reads if row["source"] == name]
+        assert sum(int(row["correct"]) for row in rows) / len(rows) == metric["word_accuracy_ci_alnum"]
+        assert all(0.0 <= float(row["score"]) <= 1.0 for row in rows)
 
 
 def test_peer_recognisers_are_scored_like_ours(tmp_path):
@@ -139,3 +162,24 @@ def test_peer_recognisers_are_scored_like_ours(tmp_path):
     assert scores["num_samples"] == 3 and scores["word_accuracy_ci_alnum"] == 1.0
     assert abs(scores["word_accuracy"] - 1 / 3) < 1e-9
     assert results["fake"]["mean"]["word_accuracy_ci_alnum"] == 1.0
+
+
+def test_predictions_tsv_marks_reads_right_under_the_benchmark_protocol(tmp_path):
+    evaluate = load_script("evaluate")
+    reads = evaluate._Reads(
+        references=["Hello!", "CAFE", "tab\there"],
+        predictions=["hello", "cafe1", "tabhere"],
+        scores=[0.9, 0.4, 0.7],
+        sizes=[(90, 30), (60, 20), (120, 40)],
+    )
+    path = tmp_path / "reads.tsv"
+    args = evaluate.parse_args(["--model", "unused", "--long_lines", "1", "--predictions", str(path)])
+    with open(path, "w", encoding="utf-8", newline="") as handle:  # the header, as evaluate() writes it
+        csv.writer(handle, delimiter="\t").writerow(evaluate.PREDICTION_COLUMNS)
+    evaluate._write_predictions(args.predictions, "ic15 [val]", reads)
+    with open(path, encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))
+    # case and punctuation do not count, a wrong character does; a tab inside a label is quoted, not a new column
+    assert [(row["label"], row["correct"]) for row in rows] == [("Hello!", "1"), ("CAFE", "0"), ("tab\there", "1")]
+    assert [(row["height"], row["width"], row["score"]) for row in rows][1] == ("20", "60", "0.4000")
+    assert {row["source"] for row in rows} == {"ic15 [val]"}
