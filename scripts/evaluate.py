@@ -25,6 +25,7 @@ import logging
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
@@ -143,6 +144,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             )
     if args.dataset and len(args.dataset) > 1 and (args.compare_bf16 or args.reliability):
         parser.error("--compare_bf16 and --reliability take one --dataset")
+    for flag, path in (("--output", args.output), ("--predictions", args.predictions)):
+        # refused now, not after the whole evaluation has run
+        if path is not None and not Path(path).resolve().parent.is_dir():
+            parser.error(f"{flag} {path}: the folder {Path(path).resolve().parent} does not exist; create it first")
     return args
 
 

@@ -183,3 +183,8 @@ def test_predictions_tsv_marks_reads_right_under_the_benchmark_protocol(tmp_path
     assert [(row["label"], row["correct"]) for row in rows] == [("Hello!", "1"), ("CAFE", "0"), ("tab\there", "1")]
     assert [(row["height"], row["width"], row["score"]) for row in rows][1] == ("20", "60", "0.4000")
     assert {row["source"] for row in rows} == {"ic15 [val]"}
+    # a file in a folder that does not exist is refused before the model is loaded, not after the evaluation
+    for flag in ("--predictions", "--output"):
+        with pytest.raises(SystemExit) as exit_info:
+            evaluate.parse_args(["--model", "unused", "--long_lines", "1", flag, str(tmp_path / "missing" / "x")])
+        assert exit_info.value.code == 2
