@@ -227,10 +227,11 @@ def main() -> None:
 
     with training_args.main_process_first(desc="dataset preparation"):
         train_sources = data_args.dataset
-        if data_args.synthetic_cache_samples > 0:
+        cache_samples = _cache_samples(data_args, training_args)
+        if cache_samples > 0:
             train_sources = cache_synthetic_sources(
                 train_sources,
-                data_args.synthetic_cache_samples,
+                cache_samples,
                 data_args.synthetic_cache_dir,
                 tokenizer=processor.tokenizer,
                 seed=data_args.dataset_seed,
@@ -307,6 +308,27 @@ def main() -> None:
         if counts:
             logger.info(f"Samples skipped by the data pipeline: {counts}")
         _show_predictions(trainer.model, processor, data_args)
+
+
+def _cache_samples(data_args: DataArguments, training_args: TrainingArguments) -> int:
+    """`--synthetic_cache_samples`, but no more than the run's steps read after the curriculum: a short try of a
+    preset (`--max_steps 50`) does not render the full run's cache first."""
+    wanted = data_args.synthetic_cache_samples
+    if wanted <= 0 or training_args.max_steps <= 0:
+        return wanted
+    per_step = (
+        training_args.per_device_train_batch_size
+        * training_args.gradient_accumulation_steps
+        * training_args.world_size
+    )
+    readable = max(training_args.max_steps * per_step - data_args.curriculum_samples, per_step)
+    if readable >= wanted:
+        return wanted
+    logger.info(
+        f"Pre-rendering {readable} synthetic samples, not --synthetic_cache_samples {wanted}: "
+        f"{training_args.max_steps} steps of {per_step} read no more after the curriculum."
+    )
+    return readable
 
 
 def _curriculum_config(data_args: DataArguments):

@@ -24,6 +24,8 @@ from mambaocr_hf.training import (
     resolve_resume_checkpoint,
 )
 
+from .conftest import load_script
+
 ROOT = Path(__file__).resolve().parent.parent
 TINY = "backbone=resnet10t,hidden_size=32,state_size=4,adapter_size=8,hidden_dropout=0.0"
 TINY_ARGS = [
@@ -111,6 +113,24 @@ def test_parse_preset_with_overrides(monkeypatch, tmp_path):
     assert synthetic_config_from("scripts/configs/scene_text_cpu.json") == SyntheticConfig()
     with pytest.raises(ValueError, match=r"Unknown SyntheticConfig fields \['neighbour_p'\]"):
         synthetic_config_from('{"neighbour_p": 0.5}')
+
+
+def test_synthetic_cache_is_no_larger_than_the_run_reads(monkeypatch, tmp_path):
+    train = load_script("train")
+    preset = str(ROOT / "scripts" / "configs" / "demo_cpu.json")
+
+    def cache_size(*flags):
+        monkeypatch.setattr(sys, "argv", ["train.py", preset, "--output_dir", str(tmp_path), *flags])
+        _, data_args, training_args = train._parse_args()
+        return train._cache_samples(data_args, training_args)
+
+    assert cache_size() == 40000  # make demo: 4,800 steps of 32 read 128,000 samples after its 25,600 curriculum words
+    assert cache_size("--max_steps", "1000") == 1000 * 32 - 25600  # a shorter run renders what it reads
+    assert cache_size("--max_steps", "50") == 32  # all curriculum: one batch's worth, not 40,000
+    assert (
+        cache_size("--max_steps", "1000", "--curriculum_samples", "0", "--gradient_accumulation_steps", "2") == 40000
+    )
+    assert cache_size("--synthetic_cache_samples", "0") == 0  # rendering on the fly stays so
 
 
 @pytest.mark.slow
