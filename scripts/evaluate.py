@@ -53,6 +53,9 @@ from mambaocr_hf.metrics import (
 LINE_SET_MEAN_CHARS = 20
 
 
+LONG_LINE_WIDTH = 2048  # generated long lines are squeezed to this width unless --max_width says otherwise
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="checkpoint folder or Hub id")
@@ -106,7 +109,14 @@ def build_parser() -> argparse.ArgumentParser:
         f"they are reported for long lines and for sets whose labels average more than {LINE_SET_MEAN_CHARS} "
         "characters",
     )
-    parser.add_argument("--max_width", type=int, default=2048, help="long lines wider than this are squeezed")
+    parser.add_argument(
+        "--max_width",
+        type=int,
+        default=None,
+        help="squeeze images wider than this (at height 32) to it, as the image processor does; default: the "
+        f"checkpoint's own width, and for --long_lines at least {LONG_LINE_WIDTH} (to measure what squeezing costs, "
+        "evaluate the same lines at several widths)",
+    )
     parser.add_argument(
         "--synthetic_config",
         default=None,
@@ -170,6 +180,8 @@ def evaluate(args: argparse.Namespace, model, processor, synthetic_config) -> di
     if args.predictions:
         with open(args.predictions, "w", encoding="utf-8", newline="") as handle:
             csv.writer(handle, delimiter="\t").writerow(PREDICTION_COLUMNS)
+    if args.max_width is not None:
+        processor.image_processor.max_width = args.max_width
     if args.long_lines:
         return evaluate_source(args, model, processor, None, synthetic_config)
     if len(args.dataset) == 1:
@@ -228,14 +240,15 @@ def _long_line_rows(args, processor, synthetic_config):
     generator = SyntheticTextGenerator(
         tokenizer=processor.tokenizer, seed=args.dataset_seed, split="long_lines", config=synthetic_config
     )
-    processor.image_processor.max_width = max(processor.image_processor.max_width, args.max_width)
+    width = args.max_width if args.max_width is not None else max(processor.image_processor.max_width, LONG_LINE_WIDTH)
+    processor.image_processor.max_width = width
 
     def lines():
         for index in range(args.long_lines):
             if rendered:
-                image, text = render_text_line(generator, index, max_width=args.max_width)
+                image, text = render_text_line(generator, index, max_width=width)
             else:
-                image, text = render_long_line(generator, index, args.min_chars, max_width=args.max_width)
+                image, text = render_long_line(generator, index, args.min_chars, max_width=width)
             yield {"image": image, "text": text}
 
     kind = "text lines" if rendered else "lines of word crops"

@@ -188,3 +188,24 @@ def test_predictions_tsv_marks_reads_right_under_the_benchmark_protocol(tmp_path
         with pytest.raises(SystemExit) as exit_info:
             evaluate.parse_args(["--model", "unused", "--long_lines", "1", flag, str(tmp_path / "missing" / "x")])
         assert exit_info.value.code == 2
+
+
+def test_max_width_squeezes_dataset_images_as_the_processor_would(tmp_path):
+    # the README's per-width cost of squeezing is measured by reading the same lines at several --max_width
+    evaluate = load_script("evaluate")
+    model = MambaOCRForCTC(MambaOCRConfig(**tiny_config_kwargs())).eval()
+    folder = tmp_path / "lines"
+    folder.mkdir()
+    image = Image.new("RGB", (400, 32), "white")
+    ImageDraw.Draw(image).text((4, 10), "a line of text that is wide", fill="black")
+    image.save(folder / "line.png")
+    (folder / "labels.tsv").write_text("line.png\ta line of text that is wide\n")
+    widths = {}
+    for flags in ([], ["--max_width", "128"]):
+        processor = MambaOCRProcessor.from_defaults()
+        args = evaluate.parse_args(["--model", "unused", "--dataset", str(folder), *flags])
+        metrics = evaluate.evaluate(args, model, processor, None)
+        assert metrics["num_samples"] == 1
+        widths[tuple(flags)] = metrics["mean_width_px"]
+    assert widths[()] == 400  # the checkpoint's own width reads it whole
+    assert widths[("--max_width", "128")] == 128  # squeezed to the flag's width
