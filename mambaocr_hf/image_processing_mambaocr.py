@@ -13,6 +13,8 @@ from transformers.utils import logging
 
 logger = logging.get_logger(__name__)
 
+# the width a saved checkpoint reads in one pass (512 frames); wider images are squeezed to it
+INFERENCE_MAX_WIDTH = 2048
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 _RESAMPLE = {
@@ -161,7 +163,7 @@ def target_width(
     height: int,
     image_height: int = 32,
     min_width: int = 16,
-    max_width: int = 2048,
+    max_width: int = INFERENCE_MAX_WIDTH,
     width_multiple: int = 4,
 ) -> int:
     """Width of an image of `width`×`height` once resized to `image_height`: aspect ratio kept, clamped to
@@ -230,7 +232,7 @@ class MambaOCRImageProcessor(BaseImageProcessor):
         self,
         image_height: int = 32,
         min_width: int = 16,
-        max_width: int = 2048,
+        max_width: int = INFERENCE_MAX_WIDTH,
         width_multiple: int = 4,
         resample: str = "bilinear",
         do_normalize: bool = True,

@@ -37,6 +37,7 @@ from mambaocr_hf.data import SyntheticTextGenerator, load_ocr_dataset, reset_ski
 from mambaocr_hf.data.lines import render_long_line, render_text_line
 from mambaocr_hf.data.sources import split_folders
 from mambaocr_hf.data.synthetic import SyntheticConfig, synthetic_config_from
+from mambaocr_hf.image_processing_mambaocr import INFERENCE_MAX_WIDTH
 from mambaocr_hf.metrics import (
     compute_ocr_metrics,
     format_length_buckets_table,
@@ -51,9 +52,6 @@ from mambaocr_hf.metrics import (
 
 # a set whose labels average more than this many characters is read as text lines (words average ~7, lines ~65)
 LINE_SET_MEAN_CHARS = 20
-
-
-LONG_LINE_WIDTH = 2048  # generated long lines are squeezed to this width unless --max_width says otherwise
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -114,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         help="squeeze images wider than this (at height 32) to it, as the image processor does; default: the "
-        f"checkpoint's own width, and for --long_lines at least {LONG_LINE_WIDTH} (to measure what squeezing costs, "
+        f"checkpoint's own width, and for --long_lines at least {INFERENCE_MAX_WIDTH} (to measure what squeezing costs, "
         "evaluate the same lines at several widths)",
     )
     parser.add_argument(
@@ -240,8 +238,9 @@ def _long_line_rows(args, processor, synthetic_config):
     generator = SyntheticTextGenerator(
         tokenizer=processor.tokenizer, seed=args.dataset_seed, split="long_lines", config=synthetic_config
     )
-    width = args.max_width if args.max_width is not None else max(processor.image_processor.max_width, LONG_LINE_WIDTH)
-    processor.image_processor.max_width = width
+    if args.max_width is None:  # generated lines are read at least as wide as a saved checkpoint reads
+        processor.image_processor.max_width = max(processor.image_processor.max_width, INFERENCE_MAX_WIDTH)
+    width = processor.image_processor.max_width
 
     def lines():
         for index in range(args.long_lines):

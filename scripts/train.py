@@ -25,6 +25,7 @@ from mambaocr_hf.configuration_mambaocr import FREEZE_STRATEGIES
 from mambaocr_hf.data import interleave_sources, load_ocr_dataset, skip_counts
 from mambaocr_hf.data.cache import cache_synthetic_sources
 from mambaocr_hf.data.synthetic import synthetic_config_from
+from mambaocr_hf.image_processing_mambaocr import INFERENCE_MAX_WIDTH
 from mambaocr_hf.metrics import format_metrics_table
 from mambaocr_hf.training import (
     TrainingStreamArguments,
@@ -166,9 +167,6 @@ def _parse_args() -> tuple[ModelArguments, DataArguments, TrainingArguments]:
 
 
 _parse_overrides = parse_config_overrides
-
-
-INFERENCE_MAX_WIDTH = 2048
 
 
 NEW_MODEL_ARGUMENTS = ("preset", "config_overrides", "charset", "use_pretrained_backbone", "backbone_weights_path")
