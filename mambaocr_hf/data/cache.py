@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 from transformers.utils import logging
 
+from ..image_processing_mambaocr import INFERENCE_MAX_WIDTH
 from .fonts import cache_root
 from .lines import render_long_line
 from .synthetic import SyntheticTextGenerator
@@ -43,10 +44,10 @@ def encode_line(
     generator: SyntheticTextGenerator, index: int, image_format: str, line_chars: tuple[int, int]
 ) -> tuple[bytes, str]:
     """Sample `index` as a text line: words side by side (`render_long_line`), `line_chars` characters at least (a
-    length drawn per sample), at most 2048 px wide."""
+    length drawn per sample), at most `INFERENCE_MAX_WIDTH` (2048) px wide."""
     low, high = line_chars
     min_chars = int(np.random.default_rng([generator.seed, index, 11]).integers(low, high + 1))
-    image, text = render_long_line(generator, index, min_chars=min_chars, max_width=2048)
+    image, text = render_long_line(generator, index, min_chars=min_chars, max_width=INFERENCE_MAX_WIDTH)
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG" if image_format == "jpg" else "PNG", quality=92)
     return buffer.getvalue(), text

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from PIL import Image, UnidentifiedImageError
 from transformers.utils import logging
 
-from ..image_processing_mambaocr import target_width
+from ..image_processing_mambaocr import INFERENCE_MAX_WIDTH, target_width
 from ..tokenization_mambaocr import check_unknown_char_policy
 
 logger = logging.get_logger(__name__)
@@ -365,7 +365,12 @@ class LabelNormalizer:
 
 
 def ctc_frames(
-    width: int, height: int, image_height: int = 32, min_width: int = 16, max_width: int = 2048, frame_stride: int = 4
+    width: int,
+    height: int,
+    image_height: int = 32,
+    min_width: int = 16,
+    max_width: int = INFERENCE_MAX_WIDTH,
+    frame_stride: int = 4,
 ) -> int:
     """Frames the model gives an image of `width`×`height`: its width once resized to `image_height` (aspect kept,
     clamped to `[min_width, max_width]`, rounded up to a multiple of `frame_stride`; the image processor's
@@ -383,7 +388,7 @@ def widen_for_ctc(
     label: str,
     image_height: int = 32,
     frame_stride: int = 4,
-    max_width: int = 2048,
+    max_width: int = INFERENCE_MAX_WIDTH,
     min_width: int = 16,
 ) -> Image.Image:
     """`image` stretched horizontally so that, resized to `image_height`, it gives the frames CTC needs to emit
@@ -459,7 +464,7 @@ class SampleFilter:
     normalizer: LabelNormalizer | None = None
     image_height: int = 32
     min_width: int = 16
-    max_width: int = 2048
+    max_width: int = INFERENCE_MAX_WIDTH
     frame_stride: int = 4
     check_ctc: bool = True
     widen: bool = True

@@ -8,10 +8,11 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+from ..image_processing_mambaocr import INFERENCE_MAX_WIDTH
 from .synthetic import SyntheticTextGenerator
 
 
-def fit_line(image: Image.Image, height: int = 32, max_width: int | None = 2048) -> Image.Image:
+def fit_line(image: Image.Image, height: int = 32, max_width: int | None = INFERENCE_MAX_WIDTH) -> Image.Image:
     """`image` resized to `height` (aspect kept) and, with `max_width`, squeezed horizontally to that width when
     wider, as the image processor would."""
     width = max(1, round(image.width * height / image.height))
@@ -21,7 +22,7 @@ def fit_line(image: Image.Image, height: int = 32, max_width: int | None = 2048)
 
 
 def render_text_line(
-    generator: SyntheticTextGenerator, index: int, height: int = 32, max_width: int | None = 2048
+    generator: SyntheticTextGenerator, index: int, height: int = 32, max_width: int | None = INFERENCE_MAX_WIDTH
 ) -> tuple[Image.Image, str]:
     """Sample `index` of `generator` as a text line (`generator.config.line_chars` characters, drawn as one string
     with spaces, whatever its `line_p`), fitted to `height` and `max_width` (`fit_line`)."""
@@ -34,7 +35,7 @@ def render_long_line(
     index: int,
     min_chars: int = 200,
     height: int = 32,
-    max_width: int | None = 2048,
+    max_width: int | None = INFERENCE_MAX_WIDTH,
     gap: tuple[int, int] = (4, 14),
 ) -> tuple[Image.Image, str]:
     """A line of at least `min_chars` label characters: word crops of `generator` (from index `index * 1000` on,
