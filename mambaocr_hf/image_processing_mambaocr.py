@@ -173,12 +173,34 @@ def target_width(
     return min(-(-scaled // width_multiple) * width_multiple, max_width // width_multiple * width_multiple)
 
 
-def pad_images(images: Sequence, return_tensors: str | None = None) -> BatchFeature:
+def check_pad_to_multiple_of(pad_to_multiple_of: int | None, width_multiple: int = 1) -> None:
+    """A `ValueError` unless `pad_to_multiple_of` is `None` or a positive multiple of `width_multiple` (the image
+    processor's, so a padded batch still maps to whole frames)."""
+    if pad_to_multiple_of is None:
+        return
+    if isinstance(pad_to_multiple_of, bool) or not isinstance(pad_to_multiple_of, int) or pad_to_multiple_of < 1:
+        raise ValueError(f"`pad_to_multiple_of` must be a positive integer or None, got {pad_to_multiple_of!r}.")
+    if pad_to_multiple_of % width_multiple:
+        raise ValueError(
+            f"`pad_to_multiple_of` ({pad_to_multiple_of}) must be a multiple of the image processor's "
+            f"`width_multiple` ({width_multiple}), so the padded batch still maps to whole frames."
+        )
+
+
+def pad_images(
+    images: Sequence, return_tensors: str | None = None, pad_to_multiple_of: int | None = None
+) -> BatchFeature:
     """Batch prepared images (`[num_channels, height, width]` arrays or tensors of one height) by padding them with 0
-    on the right to the widest; `pixel_mask` is 1 on each image's own columns. The image processor's batching, and
-    the pipeline's."""
+    on the right to the widest, or with `pad_to_multiple_of` to the next multiple of it; `pixel_mask` is 1 on each
+    image's own columns. The image processor's batching, and the pipeline's.
+
+    Fewer distinct batch widths are faster to train on a CPU: oneDNN builds its convolution kernels for each input
+    shape, and with bf16 that costs more than the extra padding (docs/speed.md)."""
+    check_pad_to_multiple_of(pad_to_multiple_of)
     arrays = [np.asarray(image, dtype=np.float32) for image in images]
     widest = max(array.shape[-1] for array in arrays)
+    if pad_to_multiple_of is not None:
+        widest = -(-widest // pad_to_multiple_of) * pad_to_multiple_of
     pixel_values = np.zeros((len(arrays), *arrays[0].shape[:-1], widest), dtype=np.float32)
     pixel_mask = np.zeros((len(arrays), widest), dtype=np.int64)
     for index, array in enumerate(arrays):
@@ -297,8 +319,13 @@ class MambaOCRImageProcessor(BaseImageProcessor):
             array = (array - mean) / std
         return array
 
-    def preprocess(self, images, return_tensors: str | None = None, **kwargs) -> BatchFeature:
-        """Prepare one image or a list of them (see the class docstring)."""
+    def preprocess(
+        self, images, return_tensors: str | None = None, pad_to_multiple_of: int | None = None, **kwargs
+    ) -> BatchFeature:
+        """Prepare one image or a list of them (see the class docstring). With `pad_to_multiple_of`, the batch is
+        padded to a multiple of that many pixels (a multiple of `width_multiple` keeps every image on whole frames).
+        """
+        check_pad_to_multiple_of(pad_to_multiple_of, self.width_multiple)
         if kwargs:
             unknown = sorted(kwargs)
             raise TypeError(f"MambaOCRImageProcessor got unexpected arguments {unknown}.")
@@ -309,10 +336,12 @@ class MambaOCRImageProcessor(BaseImageProcessor):
             is_batched_array = getattr(images, "ndim", 0) == 4
             images = list(images) if is_batched_array else [images]
         arrays = [self.resize_and_normalize(image, index) for index, image in enumerate(images)]
-        return pad_images(arrays, return_tensors=return_tensors)
+        return pad_images(arrays, return_tensors=return_tensors, pad_to_multiple_of=pad_to_multiple_of)
 
-    def __call__(self, images, return_tensors: str | None = None, **kwargs) -> BatchFeature:
-        return self.preprocess(images, return_tensors=return_tensors, **kwargs)
+    def __call__(
+        self, images, return_tensors: str | None = None, pad_to_multiple_of: int | None = None, **kwargs
+    ) -> BatchFeature:
+        return self.preprocess(images, return_tensors=return_tensors, pad_to_multiple_of=pad_to_multiple_of, **kwargs)
 
 
-__all__ = ["MambaOCRImageProcessor", "pad_images", "target_width"]
+__all__ = ["MambaOCRImageProcessor", "check_pad_to_multiple_of", "pad_images", "target_width"]

@@ -178,6 +178,15 @@ class TrainingStreamArguments:
         },
     )
 
+    pad_to_multiple_of: int | None = dataclasses.field(
+        default=32,
+        metadata={
+            "help": "Pad each batch's width to a multiple of this many pixels (a multiple of the model's frame "
+            "stride; 0 or None: to the widest image only). Fewer distinct batch shapes train faster on a CPU: "
+            "oneDNN builds its kernels per shape (~1.4x the steps/s with bf16, docs/speed.md)."
+        },
+    )
+
     def stream_options(self, dataset=None) -> dict:
         """`make_ocr_trainer`'s keyword arguments from these fields (`dataset`: the training sources as a spec
         string or `(source, weight)` pairs, for `augment` "auto")."""
@@ -188,6 +197,7 @@ class TrainingStreamArguments:
             "group_by_width": self.group_by_width,
             "shuffle_buffer_size": self.shuffle_buffer_size,
             "augment": resolve_augment(self.augment, sources),
+            "pad_to_multiple_of": self.pad_to_multiple_of or None,
         }
 
 
@@ -201,6 +211,7 @@ def make_ocr_trainer(
     shuffle_buffer_size: int = 1000,
     augment=None,
     curriculum_dataset=None,
+    pad_to_multiple_of: int | None = None,
 ) -> OCRTrainer:
     """The `OCRTrainer` both training scripts use: the OCR collator (pads images and labels), CER/WER/word-accuracy
     metrics and, with `group_by_width`, batches of crops of similar width (less padding to compute). `augment` (a
@@ -210,6 +221,9 @@ def make_ocr_trainer(
     a buffer of `shuffle_buffer_size` rows (0: keep the stream's order), reshuffled each epoch; folders and LMDBs are
     often written sorted by label or width. Under data-parallel training it is split once between the processes
     (`split_for_rank`: each reads its own shards) and accelerate is kept from splitting it again.
+
+    `pad_to_multiple_of` pads every batch (training and evaluation) to a multiple of that many pixels
+    (`OCRDataCollator`).
 
     `curriculum_dataset`, a finite stream, is read in full before `train_dataset`, each shuffled on its own
     (`CurriculumStream`); a resumed run replays the stream, curriculum included.
@@ -269,8 +283,12 @@ def make_ocr_trainer(
         args=training_args,
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
-        data_collator=OCRDataCollator(processor),
-        train_data_collator=OCRDataCollator(processor, augment=augment) if augment is not None else None,
+        data_collator=OCRDataCollator(processor, pad_to_multiple_of=pad_to_multiple_of),
+        train_data_collator=(
+            OCRDataCollator(processor, augment=augment, pad_to_multiple_of=pad_to_multiple_of)
+            if augment is not None
+            else None
+        ),
         processing_class=processor,
         compute_metrics=make_compute_metrics(processor.tokenizer),
         preprocess_logits_for_metrics=preprocess_logits_for_metrics,

@@ -46,6 +46,24 @@ def test_batches_of_good_rows(processor):
     assert collator.num_dropped == 0
 
 
+def test_pad_to_multiple_of_gives_fewer_batch_shapes_and_the_same_reads(processor):
+    rows = [{"image": Image.new("RGB", (100, 32)), "text": "Hello"}, {"image": _png_bytes(40, 20), "text": "ab"}]
+    batch = OCRDataCollator(processor, pad_to_multiple_of=32)(rows)
+    plain = OCRDataCollator(processor)(rows)
+    assert batch["pixel_values"].shape == (2, 3, 32, 128) and plain["pixel_values"].shape == (2, 3, 32, 100)
+    assert torch.equal(batch["pixel_mask"].sum(-1), plain["pixel_mask"].sum(-1))
+    model = MambaOCRForCTC(MambaOCRConfig(**tiny_config_kwargs())).eval()
+    with torch.no_grad():
+        padded_out = model(**batch)
+        plain_out = model(**plain)
+    # the padding is masked: each image's frames, and so its loss and its read, are those of the tighter batch
+    frames = plain_out.logits.shape[1]
+    assert torch.allclose(padded_out.logits[:, :frames], plain_out.logits, atol=1e-4)
+    assert torch.allclose(padded_out.loss, plain_out.loss, atol=1e-4)
+    with pytest.raises(ValueError, match="multiple of the image processor's `width_multiple`"):
+        OCRDataCollator(processor, pad_to_multiple_of=30)
+
+
 def test_bad_samples_are_dropped_and_counted(processor, tmp_path):
     collator = OCRDataCollator(processor, widen=False)  # by default a too-narrow crop is widened instead
     rows = [

@@ -186,3 +186,21 @@ def test_bfloat16_tensors_and_impossible_widths():
         MambaOCRImageProcessor(min_width=17, max_width=18, width_multiple=4)
     with pytest.raises(ValueError, match="is a multiple of"):
         MambaOCRImageProcessor(min_width=2, max_width=3, width_multiple=4)
+
+
+def test_pad_to_multiple_of_pads_the_batch_and_keeps_the_mask(processor):
+    images = [Image.new("RGB", (100, 50)), Image.new("RGB", (10, 32))]
+    plain = processor(images, return_tensors="pt")
+    padded = processor(images, return_tensors="pt", pad_to_multiple_of=32)
+    assert padded["pixel_values"].shape == (2, 3, 32, 64)  # 64 is already a multiple of 32
+    padded = processor(images, return_tensors="pt", pad_to_multiple_of=48)
+    assert padded["pixel_values"].shape == (2, 3, 32, 96)
+    assert torch.equal(padded["pixel_values"][..., :64], plain["pixel_values"])
+    assert torch.all(padded["pixel_values"][..., 64:] == 0)
+    assert padded["pixel_mask"].sum(-1).tolist() == plain["pixel_mask"].sum(-1).tolist() == [64, 16]
+
+
+@pytest.mark.parametrize("bad", [0, -32, 30, 2.5, True])
+def test_pad_to_multiple_of_must_be_a_multiple_of_the_frame_stride(processor, bad):
+    with pytest.raises(ValueError, match="pad_to_multiple_of"):
+        processor([Image.new("RGB", (100, 50))], pad_to_multiple_of=bad)
