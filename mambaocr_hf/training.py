@@ -182,7 +182,7 @@ class TrainingStreamArguments:
         default=32,
         metadata={
             "help": "Pad each batch's width to a multiple of this many pixels (a multiple of the model's frame "
-            "stride; 0 or None: to the widest image only). Fewer distinct batch shapes train faster on a CPU: "
+            "stride; 0: to the widest image only). Fewer distinct batch shapes train faster on a CPU: "
             "oneDNN builds its kernels per shape (~1.4x the steps/s with bf16, docs/speed.md)."
         },
     )
