@@ -115,13 +115,17 @@ def test_parse_preset_with_overrides(monkeypatch, tmp_path):
         synthetic_config_from('{"neighbour_p": 0.5}')
 
 
-def test_synthetic_cache_is_no_larger_than_the_run_reads(monkeypatch, tmp_path):
+def _parse_demo_preset(monkeypatch, tmp_path, *flags):
+    """train.py's (model, data, training) arguments for `make demo`'s preset with `flags` added."""
     train = load_script("train")
     preset = str(ROOT / "scripts" / "configs" / "demo_cpu.json")
+    monkeypatch.setattr(sys, "argv", ["train.py", preset, "--output_dir", str(tmp_path), *flags])
+    return train, *train._parse_args()
 
+
+def test_synthetic_cache_is_no_larger_than_the_run_reads(monkeypatch, tmp_path):
     def cache_size(*flags):
-        monkeypatch.setattr(sys, "argv", ["train.py", preset, "--output_dir", str(tmp_path), *flags])
-        _, data_args, training_args = train._parse_args()
+        train, _, data_args, training_args = _parse_demo_preset(monkeypatch, tmp_path, *flags)
         return train._cache_samples(data_args, training_args)
 
     assert cache_size() == 40000  # make demo: 4,800 steps of 32 read 128,000 samples after its 25,600 curriculum words
@@ -134,12 +138,8 @@ def test_synthetic_cache_is_no_larger_than_the_run_reads(monkeypatch, tmp_path):
 
 
 def test_training_batches_are_padded_to_a_multiple_of_32_unless_told(monkeypatch, tmp_path):
-    train = load_script("train")
-    preset = str(ROOT / "scripts" / "configs" / "demo_cpu.json")
-
     def padding(*flags):
-        monkeypatch.setattr(sys, "argv", ["train.py", preset, "--output_dir", str(tmp_path), *flags])
-        _, data_args, _ = train._parse_args()
+        _, _, data_args, _ = _parse_demo_preset(monkeypatch, tmp_path, *flags)
         return data_args.stream_options(data_args.dataset)["pad_to_multiple_of"]
 
     assert padding() == 32  # fewer batch shapes: faster oneDNN convolutions (docs/speed.md)
