@@ -338,10 +338,8 @@ class MambaOCRImageProcessor(BaseImageProcessor):
         arrays = [self.resize_and_normalize(image, index) for index, image in enumerate(images)]
         return pad_images(arrays, return_tensors=return_tensors, pad_to_multiple_of=pad_to_multiple_of)
 
-    def __call__(
-        self, images, return_tensors: str | None = None, pad_to_multiple_of: int | None = None, **kwargs
-    ) -> BatchFeature:
-        return self.preprocess(images, return_tensors=return_tensors, pad_to_multiple_of=pad_to_multiple_of, **kwargs)
+    def __call__(self, images, return_tensors: str | None = None, **kwargs) -> BatchFeature:
+        return self.preprocess(images, return_tensors=return_tensors, **kwargs)
 
 
 __all__ = ["MambaOCRImageProcessor", "check_pad_to_multiple_of", "pad_images", "target_width"]
