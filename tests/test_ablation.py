@@ -45,6 +45,9 @@ def test_every_row_is_a_valid_training_command(monkeypatch):
         assert change not in seen, f"row {row} changes nothing another row does not"
         seen.add(change)
         assert (data_args.background_dirs == ["photos"]) == photos
+        if row == "bilstm":  # the row's model change is added to the preset's own, not put in its place
+            overrides = train.parse_config_overrides(model_args.config_overrides)
+            assert overrides == {"backbone_kwargs": {"zero_init_last": False}, "sequence_model": "bilstm"}
     _, _, synthetic, _ = ablation.ROWS["geometry"]
     assert synthetic["neighbor_p"] == 0.0 and synthetic["perspective_p"] == 0.0
 
