@@ -127,12 +127,13 @@ def row_commands(args: argparse.Namespace, row: str) -> tuple[list[str], list[st
         train += ["--synthetic_config", json.dumps(fields)]
     if photos and args.background_dirs:
         train += ["--background_dirs", *args.background_dirs]
-    preset_overrides = json.loads(Path(args.preset).read_text(encoding="utf-8")).get("config_overrides")
-    if preset_overrides and "--config_overrides" in extra:
+    if "--config_overrides" in extra:
         # a row's model change goes on top of the preset's (e.g. its backbone_kwargs), not in their place
-        extra = list(extra)
-        at = extra.index("--config_overrides") + 1
-        extra[at] = f"{preset_overrides},{extra[at]}"
+        preset_overrides = json.loads(Path(args.preset).read_text(encoding="utf-8")).get("config_overrides")
+        if preset_overrides:
+            extra = list(extra)
+            at = extra.index("--config_overrides") + 1
+            extra[at] = f"{preset_overrides},{extra[at]}"
     train += extra + args.train_args
     evaluate = [sys.executable, str(SCRIPTS / "evaluate.py"), "--model", str(out), "--dataset", *args.eval_dataset]
     evaluate += ["--split", args.eval_split, "--output", str(out / "heldout.json")]
