@@ -11,8 +11,11 @@ real crops (case-insensitive alphanumeric word accuracy, exact case, CER; one ro
 
 Each row trains `scripts/train.py PRESET --max_steps N` with its change into `OUTPUT_DIR/ROW` and evaluates the
 checkpoint with `scripts/evaluate.py` into `OUTPUT_DIR/ROW/heldout.json`; a row whose results exist is not run
-again (re-run the command after a kill; an interrupted row resumes from its last checkpoint). Synthetic samples are
-rendered on the fly (no cache), so that every row's generator is its own. The table goes to `OUTPUT_DIR/ablation.md`.
+again (re-run the command after a kill; an interrupted row resumes from its last checkpoint). A row pre-renders its
+synthetic words as the recipe does (`--synthetic_cache_samples`), with the cache scaled to the row's budget and
+synthetic share so that each cached word is reused as often as in the full recipe; the cache is named by the
+generator's settings, so every row's generator is its own and rows that keep the generator share one. The table goes
+to `OUTPUT_DIR/ablation.md`.
 """
 
 from __future__ import annotations
@@ -21,11 +24,13 @@ import argparse
 import dataclasses
 import json
 import logging
+import math
 import subprocess
 import sys
 from pathlib import Path
 
 from mambaocr_hf.data import SyntheticConfig
+from mambaocr_hf.data.mixing import parse_source_spec
 from mambaocr_hf.data.synthetic import synthetic_config_from
 
 logger = logging.getLogger("ablation")
@@ -110,15 +115,35 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def synthetic_share(dataset: str) -> float:
+    """The fraction of training samples a source spec draws from `synthetic`."""
+    sources = parse_source_spec(dataset)
+    return sum(w for s, w in sources if s == "synthetic") / sum(w for _, w in sources)
+
+
+def cache_samples(preset: dict, max_steps: int, dataset: str) -> int:
+    """The synthetic cache of a row: the preset's, scaled to `max_steps` and to the row's synthetic share so each
+    cached word is reused as often as in the full recipe (0, rendering on the fly, where the preset has none)."""
+    samples = preset.get("synthetic_cache_samples", 0)
+    full_share = synthetic_share(preset.get("dataset", "synthetic"))
+    if not samples or not full_share or not synthetic_share(dataset):
+        return 0
+    scale = max_steps / preset.get("max_steps", max_steps) * synthetic_share(dataset) / full_share
+    return max(math.ceil(samples * scale), 1)
+
+
 def row_commands(args: argparse.Namespace, row: str) -> tuple[list[str], list[str]]:
     """The training and evaluation commands of one row."""
     _, extra, synthetic, photos = ROWS[row]
+    preset = json.loads(Path(args.preset).read_text(encoding="utf-8"))
     out = Path(args.output_dir) / row
     steps = str(args.max_steps)
     train = [sys.executable, str(SCRIPTS / "train.py"), args.preset, "--max_steps", steps, "--output_dir", str(out)]
     # one evaluation, at the end, and the last weights kept: nothing is chosen on the held-out set
     train += ["--eval_steps", steps, "--save_steps", str(max(args.max_steps // 3, 1))]  # fmt: skip
-    train += ["--load_best_model_at_end", "False", "--synthetic_cache_samples", "0"]  # fmt: skip
+    dataset = extra[extra.index("--dataset") + 1] if "--dataset" in extra else preset.get("dataset", "synthetic")
+    cache = cache_samples(preset, args.max_steps, dataset)
+    train += ["--load_best_model_at_end", "False", "--synthetic_cache_samples", str(cache)]  # fmt: skip
     if synthetic:
         # the preset's own synthetic_config (inline or a file it names) with the row's switches on top
         base = synthetic_config_from(args.preset) or SyntheticConfig()
@@ -129,7 +154,7 @@ def row_commands(args: argparse.Namespace, row: str) -> tuple[list[str], list[st
         train += ["--background_dirs", *args.background_dirs]
     if "--config_overrides" in extra:
         # a row's model change goes on top of the preset's (e.g. its backbone_kwargs), not in their place
-        preset_overrides = json.loads(Path(args.preset).read_text(encoding="utf-8")).get("config_overrides")
+        preset_overrides = preset.get("config_overrides")
         if preset_overrides:
             extra = list(extra)
             at = extra.index("--config_overrides") + 1

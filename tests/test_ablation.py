@@ -25,6 +25,8 @@ finally:
 def test_every_row_is_a_valid_training_command(monkeypatch):
     fields = {field.name for field in dataclasses.fields(SyntheticConfig)}
     args = ablation.parse_args(["--eval_dataset", "heldout", "--max_steps", "30", "--background_dirs", "photos"])
+    preset = json.loads((ROOT / "scripts" / "configs" / "scene_text_cpu.json").read_text())
+    per_step = preset["synthetic_cache_samples"] / preset["max_steps"]  # cached words per step of the recipe
     seen = set()
     for row, (_, _, synthetic, photos) in ablation.ROWS.items():
         assert set(synthetic) <= fields, row  # switches that exist
@@ -45,6 +47,9 @@ def test_every_row_is_a_valid_training_command(monkeypatch):
         assert change not in seen, f"row {row} changes nothing another row does not"
         seen.add(change)
         assert (data_args.background_dirs == ["photos"]) == photos
+        # each row reuses its cached words as often as the recipe: a cache scaled to the budget and synthetic share
+        share = 2 if row == "real_mix" else 1  # synthetic only, against half of the recipe's samples
+        assert data_args.synthetic_cache_samples == round(per_step * 30 * share) > 0
         if row == "bilstm":  # the row's model change is added to the preset's own, not put in its place
             overrides = train.parse_config_overrides(model_args.config_overrides)
             assert overrides == {"backbone_kwargs": {"zero_init_last": False}, "sequence_model": "bilstm"}
@@ -82,6 +87,7 @@ def test_rows_train_evaluate_and_resume(tmp_path):
     assert table[0].startswith("| row | removed | crops | mean word acc.")
     assert [line.split(" | ")[0] for line in table[2:]] == ["| full", "| real_mix"]
     assert "[real_mix]" in first.stderr and "--dataset synthetic" in first.stderr
+    assert "--synthetic_cache_samples 10 " in first.stderr  # 100,000 for 20,000 steps: 10 for 2
     again = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and "[full]" not in again.stderr  # finished rows are read, not trained again
     assert (tmp_path / "ablation" / "ablation.md").read_text().splitlines() == table
