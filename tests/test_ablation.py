@@ -78,7 +78,7 @@ def test_rows_train_evaluate_and_resume(tmp_path):
     command = [
         sys.executable, str(ROOT / "scripts" / "ablation.py"), "--preset", str(tmp_path / "preset.json"),
         "--rows", "full", "real_mix", "--max_steps", "2", "--eval_dataset", str(tmp_path / "crops"),
-        "--output_dir", str(tmp_path / "ablation"), *TINY_ARGS,
+        "--output_dir", str(tmp_path / "ablation"), "--synthetic_cache_dir", str(tmp_path / "cache"), *TINY_ARGS,
     ]  # fmt: skip
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     first = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
@@ -88,6 +88,8 @@ def test_rows_train_evaluate_and_resume(tmp_path):
     assert [line.split(" | ")[0] for line in table[2:]] == ["| full", "| real_mix"]
     assert "[real_mix]" in first.stderr and "--dataset synthetic" in first.stderr
     assert "--synthetic_cache_samples 10 " in first.stderr  # 100,000 for 20,000 steps: 10 for 2
+    # the rows pre-rendered where told (train.py caps a cache at what 2 steps read: both rows share one)
+    assert [c.name.split("_")[0] for c in (tmp_path / "cache").iterdir()] == ["synthetic"]
     again = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and "[full]" not in again.stderr  # finished rows are read, not trained again
     assert (tmp_path / "ablation" / "ablation.md").read_text().splitlines() == table
