@@ -48,7 +48,11 @@ def main(root: str) -> None:
         dist.all_gather_object(gathered, texts)
         seen[name] = gathered
     if args.process_index == 0:
-        print("SEEN " + json.dumps(seen))
+        print("SEEN " + json.dumps(seen), flush=True)
+    # a clean shutdown: neither rank leaves while the other still talks to the store that rank 0 hosts (one CI run
+    # saw a rank abort, SIGABRT, after SEEN was printed)
+    dist.barrier()
+    dist.destroy_process_group()
 
 
 if __name__ == "__main__":
