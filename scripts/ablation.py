@@ -125,10 +125,10 @@ def cache_samples(preset: dict, max_steps: int, dataset: str) -> int:
     """The synthetic cache of a row: the preset's, scaled to `max_steps` and to the row's synthetic share so each
     cached word is reused as often as in the full recipe (0, rendering on the fly, where the preset has none)."""
     samples = preset.get("synthetic_cache_samples", 0)
-    full_share = synthetic_share(preset.get("dataset", "synthetic"))
-    if not samples or not full_share or not synthetic_share(dataset):
+    full_share, row_share = synthetic_share(preset.get("dataset", "synthetic")), synthetic_share(dataset)
+    if not samples or not full_share or not row_share:
         return 0
-    scale = max_steps / preset.get("max_steps", max_steps) * synthetic_share(dataset) / full_share
+    scale = max_steps / preset.get("max_steps", max_steps) * row_share / full_share
     return max(math.ceil(samples * scale), 1)
 
 
