@@ -15,7 +15,7 @@ again (re-run the command after a kill; an interrupted row resumes from its last
 synthetic words as the recipe does (`--synthetic_cache_samples`), with the cache scaled to the row's budget and
 synthetic share so that each cached word is reused as often as in the full recipe; the cache is named by the
 generator's settings, so every row's generator is its own and rows that keep the generator share one. The table goes
-to `OUTPUT_DIR/ablation.md`.
+to `OUTPUT_DIR/ablation.md`, with every row whose results the folder holds (from this command or an earlier one).
 """
 
 from __future__ import annotations
@@ -186,23 +186,34 @@ def main(argv: list[str] | None = None) -> None:
         return
     if not args.eval_dataset:
         raise SystemExit("--eval_dataset is needed: the held-out real labels.tsv folders to score every row on.")
-    sets = " | ".join(Path(s).name for s in args.eval_dataset)
-    lines = []
     for row in args.rows:
-        results = Path(args.output_dir) / row / "heldout.json"
-        if not results.is_file():
+        if not results_file(args, row).is_file():
             train, evaluate = row_commands(args, row)
             for command in (train, evaluate):
                 logger.info(f"[{row}] {' '.join(command)}")
                 subprocess.run(command, check=True)
-        lines.append(result_row(row, json.loads(results.read_text(encoding="utf-8"))))
-        table = [
-            f"| row | removed | {sets} | mean word acc. (ci alnum) | exact case | CER |",
-            "|---|---|" + "---:|" * (len(args.eval_dataset) + 3),
-            *lines,
-        ]
-        Path(args.output_dir, "ablation.md").write_text("\n".join(table) + "\n", encoding="utf-8")
-    print("\n".join(table))
+        table = write_table(args)
+    print(table)
+
+
+def results_file(args: argparse.Namespace, row: str) -> Path:
+    return Path(args.output_dir) / row / "heldout.json"
+
+
+def write_table(args: argparse.Namespace) -> str:
+    """`OUTPUT_DIR/ablation.md`: every row with results in the output folder, this command's or an earlier one's
+    (`--rows` picks what to run, not what the table shows), in the order of `--list`."""
+    sets = " | ".join(Path(s).name for s in args.eval_dataset)
+    table = [
+        f"| row | removed | {sets} | mean word acc. (ci alnum) | exact case | CER |",
+        "|---|---|" + "---:|" * (len(args.eval_dataset) + 3),
+    ]
+    for row in ROWS:
+        if results_file(args, row).is_file():
+            table.append(result_row(row, json.loads(results_file(args, row).read_text(encoding="utf-8"))))
+    text = "\n".join(table)
+    Path(args.output_dir, "ablation.md").write_text(text + "\n", encoding="utf-8")
+    return text
 
 
 if __name__ == "__main__":

@@ -93,5 +93,9 @@ def test_rows_train_evaluate_and_resume(tmp_path):
     again = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and "[full]" not in again.stderr  # finished rows are read, not trained again
     assert (tmp_path / "ablation" / "ablation.md").read_text().splitlines() == table
+    # a command for one row still tables every row the folder holds (--rows picks what runs, not what shows)
+    one = subprocess.run(command + ["--rows", "real_mix"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert one.returncode == 0 and "[real_mix]" not in one.stderr, one.stderr[-3000:]
+    assert (tmp_path / "ablation" / "ablation.md").read_text().splitlines() == table
     missing = subprocess.run(command[:2] + ["--rows", "full"], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert missing.returncode != 0 and "--eval_dataset is needed" in missing.stderr
