@@ -209,8 +209,9 @@ def write_table(args: argparse.Namespace) -> str:
         "|---|---|" + "---:|" * (len(args.eval_dataset) + 3),
     ]
     for row in ROWS:
-        if results_file(args, row).is_file():
-            table.append(result_row(row, json.loads(results_file(args, row).read_text(encoding="utf-8"))))
+        results = results_file(args, row)
+        if results.is_file():
+            table.append(result_row(row, json.loads(results.read_text(encoding="utf-8"))))
     text = "\n".join(table)
     Path(args.output_dir, "ablation.md").write_text(text + "\n", encoding="utf-8")
     return text
