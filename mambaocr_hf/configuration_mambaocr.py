@@ -14,7 +14,7 @@ from transformers.utils import logging
 logger = logging.get_logger(__name__)
 
 SCAN_IMPLEMENTATIONS = ("auto", "compiled", "chunked", "reference")
-SEQUENCE_MODELS = ("mamba", "bilstm", "transformer", "none")
+SEQUENCE_MODELS = ("mamba", "bilstm", "bilstm_residual", "transformer", "none")
 ADAPTER_STAGES = ("layer1", "layer2", "layer3", "layer4")
 CTC_REDUCTIONS = ("mean", "sum", "none")
 # Vocabulary of the default charset: 36 lower-case alphanumerics plus the CTC blank (see `tokenization_mambaocr.py`).
@@ -98,8 +98,10 @@ class MambaOCRConfig(PretrainedConfig):
         hidden_size (`int`, *optional*, defaults to 256):
             Width of the sequence encoder (the backbone's channels are projected to it).
         sequence_model (`str`, *optional*, defaults to `"mamba"`):
-            `"mamba"` (bidirectional Mamba), `"bilstm"` (the CRNN baseline), `"transformer"` or `"none"`; the backbone
-            and the head are the same for all of them, so ablations compare like with like.
+            `"mamba"` (bidirectional Mamba), `"bilstm"` (the CRNN baseline: a plain stack of bidirectional LSTMs),
+            `"bilstm_residual"` (bidirectional LSTM layers in the Mamba blocks' pre-norm residual structure),
+            `"transformer"` or `"none"`; the backbone and the head are the same for all of them, so ablations compare
+            like with like.
         num_hidden_layers (`int`, *optional*, defaults to 2):
             Number of sequence-encoder layers.
         state_size (`int`, *optional*, defaults to 8):
@@ -120,7 +122,7 @@ class MambaOCRConfig(PretrainedConfig):
         bidirectional (`bool`, *optional*, defaults to `True`):
             Add a reverse-direction mixer to every layer; the reverse scan starts at each image's last valid frame.
         layer_norm_epsilon (`float`, *optional*, defaults to 1e-5):
-            Epsilon of the RMS norms.
+            Epsilon of the RMS norms (and of the `bilstm_residual` and `transformer` layer norms).
         num_attention_heads (`int`, *optional*, defaults to 4):
             Heads of the `"transformer"` sequence model (unused otherwise).
         hidden_dropout (`float`, *optional*, defaults to 0.1):
@@ -295,7 +297,7 @@ class MambaOCRConfig(PretrainedConfig):
             raise ValueError(f"`adapter_stages` may only contain {list(ADAPTER_STAGES)}, got unknown {unknown}.")
         if self.sequence_model not in SEQUENCE_MODELS:
             raise ValueError(f"`sequence_model` must be one of {list(SEQUENCE_MODELS)}, got {self.sequence_model!r}.")
-        if self.sequence_model in ("bilstm", "transformer") and self.num_hidden_layers < 1:
+        if self.sequence_model in ("bilstm", "bilstm_residual", "transformer") and self.num_hidden_layers < 1:
             raise ValueError(
                 f"The {self.sequence_model} sequence model needs `num_hidden_layers` >= 1 (or sequence_model='none')."
             )

@@ -65,7 +65,8 @@ class MambaOCRCTCOutput(ModelOutput):
         hidden_states (`tuple(torch.FloatTensor)`, *optional*, returned when `output_hidden_states=True`):
             Sequence features after the projection and after each encoder layer, `(batch_size, num_frames, hidden)`.
             The `bilstm` and `transformer` encoders run their layers as one torch module and give the features after
-            the projection and after the whole encoder (2 entries); `none` gives the projection's (1).
+            the projection and after the whole encoder (2 entries); `none` gives the projection's (1);
+            `bilstm_residual` gives one per layer, as `mamba` does.
         fp32_rerun (`torch.BoolTensor` of shape `(batch_size,)`, *optional*, returned by [`MambaOCRForCTC.forward_bf16`]):
             Which images were run again in float32.
     """
@@ -484,30 +485,72 @@ class MambaOCRMambaEncoder(nn.Module):
         return self.norm_f(hidden_states), all_hidden
 
 
+def _bidirectional_lstm(config: MambaOCRConfig, num_layers: int) -> nn.LSTM:
+    if config.hidden_size % 2:
+        raise ValueError(
+            f"The {config.sequence_model} sequence model needs an even `hidden_size`, got {config.hidden_size}."
+        )
+    return nn.LSTM(
+        config.hidden_size, config.hidden_size // 2, num_layers=num_layers, bidirectional=True, batch_first=True
+    )
+
+
+def _run_lstm(lstm: nn.LSTM, hidden_states: torch.Tensor, frame_lengths: torch.LongTensor) -> torch.Tensor:
+    """`lstm` over each image's valid frames only (packed), so the reverse direction starts at its last valid frame;
+    padding frames come back as zeros."""
+    packed = nn.utils.rnn.pack_padded_sequence(
+        hidden_states, frame_lengths.cpu(), batch_first=True, enforce_sorted=False
+    )
+    output, _ = lstm(packed)
+    output, _ = nn.utils.rnn.pad_packed_sequence(output, batch_first=True, total_length=hidden_states.shape[1])
+    return output
+
+
 class MambaOCRLSTMEncoder(nn.Module):
     """The CRNN baseline: a stacked bidirectional LSTM over the packed (unpadded) sequences."""
 
     def __init__(self, config: MambaOCRConfig):
         super().__init__()
-        if config.hidden_size % 2:
-            raise ValueError(f"The bilstm sequence model needs an even `hidden_size`, got {config.hidden_size}.")
-        self.lstm = nn.LSTM(
-            config.hidden_size,
-            config.hidden_size // 2,
-            num_layers=config.num_hidden_layers,
-            bidirectional=True,
-            batch_first=True,
-        )
+        self.lstm = _bidirectional_lstm(config, config.num_hidden_layers)
 
     def forward(
         self, hidden_states: torch.Tensor, frame_lengths: torch.LongTensor, output_hidden_states: bool = False
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
-        packed = nn.utils.rnn.pack_padded_sequence(
-            hidden_states, frame_lengths.cpu(), batch_first=True, enforce_sorted=False
-        )
-        output, _ = self.lstm(packed)
-        output, _ = nn.utils.rnn.pad_packed_sequence(output, batch_first=True, total_length=hidden_states.shape[1])
+        output = _run_lstm(self.lstm, hidden_states, frame_lengths)
         return output, ((hidden_states, output) if output_hidden_states else ())
+
+
+class MambaOCRLSTMBlock(GradientCheckpointingLayer):
+    """`MambaOCRBlock` with a one-layer bidirectional LSTM as the mixer: `x + lstm(layer_norm(x))`."""
+
+    def __init__(self, config: MambaOCRConfig):
+        super().__init__()
+        self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_epsilon)
+        self.lstm = _bidirectional_lstm(config, 1)
+
+    def forward(self, hidden_states: torch.Tensor, frame_lengths: torch.LongTensor) -> torch.Tensor:
+        return hidden_states + _run_lstm(self.lstm, self.norm(hidden_states), frame_lengths)
+
+
+class MambaOCRResidualLSTMEncoder(nn.Module):
+    """BiLSTM layers in the Mamba encoder's structure (pre-norm residual blocks, a final norm), so that the two
+    sequence models differ only in the mixer. CRNN's plain stack (`bilstm`) trained from scratch stays on CTC's
+    blank-only plateau for thousands of steps; this one leaves it as early as the Mamba blocks do."""
+
+    def __init__(self, config: MambaOCRConfig):
+        super().__init__()
+        self.layers = nn.ModuleList(MambaOCRLSTMBlock(config) for _ in range(config.num_hidden_layers))
+        self.norm_f = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_epsilon)
+
+    def forward(
+        self, hidden_states: torch.Tensor, frame_lengths: torch.LongTensor, output_hidden_states: bool = False
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        all_hidden = (hidden_states,) if output_hidden_states else ()
+        for layer in self.layers:
+            hidden_states = layer(hidden_states, frame_lengths)
+            if output_hidden_states:
+                all_hidden += (hidden_states,)
+        return self.norm_f(hidden_states), all_hidden
 
 
 class MambaOCRTransformerEncoder(nn.Module):
@@ -561,6 +604,7 @@ class MambaOCRIdentityEncoder(nn.Module):
 SEQUENCE_ENCODERS = {
     "mamba": MambaOCRMambaEncoder,
     "bilstm": MambaOCRLSTMEncoder,
+    "bilstm_residual": MambaOCRResidualLSTMEncoder,
     "transformer": MambaOCRTransformerEncoder,
     "none": MambaOCRIdentityEncoder,
 }
@@ -576,7 +620,7 @@ class MambaOCRPreTrainedModel(PreTrainedModel):
     main_input_name = "pixel_values"
     input_modalities = ("image",)
     supports_gradient_checkpointing = True
-    _no_split_modules = ["MambaOCRBlock", "MambaOCRBackbone"]
+    _no_split_modules = ["MambaOCRBlock", "MambaOCRLSTMBlock", "MambaOCRBackbone"]
     # the CTC loss takes no `num_items_in_batch`: Trainer divides it by the gradient-accumulation steps itself
     accepts_loss_kwargs = False
     # an adapter's base fingerprint is read by `load_adapter` / `check_adapter_base`, not loaded into a tensor

@@ -91,8 +91,14 @@ ROWS: dict[str, tuple[str, list[str], dict[str, float], bool]] = {
     "real_mix": ("the real crops (synthetic only)", ["--dataset", "synthetic"], {}, True),
     "curriculum": ("the light curriculum", ["--curriculum_samples", "0"], {}, True),
     "bilstm": (
-        "nothing; the BiLSTM replaces the Mamba blocks",
+        "nothing; CRNN's BiLSTM stack replaces the Mamba blocks",
         ["--config_overrides", "sequence_model=bilstm"],
+        {},
+        True,
+    ),
+    "bilstm_residual": (
+        "nothing; BiLSTM layers replace the Mamba mixers (same residual blocks)",
+        ["--config_overrides", "sequence_model=bilstm_residual"],
         {},
         True,
     ),

@@ -44,6 +44,12 @@ MODELS = {
     "mambaocr": ("mambaocr", "MambaOCR (resnet34 + 2x bi-Mamba, default)", {}, False),
     "mambaocr-bf16": ("mambaocr", "MambaOCR default, bf16 autocast", {}, True),
     "bilstm": ("mambaocr", "same backbone + 2x BiLSTM (CRNN)", {"sequence_model": "bilstm"}, False),
+    "bilstm_residual": (
+        "mambaocr",
+        "same backbone + 2x BiLSTM in residual blocks",
+        {"sequence_model": "bilstm_residual"},
+        False,
+    ),
     "transformer": ("mambaocr", "same backbone + 2x transformer", {"sequence_model": "transformer"}, False),
     "backbone": ("mambaocr", "patched resnet34 alone (no encoder)", {"sequence_model": "none"}, False),
     "small": ("mambaocr", "MambaOCR small preset (resnet18)", {"preset": "small"}, False),

@@ -75,6 +75,7 @@ def test_round_trip(tmp_path):
         (dict(backbone_kwargs={"pretrained": True}), "use_pretrained_backbone"),
         (dict(sequence_model="transformer", num_attention_heads=0), "num_attention_heads"),
         (dict(sequence_model="bilstm", num_hidden_layers=0), "num_hidden_layers"),
+        (dict(sequence_model="bilstm_residual", num_hidden_layers=0), "num_hidden_layers"),
         (dict(layer_norm_epsilon=-1e-5), "layer_norm_epsilon"),
     ],
 )

@@ -49,9 +49,12 @@ class MambaOCRModelTester:
         return [width // config.frame_stride for width in self.widths]
 
     def num_hidden_states(self, config: MambaOCRConfig) -> int:
-        """What `output_hidden_states=True` returns: the encoder's input, then each Mamba layer's output, or the
-        BiLSTM's / transformer's output as a whole; the input alone without a sequence model."""
-        return {"mamba": config.num_hidden_layers + 1, "bilstm": 2, "transformer": 2, "none": 1}[config.sequence_model]
+        """What `output_hidden_states=True` returns: the encoder's input, then each Mamba / residual BiLSTM layer's
+        output, or the BiLSTM's / transformer's output as a whole; the input alone without a sequence model."""
+        per_layer = config.num_hidden_layers + 1
+        return {"mamba": per_layer, "bilstm_residual": per_layer, "bilstm": 2, "transformer": 2, "none": 1}[
+            config.sequence_model
+        ]
 
 
 def _looks_normal(weight: torch.Tensor, std: float) -> bool:
@@ -122,7 +125,7 @@ class TestMambaOCRModelCommon:
         pixel_values, pixel_mask, _ = tester.prepare_inputs()
         with torch.no_grad():
             logits, loaded_logits = model(pixel_values, pixel_mask).logits, loaded(pixel_values, pixel_mask).logits
-        if tester.sequence_model == "bilstm":
+        if tester.sequence_model.startswith("bilstm"):
             # the same weights, read from the file's memory map at other addresses: the LSTM's matrix products
             # round differently there (by ~1e-9; `load_state_dict` of the same tensors gives identical logits)
             torch.testing.assert_close(logits, loaded_logits, rtol=0, atol=1e-6)
@@ -192,7 +195,7 @@ class TestMambaOCRModelCommon:
             if checkpointing:
                 model.gradient_checkpointing_enable()
                 assert model.backbone.gradient_checkpointing
-                if config.sequence_model == "mamba":
+                if config.sequence_model in ("mamba", "bilstm_residual"):  # checkpointed block by block
                     assert model.encoder.layers[0].gradient_checkpointing
             model(pixel_values, pixel_mask=pixel_mask, labels=labels).loss.backward()
             grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})

@@ -259,6 +259,37 @@ def test_checkpointed_backward_after_another_forward(tester):
         assert torch.allclose(grads[0][name], grads[1][name], atol=1e-5), name
 
 
+@pytest.mark.parametrize("sequence_model", ["bilstm", "bilstm_residual"])
+def test_lstm_encoders_need_an_even_hidden_size(sequence_model):
+    """Each direction gets half the width: an odd one is refused with the reason, not a shape error in forward."""
+    config = MambaOCRConfig(**tiny_config_kwargs(sequence_model=sequence_model, hidden_size=33))
+    with pytest.raises(ValueError, match=f"{sequence_model} sequence model needs an even `hidden_size`, got 33"):
+        MambaOCRForCTC(config)
+
+
+def test_residual_bilstm_has_the_mamba_encoders_structure():
+    """`bilstm_residual` swaps only the mixer: one single-layer BiLSTM per pre-norm residual block, a final norm, and
+    module names that the PEFT helpers' `encoder_norms` and per-block checkpointing find as they do for Mamba."""
+    mamba = MambaOCRForCTC(MambaOCRConfig(**tiny_config_kwargs(num_hidden_layers=3)))
+    lstm = MambaOCRForCTC(MambaOCRConfig(**tiny_config_kwargs(num_hidden_layers=3, sequence_model="bilstm_residual")))
+    assert len(lstm.encoder.layers) == len(mamba.encoder.layers) == 3
+    norms = sorted(name for name, _ in lstm.encoder.named_modules() if name.endswith("norm") or name == "norm_f")
+    assert norms == sorted(
+        name for name, _ in mamba.encoder.named_modules() if name.endswith("norm") or name == "norm_f"
+    )
+    for block in lstm.encoder.layers:
+        assert block.lstm.num_layers == 1 and block.lstm.bidirectional and block.lstm.hidden_size == 16
+    # a block adds its LSTM's output to its input: with the LSTM silenced the encoder is the final norm alone
+    hidden = torch.randn(2, 7, 32)
+    for block in lstm.encoder.layers:
+        for param in block.lstm.parameters():
+            param.data.zero_()
+    with torch.no_grad():
+        out, all_hidden = lstm.encoder(hidden, torch.tensor([7, 4]), output_hidden_states=True)
+    assert len(all_hidden) == 4 and all(torch.equal(h, hidden) for h in all_hidden)
+    torch.testing.assert_close(out, lstm.encoder.norm_f(hidden))
+
+
 def test_backbones_the_stride_patch_cannot_handle_are_refused():
     with pytest.raises(ValueError, match="resnetblur18"):
         MambaOCRForCTC(MambaOCRConfig(backbone="resnetblur18", hidden_size=32))

@@ -211,9 +211,10 @@ def test_missing_onnx_packages_say_what_to_install(monkeypatch):
 
 
 def test_unsupported_models_are_refused(tmp_path, monkeypatch):
-    lstm = MambaOCRForCTC(MambaOCRConfig(**tiny_config_kwargs(sequence_model="bilstm")))
-    with pytest.raises(ValueError, match="bilstm"):
-        export_onnx(lstm, tmp_path / "model.onnx")
+    for sequence_model in ("bilstm", "bilstm_residual"):
+        lstm = MambaOCRForCTC(MambaOCRConfig(**tiny_config_kwargs(sequence_model=sequence_model)))
+        with pytest.raises(ValueError, match=f"sequence_model='{sequence_model}' cannot be exported"):
+            export_onnx(lstm, tmp_path / "model.onnx")
     # model code from before ONNX support (e.g. an old checkpoint's remote code) has a scan table without an export scan
     monkeypatch.setattr(modeling_mambaocr, "_SCANS", {"chunked": None}, raising=False)
     with pytest.raises(ValueError, match="no export scan"):
