@@ -113,6 +113,13 @@ def build_model_and_processor(
     else:
         config = MambaOCRConfig.from_preset(preset, vocab_size=len(tokenizer), **overrides)
         model = MambaOCRForCTC(config)
+        if config.sequence_model == "bilstm":
+            logger.warning(
+                "A new model with CRNN's plain BiLSTM stack (sequence_model=bilstm): trained from scratch it stays on "
+                "CTC's blank-only plateau for thousands of steps (it read nothing after 3,000 steps of the scene-text "
+                "recipe). sequence_model=bilstm_residual puts the same LSTMs in the Mamba blocks' residual structure "
+                "and starts reading as soon as they do."
+            )
     image_processor = MambaOCRImageProcessor.for_model_config(config)
     return model, MambaOCRProcessor(image_processor=image_processor, tokenizer=tokenizer)
 

@@ -482,7 +482,7 @@ def test_trainer_resumes_from_the_last_complete_checkpoint(tmp_path, caplog):
 
 
 @pytest.mark.slow
-def test_build_model_and_processor_for_both_scripts(tmp_path):
+def test_build_model_and_processor_for_both_scripts(tmp_path, caplog):
     """The one builder of train.py and finetune_lora.py: a new model from a preset and overrides, a checkpoint (whose
     processor takes the training width), and a new model whose encoder is a Mamba LM's."""
     from transformers import MambaConfig, MambaForCausalLM
@@ -500,6 +500,13 @@ def test_build_model_and_processor_for_both_scripts(tmp_path):
     assert as_dict.config.hidden_size == 32 and as_dict.config.adapter_size == 32  # the rest is the preset's
     with pytest.raises(ValueError, match="Unknown preset"):
         build_model_and_processor(preset="huge")
+    # CRNN's plain stack is a trap for a run from scratch: the builder says so and names the residual variant
+    with caplog.at_level("WARNING"):
+        build_model_and_processor(preset="small", config_overrides=f"{TINY},sequence_model=bilstm_residual")
+        assert "plateau" not in caplog.text
+        lstm, _ = build_model_and_processor(preset="small", config_overrides=f"{TINY},sequence_model=bilstm")
+    assert lstm.config.sequence_model == "bilstm"
+    assert "blank-only plateau" in caplog.text and "sequence_model=bilstm_residual" in caplog.text
 
     save_checkpoint(model, processor, tmp_path / "ckpt")
     loaded, loaded_processor = build_model_and_processor(str(tmp_path / "ckpt"), preset="base", max_width=64)
