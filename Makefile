@@ -11,7 +11,18 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install demo demo-page smoke test test-fast lint fix-copies clean
 
+# torch==2.14.1 from this machine's wheel store is a CUDA build: the virtualenv takes ~6.6 GB, so check the disk
+# first rather than let pip stop half-way with "No space left on device"
+MIN_FREE_GB ?= 8
+
 $(STAMP): setup.cfg pyproject.toml
+	@mkdir -p $(dir $(abspath $(VENV))); free_kb=$$(df -Pk $(dir $(abspath $(VENV))) | awk 'NR == 2 {print $$4}'); \
+	if [ -n "$$free_kb" ] && [ "$$free_kb" -lt $$(( $(MIN_FREE_GB) * 1024 * 1024 )) ]; then \
+		echo "make install: $$(( free_kb / 1024 / 1024 )) GB free on $$(df -P $(dir $(abspath $(VENV))) | awk 'NR == 2 {print $$6}'), the" \
+			"virtualenv needs about $(MIN_FREE_GB) GB (PyTorch with its CUDA libraries is 5.5 GB). Free some space" \
+			"or point VENV=... at another disk (MIN_FREE_GB=... overrides the check)." >&2; \
+		exit 1; \
+	fi
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch and torchvision first, pinned to the releases this machine's pip serves from local disk
