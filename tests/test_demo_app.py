@@ -1,5 +1,5 @@
 """The demo page (`mambaocr-demo`): started as a user starts it, driven in headless Chromium and through Gradio's own
-client, plus its drawing and messages on their own.
+client, plus its messages on their own (the drawing: `test_demo_render.py`).
 
 The browser tests need the system's Chromium (Debian's `chromium`, which `.ci/run` installs) and the `playwright`
 Python package; they are skipped where either is missing, except in CI (`CI` set), where that is a failure."""
@@ -20,7 +20,6 @@ from PIL import Image
 from transformers import pipeline
 
 from mambaocr_hf import MambaOCRConfig, MambaOCRForCTC, MambaOCRProcessor, save_checkpoint
-from mambaocr_hf.demo.render import char_rows, confidence_color, confidence_picture
 
 from .conftest import ROOT, load_script, tiny_config_kwargs
 
@@ -140,35 +139,6 @@ def test_missing_model_gives_a_page_message(tmp_path):
     # a folder that exists but holds no checkpoint, and a Hub id that is not in the offline cache
     assert app.load_reader(str(tmp_path))[1].startswith(f"Could not load the model `{tmp_path}`")
     assert app.load_reader("org/not-cached-model")[1].startswith("Could not load the model `org/not-cached-model`")
-
-
-def test_confidence_picture_colours_each_character_where_it_was_read():
-    image = Image.new("RGB", (100, 20), "white")
-    chars = [
-        {"char": "a", "confidence": 0.95, "x_start": 10.0, "x_end": 20.0},
-        {"char": "b", "confidence": 0.2, "x_start": 60.0, "x_end": 70.0},
-    ]
-    picture = confidence_picture(image, chars, threshold=0.5, height=40)
-    assert picture.width == 200  # 100 px wide at scale 2
-    flag_band = max(12, 40 // 4) + 4
-    underline_y = flag_band + 40 + 3
-    assert picture.getpixel((30, underline_y)) == confidence_color(0.95)  # under "a": x 10-20 -> 20-40
-    assert picture.getpixel((130, underline_y)) == confidence_color(0.2)  # under "b": x 60-70 -> 120-140
-    assert picture.getpixel((80, underline_y)) == (255, 255, 255)  # nothing read between them
-    # the flag band: a red "!" above the low-confidence character only
-    flags = picture.crop((0, 0, picture.width, flag_band))
-    red_columns = {
-        x
-        for x in range(flags.width)
-        for y in range(flags.height)
-        if flags.getpixel((x, y))[0] > 150 > flags.getpixel((x, y))[1]
-    }
-    assert red_columns and all(120 <= x < 140 for x in red_columns)
-    assert confidence_color(0.0) == (220, 38, 38) and confidence_color(1.0) == (22, 163, 74)
-    assert char_rows("w.png", chars, 0.5) == [
-        ["w.png", 1, "a", 0.95, 10.0, 20.0, ""],
-        ["w.png", 2, "b", 0.2, 60.0, 70.0, "low"],
-    ]
 
 
 def test_console_script_extra_and_space_files():

@@ -52,44 +52,79 @@ def confidence_picture(
 
     Returns:
         An RGB image: a flag band, the crop with the boxes, an underline band, and a band of characters and
-        confidences.
+        confidences, on as many rows as keep neighbouring labels apart (`label_layout`).
     """
     image = image.convert("RGB")
     scale = min(height / image.height, max_width / image.width)
     width, crop_height = max(1, round(image.width * scale)), max(1, round(image.height * scale))
     crop = image.resize((width, crop_height), Image.Resampling.BICUBIC)
     label_size = max(12, crop_height // 4)
-    flag_band, underline_band, text_band = label_size + 4, 8, 2 * label_size + 10
-    canvas = Image.new("RGB", (width, flag_band + crop_height + underline_band + text_band), "white")
-    canvas.paste(crop, (0, flag_band))
+    label_font, small_font = _font(label_size), _font(max(10, label_size * 3 // 4))
     boxes = []
     for char in chars:
         left = max(0, min(width - 1, int(round(char["x_start"] * scale))))
         right = max(left + 1, min(width, int(round(char["x_end"] * scale))))
         boxes.append((left, right, confidence_color(char["confidence"]), char["confidence"] < threshold))
+    percents = [f"{100 * char['confidence']:.0f}" for char in chars]
+    labels = label_layout(
+        [(left + right) / 2 for left, right, _, _ in boxes],
+        [
+            max(label_font.getlength(char["char"]), small_font.getlength(percent))
+            for char, percent in zip(chars, percents)
+        ],
+        width,
+        gap=max(2, label_size // 4),
+    )
+    row_height = 2 * label_size + 10
+    flag_band, underline_band = label_size + 4, 8
+    text_band = row_height * (1 + max((row for _, row in labels), default=0))
+    canvas = Image.new("RGB", (width, flag_band + crop_height + underline_band + text_band), "white")
+    canvas.paste(crop, (0, flag_band))
     overlay = Image.new("RGBA", canvas.size, (0, 0, 0, 0))
     shade = ImageDraw.Draw(overlay)
     for left, right, color, _ in boxes:  # a light tint first, so the outlines and labels stay crisp on top
         shade.rectangle((left, flag_band, right - 1, flag_band + crop_height - 1), fill=(*color, 60))
     canvas = Image.alpha_composite(canvas.convert("RGBA"), overlay).convert("RGB")
     draw = ImageDraw.Draw(canvas)
-    label_font, small_font = _font(label_size), _font(max(10, label_size * 3 // 4))
     underline_top = flag_band + crop_height + 2
-    for char, (left, right, color, low) in zip(chars, boxes):
+    for char, percent, (left, right, color, low), (center, row) in zip(chars, percents, boxes, labels):
         draw.rectangle((left, flag_band, right - 1, flag_band + crop_height - 1), outline=color, width=3 if low else 1)
         draw.rectangle((left, underline_top, right - 1, underline_top + underline_band - 3), fill=color)
-        center = (left + right) / 2
-        draw.text((center, underline_top + underline_band), char["char"], fill=color, font=label_font, anchor="ma")
-        draw.text(
-            (center, underline_top + underline_band + label_size + 4),
-            f"{100 * char['confidence']:.0f}",
-            fill=(80, 80, 80),
-            font=small_font,
-            anchor="ma",
-        )
+        top = underline_top + underline_band + row * row_height
+        draw.text((center, top), char["char"], fill=color, font=label_font, anchor="ma")
+        draw.text((center, top + label_size + 4), percent, fill=(80, 80, 80), font=small_font, anchor="ma")
         if low:
-            draw.text((center, 2), "!", fill=_RED, font=label_font, anchor="ma")
+            draw.text(((left + right) / 2, 2), "!", fill=_RED, font=label_font, anchor="ma")
     return canvas
+
+
+def label_layout(
+    centers: Sequence[float], widths: Sequence[float], canvas_width: int, gap: float = 3
+) -> list[tuple[float, int]]:
+    """Where to print each character's label (its character over its confidence): `(center x, row)`.
+
+    A label is centred under its box, moved inwards where it would pass the picture's edge, and put on the first row
+    where it clears the label before it by `gap` pixels: characters read close together (narrow letters, a `1`
+    beside a `7`) get their labels on alternate rows instead of printed over each other. Labels are placed left to
+    right, the order CTC reads them.
+
+    Args:
+        centers: the x centre of each character's box, in picture pixels.
+        widths: the width of each label in pixels (the wider of the character and its confidence).
+        canvas_width: the picture's width.
+        gap: the space kept between two labels on one row.
+    """
+    row_ends: list[float] = []  # the right edge of the last label on each row
+    layout = []
+    for center, label_width in zip(centers, widths):
+        half = label_width / 2
+        center = min(max(center, half), max(half, canvas_width - half))
+        row = next((row for row, end in enumerate(row_ends) if center - half >= end + gap), len(row_ends))
+        if row == len(row_ends):
+            row_ends.append(0.0)
+        row_ends[row] = center + half
+        layout.append((center, row))
+    return layout
 
 
 def char_rows(name: str, chars: Sequence[dict], threshold: float = LOW_CONFIDENCE) -> list[list]:
@@ -108,4 +143,11 @@ def char_rows(name: str, chars: Sequence[dict], threshold: float = LOW_CONFIDENC
     ]
 
 
-__all__ = ["CHAR_TABLE_HEADERS", "LOW_CONFIDENCE", "char_rows", "confidence_color", "confidence_picture"]
+__all__ = [
+    "CHAR_TABLE_HEADERS",
+    "LOW_CONFIDENCE",
+    "char_rows",
+    "confidence_color",
+    "confidence_picture",
+    "label_layout",
+]
