@@ -290,9 +290,19 @@ class _Reads:
     reruns: int = 0  # images bf16 re-ran in float32
 
 
+# rows are read this many batches at a time, each pool sorted by width (as training's WidthBucketedDataset does)
+POOL_BATCHES = 16
+
+
 def _read_all(args, model, processor, rows, total) -> _Reads:
-    """Recognise `rows` in batches of `--batch_size`, with a progress bar; with `--compare_bf16`, each batch twice."""
-    reads, batch = _Reads(), []
+    """Recognise `rows` in batches of `--batch_size`, with a progress bar; with `--compare_bf16`, each batch twice.
+
+    Rows are read `POOL_BATCHES` batches at a time, each pool sorted by the width the model sees, so that a batch pads
+    to a width near its own rather than to the widest of 64 rows in arrival order (words and 2,000-px lines mixed
+    pad most batches to a line); the reads are kept in the rows' own order.
+    """
+    reads, pool = _Reads(), []
+    progress = tqdm(desc="evaluating", total=total)
 
     def recognise(inputs: dict, bf16: bool):
         with torch.no_grad():
@@ -305,28 +315,39 @@ def _read_all(args, model, processor, rows, total) -> _Reads:
             outputs.logits, outputs.frame_lengths, output_char_details=True, beam_width=args.beam_width
         )
 
-    def flush() -> None:
-        inputs = processor(images=[row["image"] for row in batch], return_tensors="pt")
-        began = time.perf_counter()
-        decoded = recognise(inputs, args.bf16)
-        reads.model_seconds += time.perf_counter() - began
-        if args.compare_bf16:
+    def read_pool() -> None:
+        order = sorted(range(len(pool)), key=lambda i: processor.image_processor.target_width(*pool[i]["image"].size))
+        texts, scores, widths, bf16_texts = [None] * len(pool), [None] * len(pool), [None] * len(pool), {}
+        for start in range(0, len(order), args.batch_size):
+            indices = order[start : start + args.batch_size]
+            inputs = processor(images=[pool[i]["image"] for i in indices], return_tensors="pt")
             began = time.perf_counter()
-            reads.bf16_predictions.extend(recognise(inputs, True).text)
-            reads.bf16_seconds += time.perf_counter() - began
-        reads.predictions.extend(decoded.text)
-        reads.scores.extend(decoded.scores)
-        reads.widths.extend(inputs["pixel_mask"].sum(-1).tolist())
-        reads.sizes.extend(row["image"].size for row in batch)
-        reads.references.extend(row["text"] for row in batch)
-        batch.clear()
+            decoded = recognise(inputs, args.bf16)
+            reads.model_seconds += time.perf_counter() - began
+            if args.compare_bf16:
+                began = time.perf_counter()
+                bf16_texts.update(zip(indices, recognise(inputs, True).text))
+                reads.bf16_seconds += time.perf_counter() - began
+            for index, text, score, width in zip(
+                indices, decoded.text, decoded.scores, inputs["pixel_mask"].sum(-1).tolist()
+            ):
+                texts[index], scores[index], widths[index] = text, score, width
+            progress.update(len(indices))
+        reads.predictions.extend(texts)
+        reads.scores.extend(scores)
+        reads.widths.extend(widths)
+        reads.bf16_predictions.extend(bf16_texts[i] for i in sorted(bf16_texts))
+        reads.sizes.extend(row["image"].size for row in pool)
+        reads.references.extend(row["text"] for row in pool)
+        pool.clear()
 
-    for row in tqdm(rows, desc="evaluating", total=total):
-        batch.append(row)
-        if len(batch) == args.batch_size:
-            flush()
-    if batch:
-        flush()
+    for row in rows:
+        pool.append(row)
+        if len(pool) == args.batch_size * POOL_BATCHES:
+            read_pool()
+    if pool:
+        read_pool()
+    progress.close()
     return reads
 
 

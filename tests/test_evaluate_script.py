@@ -209,3 +209,41 @@ def test_max_width_squeezes_dataset_images_as_the_processor_would(tmp_path):
         widths[tuple(flags)] = metrics["mean_width_px"]
     assert widths[()] == 400  # the checkpoint's own width reads it whole
     assert widths[("--max_width", "128")] == 128  # squeezed to the flag's width
+
+
+def test_reads_are_width_sorted_into_batches_and_kept_in_the_rows_order(monkeypatch):
+    evaluate = load_script("evaluate")
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    model = MambaOCRForCTC(MambaOCRConfig(**tiny_config_kwargs())).eval()
+    processor = MambaOCRProcessor.from_defaults()
+    widths = [40, 600, 64, 900, 48, 500, 80, 700]  # words and lines in arrival order
+    rows = [
+        {"image": Image.new("RGB", (width, 32), (index * 30, 90, 160)), "text": f"row{index}"}
+        for index, width in enumerate(widths)
+    ]
+    batches = []
+    call = processor.__call__
+    monkeypatch.setattr(
+        type(processor),
+        "__call__",
+        lambda self, images, **kw: batches.append([image.width for image in images]) or call(images=images, **kw),
+    )
+    args = evaluate.parse_args(["--model", "unused", "--long_lines", "1", "--batch_size", "2"])
+    reads = evaluate._read_all(args, model, processor, iter(rows), len(rows))
+    # each batch holds neighbours in width, not a word padded to a line
+    assert batches == [[40, 48], [64, 80], [500, 600], [700, 900]]
+    # ... and the reads come back in the rows' order, as one at a time (no padding) reads them
+    assert reads.references == [row["text"] for row in rows]
+    assert reads.sizes == [(width, 32) for width in widths]
+    assert reads.widths == [min(width, 2048) for width in widths]
+    batches.clear()
+    one = evaluate._read_all(
+        evaluate.parse_args(["--model", "unused", "--long_lines", "1", "--batch_size", "1"]),
+        model,
+        processor,
+        iter(rows),
+        None,
+    )
+    assert one.predictions == reads.predictions
+    assert one.scores == pytest.approx(reads.scores, abs=1e-4)
