@@ -33,6 +33,8 @@ from .onednn import cpu_supports_bf16
 logger = logging.get_logger(__name__)
 
 PIPELINE_TASK = "scene-text-recognition"
+# a list read in batches is read this many batches at a time, each pool sorted by width
+SORT_POOL_BATCHES = 16
 # Written into saved checkpoints' config.json (`custom_pipelines`). Only "image-to-text": a custom entry takes
 # precedence over the registry and always needs trust_remote_code, so "scene-text-recognition" stays the installed
 # package's registered task.
@@ -57,7 +59,8 @@ class MambaOCRPipeline(Pipeline):
 
     Inputs: a file path, URL, PIL image, numpy array or torch tensor, or a list of them. Images of different widths
     batch together (`batch_size > 1`): each is padded to the batch's widest and masked, so its result does not depend
-    on its neighbours.
+    on its neighbours; a list is batched in order of width (16 batches at a time) and its results come back in its
+    own order.
 
     Call arguments (also accepted at construction):
         beam_width (`int`, defaults to 1): 1 for greedy decoding, more for CTC prefix beam search.
@@ -172,6 +175,8 @@ class MambaOCRPipeline(Pipeline):
     def get_iterator(self, inputs, num_workers, batch_size, preprocess_params, forward_params, postprocess_params):
         # transformers' default collate concatenates `pixel_values` without padding, which fails for images of
         # different widths: pad and mask instead.
+        if isinstance(inputs, (list, tuple)) and batch_size > 1:
+            return self._width_sorted(inputs, batch_size, preprocess_params, forward_params, postprocess_params)
         if isinstance(inputs, (list, tuple)):
             dataset = PipelineDataset(inputs, self.preprocess, preprocess_params)
         else:
@@ -181,6 +186,21 @@ class MambaOCRPipeline(Pipeline):
         dataloader = DataLoader(dataset, num_workers=num_workers, batch_size=batch_size, collate_fn=collate_fn)
         model_iterator = PipelineIterator(dataloader, self.forward, forward_params, loader_batch_size=batch_size)
         return PipelineIterator(model_iterator, self.postprocess, postprocess_params)
+
+    def _width_sorted(self, inputs, batch_size, preprocess_params, forward_params, postprocess_params):
+        """The results of a list, read `SORT_POOL_BATCHES` batches at a time in order of width, so that a batch
+        pads to a width near its own (words and lines in one list would pad most batches to a line), and given back
+        in the list's order. A pool's images are preprocessed before it is read (in this process)."""
+        pool_size = batch_size * SORT_POOL_BATCHES
+        for start in range(0, len(inputs), pool_size):
+            pool = [self.preprocess(item, **preprocess_params) for item in inputs[start : start + pool_size]]
+            order = sorted(range(len(pool)), key=lambda index: pool[index]["pixel_values"].shape[-1])
+            loader = DataLoader([pool[index] for index in order], batch_size=batch_size, collate_fn=_pad_collate)
+            model_iterator = PipelineIterator(loader, self.forward, forward_params, loader_batch_size=batch_size)
+            results = [None] * len(pool)
+            for index, result in zip(order, PipelineIterator(model_iterator, self.postprocess, postprocess_params)):
+                results[index] = result
+            yield from results
 
     def preprocess(self, image, timeout: float | None = None) -> dict[str, torch.Tensor]:
         if isinstance(image, str) and image.startswith(("http://", "https://", "data:image/")):

@@ -67,6 +67,25 @@ def test_batches_of_mixed_widths_match_one_by_one(reader):
 
 
 @pytest.mark.slow
+def test_a_list_is_batched_in_order_of_width_and_answered_in_its_own(reader, monkeypatch):
+    widths, forward = [], reader._forward
+    monkeypatch.setattr(
+        reader,
+        "_forward",
+        lambda inputs, **kw: widths.append(inputs["pixel_mask"].sum(-1).tolist()) or forward(inputs, **kw),
+    )
+    single = [reader(image) for image in images()]
+    widths.clear()
+    assert_same_results(reader(images(), batch_size=2), single)  # widths 96, 240, 20, 64 at height 32
+    assert widths == [[20, 64], [96, 240]]  # not [96, 240] and [20, 64]: neighbours in width share a batch
+    widths.clear()
+    pools = [image for _ in range(3) for image in images()]  # 12 images
+    monkeypatch.setattr("mambaocr_hf.pipeline_mambaocr.SORT_POOL_BATCHES", 2)  # pools of 4 images
+    assert_same_results(reader(pools, batch_size=2), single * 3)
+    assert widths == [[20, 64], [96, 240]] * 3  # each pool sorted on its own
+
+
+@pytest.mark.slow
 def test_tuples_batch_arrays_and_direct_construction(reader, checkpoint):
     single = [reader(image) for image in images()[:2]]
     assert_same_results(reader(tuple(images()[:2])), single)
