@@ -1,6 +1,7 @@
 """Long text lines: lines rendered by the synthetic generator (spaces, punctuation, 10-120 characters), their
 width in training batches, the CTC length check, and generated 200+ character lines read in one pass."""
 
+import dataclasses
 import importlib.util
 import json
 import logging
@@ -285,6 +286,29 @@ def test_the_lines_preset_mixes_lines_into_words(monkeypatch):
     assert synthetic_config_from(str(LINES_PRESET)) == config  # the scripts' --synthetic_config reads it too
     # 120 characters at ~12-17 px each (height 32) stay under max_width: lines are not squeezed in training
     assert model_args.max_width == 2048
+
+
+def test_the_scene_text_recipe_with_lines_is_the_recipe_plus_lines(monkeypatch):
+    """`scene_text_lines_cpu.json` is `scene_text_cpu.json` with lines mixed in: what lines need (the space in the
+    charset, widths up to 2,048 px, the generator's lines) and the steps that fit its 2 hours, nothing else, so the
+    two recipes do not drift apart."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import train
+    finally:
+        sys.path.pop(0)
+    configs = ROOT / "scripts" / "configs"
+    words, lines = (
+        json.loads((configs / name).read_text()) for name in ("scene_text_cpu.json", "scene_text_lines_cpu.json")
+    )
+    changed = {key for key in words.keys() | lines.keys() if words.get(key) != lines.get(key)}
+    assert changed == {"charset", "max_width", "synthetic_config", "max_steps", "output_dir"}
+    monkeypatch.setattr(sys, "argv", ["train.py", str(configs / "scene_text_lines_cpu.json"), "--max_steps", "3"])
+    model_args, data_args, _ = train._parse_args()
+    assert " " in CHARSETS[model_args.charset] and model_args.max_width == 2048
+    config = synthetic_config_from(data_args.synthetic_config)
+    assert config.line_p == 0.1 and config.line_chars == (10, 40)
+    assert dataclasses.replace(config, line_p=0.0, line_chars=SyntheticConfig().line_chars) == SyntheticConfig()
 
 
 def test_preview_shows_whole_lines(tmp_path):

@@ -94,7 +94,15 @@ def test_parse_preset_with_overrides(monkeypatch, tmp_path):
     }
     with pytest.raises(ValueError, match="'hidden_size:64' is not `key=value`"):
         train._parse_overrides("hidden_size:64,sequence_model=bilstm")
-    for name in ("demo_cpu", "synthetic_cpu_long", "mjsynth", "finetune_folder", "scene_text_cpu", "lines_cpu"):
+    for name in (
+        "demo_cpu",
+        "synthetic_cpu_long",
+        "mjsynth",
+        "finetune_folder",
+        "scene_text_cpu",
+        "scene_text_lines_cpu",
+        "lines_cpu",
+    ):
         monkeypatch.setattr(sys, "argv", ["train.py", str(ROOT / "scripts" / "configs" / f"{name}.json")])
         train._parse_args()  # every preset parses
     # a curriculum names its easy distribution: a preset file's synthetic_config, or JSON
