@@ -209,6 +209,16 @@ def pad_images(
     return BatchFeature({"pixel_values": pixel_values, "pixel_mask": pixel_mask}, tensor_type=return_tensors)
 
 
+def width_sorted_batches(widths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """The indices of `widths` in batches of `batch_size`, in order of width: each batch holds neighbours in width and
+    pads little (`pad_images` pads to a batch's widest). The pipeline's and the evaluation script's batching of a
+    pool of images; the caller gives the reads back in its own order."""
+    if batch_size < 1:
+        raise ValueError(f"`batch_size` must be at least 1, got {batch_size}.")
+    order = sorted(range(len(widths)), key=widths.__getitem__)
+    return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+
+
 def _scaled_width(width: int, height: int, image_height: int) -> int:
     """Width at `image_height` with the aspect ratio kept (at least 1)."""
     return max(1, round(width * image_height / height))
@@ -342,4 +352,4 @@ class MambaOCRImageProcessor(BaseImageProcessor):
         return self.preprocess(images, return_tensors=return_tensors, **kwargs)
 
 
-__all__ = ["MambaOCRImageProcessor", "check_pad_to_multiple_of", "pad_images", "target_width"]
+__all__ = ["MambaOCRImageProcessor", "check_pad_to_multiple_of", "pad_images", "target_width", "width_sorted_batches"]

@@ -27,7 +27,7 @@ from transformers.utils import logging
 
 from .configuration_mambaocr import FP32_MARGIN
 from .decoding import CTCLexicon, character_mask
-from .image_processing_mambaocr import pad_images, to_pil_image
+from .image_processing_mambaocr import pad_images, to_pil_image, width_sorted_batches
 from .onednn import cpu_supports_bf16
 
 logger = logging.get_logger(__name__)
@@ -194,7 +194,8 @@ class MambaOCRPipeline(Pipeline):
         pool_size = batch_size * SORT_POOL_BATCHES
         for start in range(0, len(inputs), pool_size):
             pool = [self.preprocess(item, **preprocess_params) for item in inputs[start : start + pool_size]]
-            order = sorted(range(len(pool)), key=lambda index: pool[index]["pixel_values"].shape[-1])
+            batches = width_sorted_batches([inputs["pixel_values"].shape[-1] for inputs in pool], batch_size)
+            order = [index for batch in batches for index in batch]
             loader = DataLoader([pool[index] for index in order], batch_size=batch_size, collate_fn=_pad_collate)
             model_iterator = PipelineIterator(loader, self.forward, forward_params, loader_batch_size=batch_size)
             results = [None] * len(pool)

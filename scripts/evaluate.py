@@ -37,7 +37,7 @@ from mambaocr_hf.data import SyntheticTextGenerator, load_ocr_dataset, reset_ski
 from mambaocr_hf.data.lines import render_long_line, render_text_line
 from mambaocr_hf.data.sources import split_folders
 from mambaocr_hf.data.synthetic import SyntheticConfig, synthetic_config_from
-from mambaocr_hf.image_processing_mambaocr import INFERENCE_MAX_WIDTH
+from mambaocr_hf.image_processing_mambaocr import INFERENCE_MAX_WIDTH, width_sorted_batches
 from mambaocr_hf.metrics import (
     compute_ocr_metrics,
     format_length_buckets_table,
@@ -316,10 +316,9 @@ def _read_all(args, model, processor, rows, total) -> _Reads:
         )
 
     def read_pool() -> None:
-        order = sorted(range(len(pool)), key=lambda i: processor.image_processor.target_width(*pool[i]["image"].size))
+        sizes = [processor.image_processor.target_width(*row["image"].size) for row in pool]
         texts, scores, widths, bf16_texts = [None] * len(pool), [None] * len(pool), [None] * len(pool), {}
-        for start in range(0, len(order), args.batch_size):
-            indices = order[start : start + args.batch_size]
+        for indices in width_sorted_batches(sizes, args.batch_size):
             inputs = processor(images=[pool[i]["image"] for i in indices], return_tensors="pt")
             began = time.perf_counter()
             decoded = recognise(inputs, args.bf16)

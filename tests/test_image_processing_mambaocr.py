@@ -6,6 +6,7 @@ import torch
 from PIL import Image
 
 from mambaocr_hf import MambaOCRImageProcessor
+from mambaocr_hf.image_processing_mambaocr import width_sorted_batches
 
 
 @pytest.fixture
@@ -204,3 +205,12 @@ def test_pad_to_multiple_of_pads_the_batch_and_keeps_the_mask(processor):
 def test_pad_to_multiple_of_must_be_a_multiple_of_the_frame_stride(processor, bad):
     with pytest.raises(ValueError, match="pad_to_multiple_of"):
         processor([Image.new("RGB", (100, 50))], pad_to_multiple_of=bad)
+
+
+def test_width_sorted_batches_group_neighbours_in_width():
+    widths = [40, 600, 64, 900, 48, 500, 80]
+    assert width_sorted_batches(widths, 2) == [[0, 4], [2, 6], [5, 1], [3]]  # a last, partial batch
+    assert width_sorted_batches([32, 32, 16], 2) == [[2, 0], [1]]  # equal widths keep their order
+    assert width_sorted_batches([], 4) == []
+    with pytest.raises(ValueError, match="`batch_size` must be at least 1"):
+        width_sorted_batches(widths, 0)
