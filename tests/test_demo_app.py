@@ -10,6 +10,7 @@ import queue
 import re
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -139,6 +140,20 @@ def test_missing_model_gives_a_page_message(tmp_path):
     # a folder that exists but holds no checkpoint, and a Hub id that is not in the offline cache
     assert app.load_reader(str(tmp_path))[1].startswith(f"Could not load the model `{tmp_path}`")
     assert app.load_reader("org/not-cached-model")[1].startswith("Could not load the model `org/not-cached-model`")
+
+
+def test_examples_are_rewritten_in_one_folder_per_charset(reader, monkeypatch, tmp_path):
+    """Starting the page again writes its examples to the same folder (none left behind per start); another seed or
+    charset gets its own folder."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    for _ in range(2):
+        app.build_demo(reader=reader, num_examples=2)
+    (folder,) = tmp_path.glob("mambaocr_demo_examples_*")
+    assert sorted(path.name for path in folder.iterdir()) == ["example_0.png", "example_1.png"]
+    tokenizer = reader.processor.tokenizer
+    assert app.examples_folder(tokenizer) == folder
+    assert app.examples_folder(tokenizer, seed=1) != folder
+    assert app.examples_folder(None) != folder
 
 
 def test_console_script_extra_and_space_files():

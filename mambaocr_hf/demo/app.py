@@ -13,6 +13,7 @@ folder loads offline.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import logging
 import os
 import sys
@@ -107,9 +108,19 @@ def bf16_available(reader) -> bool:
     return reader.device.type == "cpu" and cpu_supports_bf16()
 
 
+def examples_folder(tokenizer=None, seed: int = 0) -> Path:
+    """The folder the page's example crops are written to: one per charset and seed under the system's temporary
+    directory (where Gradio may serve files from), so that every start of the app writes the same folder again
+    instead of leaving a new one behind."""
+    vocab = sorted(tokenizer.get_vocab()) if tokenizer is not None else []
+    key = hashlib.sha1(repr((seed, vocab)).encode()).hexdigest()[:12]
+    return Path(tempfile.gettempdir()) / f"mambaocr_demo_examples_{key}"
+
+
 def render_examples(count: int, folder: str | os.PathLike, tokenizer=None, seed: int = 0) -> list[str]:
     """`count` synthetic word crops written as PNGs to `folder` (so no data files ship with the demo), in the model's
-    charset when `tokenizer` is given."""
+    charset when `tokenizer` is given. Each file is written whole under another name and then renamed, so an app that
+    starts beside another one never serves half a file."""
     if count <= 0:
         return []
     from ..data import SyntheticTextGenerator
@@ -136,7 +147,9 @@ def render_examples(count: int, folder: str | os.PathLike, tokenizer=None, seed:
     for index in range(count):
         sample = generator[index]
         path = folder / f"example_{index}.png"
-        sample["image"].save(path)
+        partial = folder / f".example_{index}.{os.getpid()}.png"
+        sample["image"].save(partial)
+        os.replace(partial, path)
         paths.append(str(path))
     return paths
 
@@ -307,9 +320,8 @@ def build_demo(
     example_paths: list[str] = []
     if num_examples > 0:
         tokenizer = reader.processor.tokenizer if reader is not None else None
-        example_paths = render_examples(
-            num_examples, tempfile.mkdtemp(prefix="mambaocr_demo_"), tokenizer, examples_seed
-        )
+        folder = examples_folder(tokenizer, examples_seed)
+        example_paths = render_examples(num_examples, folder, tokenizer, examples_seed)
 
     with gr.Blocks(title=title, analytics_enabled=False) as demo:
         gr.Markdown(DESCRIPTION)
