@@ -29,6 +29,7 @@ from .image_processing_mambaocr import MambaOCRImageProcessor
 from .modeling_mambaocr import MambaOCRForCTC
 from .onednn import cpu_supports_bf16
 from .pipeline_mambaocr import save_pipeline_code
+from .presets import load_preset
 from .processing_mambaocr import MambaOCRProcessor
 from .tokenization_mambaocr import MambaOCRTokenizer
 
@@ -729,8 +730,9 @@ def make_compute_metrics(tokenizer) -> Callable[[EvalPrediction], dict[str, floa
 
 
 def parse_args_with_preset(parser, args: list[str]) -> tuple:
-    """Parse `args` with an `HfArgumentParser`, where `args[0]` may be a JSON preset: its values become flags placed
-    before the user's, so flags on the command line override the preset. Without CUDA, `--use_cpu True` is added."""
+    """Parse `args` with an `HfArgumentParser`, where `args[0]` may be a JSON preset (with the presets it extends, see
+    [`load_preset`]): its values become flags placed before the user's, so flags on the command line override the
+    preset. Without CUDA, `--use_cpu True` is added."""
     args = list(args)
     if not torch.cuda.is_available() and "--use_cpu" not in args:
         args = (
@@ -739,8 +741,7 @@ def parse_args_with_preset(parser, args: list[str]) -> tuple:
             else ["--use_cpu", "True"] + args
         )
     if args and args[0].endswith(".json"):
-        with open(args[0], encoding="utf-8") as handle:
-            preset = json.load(handle)
+        preset = load_preset(args[0])
         defaults = {
             field.name: field.default_factory() if field.default_factory is not dataclasses.MISSING else field.default
             for dataclass_type in parser.dataclass_types

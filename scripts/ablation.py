@@ -32,6 +32,7 @@ from pathlib import Path
 from mambaocr_hf.data import SyntheticConfig
 from mambaocr_hf.data.mixing import parse_source_spec
 from mambaocr_hf.data.synthetic import synthetic_config_from
+from mambaocr_hf.presets import load_preset
 
 logger = logging.getLogger("ablation")
 SCRIPTS = Path(__file__).resolve().parent
@@ -141,7 +142,7 @@ def cache_samples(preset: dict, max_steps: int, dataset: str) -> int:
 def row_commands(args: argparse.Namespace, row: str) -> tuple[list[str], list[str]]:
     """The training and evaluation commands of one row."""
     _, extra, synthetic, photos = ROWS[row]
-    preset = json.loads(Path(args.preset).read_text(encoding="utf-8"))
+    preset = load_preset(args.preset)
     out = Path(args.output_dir) / row
     steps = str(args.max_steps)
     train = [sys.executable, str(SCRIPTS / "train.py"), args.preset, "--max_steps", steps, "--output_dir", str(out)]

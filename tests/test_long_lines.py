@@ -28,6 +28,7 @@ from mambaocr_hf.data.fonts import missing_characters
 from mambaocr_hf.data.lines import render_long_line
 from mambaocr_hf.data.synthetic import synthetic_config_from
 from mambaocr_hf.data.text_sampler import TextSampler, load_words
+from mambaocr_hf.presets import load_preset
 
 from .conftest import ROOT, load_script, tiny_config_kwargs
 
@@ -289,20 +290,20 @@ def test_the_lines_preset_mixes_lines_into_words(monkeypatch):
 
 
 def test_the_scene_text_recipe_with_lines_is_the_recipe_plus_lines(monkeypatch):
-    """`scene_text_lines_cpu.json` is `scene_text_cpu.json` with lines mixed in: what lines need (the space in the
-    charset, widths up to 2,048 px, the generator's lines) and the steps that fit its 2 hours, nothing else, so the
-    two recipes do not drift apart."""
+    """`scene_text_lines_cpu.json` extends `scene_text_cpu.json` with lines mixed in: what lines need (the space in
+    the charset, widths up to 2,048 px, the generator's lines) and the steps that fit its 2 hours, nothing else, so
+    the two recipes do not drift apart."""
     sys.path.insert(0, str(ROOT / "scripts"))
     try:
         import train
     finally:
         sys.path.pop(0)
     configs = ROOT / "scripts" / "configs"
-    words, lines = (
-        json.loads((configs / name).read_text()) for name in ("scene_text_cpu.json", "scene_text_lines_cpu.json")
-    )
-    changed = {key for key in words.keys() | lines.keys() if words.get(key) != lines.get(key)}
-    assert changed == {"charset", "max_width", "synthetic_config", "max_steps", "output_dir"}
+    written = json.loads((configs / "scene_text_lines_cpu.json").read_text())
+    assert written.pop("extends") == "scene_text_cpu.json"
+    assert set(written) == {"charset", "max_width", "synthetic_config", "max_steps", "output_dir"}
+    words, lines = (load_preset(configs / name) for name in ("scene_text_cpu.json", "scene_text_lines_cpu.json"))
+    assert lines == {**words, **written}
     monkeypatch.setattr(sys, "argv", ["train.py", str(configs / "scene_text_lines_cpu.json"), "--max_steps", "3"])
     model_args, data_args, _ = train._parse_args()
     assert " " in CHARSETS[model_args.charset] and model_args.max_width == 2048

@@ -15,6 +15,7 @@ from transformers import TrainingArguments
 from mambaocr_hf import MambaOCRConfig, MambaOCRForCTC, MambaOCRProcessor
 from mambaocr_hf.data import OCRDataCollator, SyntheticConfig, load_ocr_dataset
 from mambaocr_hf.data.synthetic import synthetic_config_from
+from mambaocr_hf.presets import load_preset
 from mambaocr_hf.training import (
     OCRTrainer,
     build_model_and_processor,
@@ -121,6 +122,47 @@ def test_parse_preset_with_overrides(monkeypatch, tmp_path):
     assert synthetic_config_from("scripts/configs/scene_text_cpu.json") == SyntheticConfig()
     with pytest.raises(ValueError, match=r"Unknown SyntheticConfig fields \['neighbour_p'\]"):
         synthetic_config_from('{"neighbour_p": 0.5}')
+
+
+def test_a_preset_extends_another(monkeypatch, tmp_path):
+    """`"extends"` names a base preset beside the file: its values, with the file's keys replacing them (a
+    `synthetic_config` whole), reach the scripts' flags and the generator; the flags on the command line still win."""
+    base = tmp_path / "configs" / "base.json"
+    base.parent.mkdir()
+    base.write_text(json.dumps({"output_dir": "runs/base", "max_steps": 100, "synthetic_config": {"line_p": 0.2}}))
+    middle = base.with_name("middle.json")
+    middle.write_text(json.dumps({"extends": "base.json", "max_steps": 200, "learning_rate": 0.002}))
+    top = tmp_path / "top.json"  # in another folder: `extends` is relative to the extending file
+    top.write_text(json.dumps({"extends": "configs/middle.json", "max_steps": 300}))
+    assert load_preset(top) == {
+        "output_dir": "runs/base",
+        "max_steps": 300,
+        "learning_rate": 0.002,
+        "synthetic_config": {"line_p": 0.2},
+    }
+    train = load_script("train")
+    monkeypatch.setattr(sys, "argv", ["train.py", str(top), "--learning_rate", "0.003"])
+    _, data_args, training_args = train._parse_args()
+    assert (training_args.max_steps, training_args.learning_rate, training_args.output_dir) == (
+        300,
+        0.003,
+        "runs/base",
+    )
+    assert synthetic_config_from(str(top)).line_p == 0.2  # the base's synthetic_config, as the scripts read it
+    assert synthetic_config_from(data_args.synthetic_config).line_p == 0.2
+    # bad input: a missing base, a cycle, an `extends` that is not a file name, a file that is not an object
+    top.write_text(json.dumps({"extends": "configs/nowhere.json"}))
+    with pytest.raises(FileNotFoundError, match=r"No preset file .*nowhere.json \(named by `extends` in .*top.json\)"):
+        load_preset(top)
+    base.write_text(json.dumps({"extends": "middle.json"}))
+    with pytest.raises(ValueError, match="Presets extend each other in a cycle: .*middle.json -> .*base.json -> "):
+        load_preset(middle)
+    base.write_text(json.dumps({"extends": ["middle.json"]}))
+    with pytest.raises(ValueError, match="`extends` must name another preset file"):
+        load_preset(base)
+    base.write_text("[1, 2]")
+    with pytest.raises(ValueError, match="must be a JSON object"):
+        load_preset(base)
 
 
 def _parse_demo_preset(monkeypatch, tmp_path, *flags):

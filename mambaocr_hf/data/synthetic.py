@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 from transformers.utils import logging
 
+from ..presets import EXTENDS_KEY, load_preset
 from . import effects
 from .backgrounds import PhotoBackgrounds, luminance, procedural_background, text_color
 from .filters import LabelNormalizer, SampleFilter
@@ -177,7 +178,8 @@ def synthetic_config_from(
     elif os.path.isfile(value):
         with open(value, encoding="utf-8") as handle:
             loaded = json.load(handle)
-        if "synthetic_config" in loaded or "output_dir" in loaded:  # a training preset
+        if {"synthetic_config", "output_dir", EXTENDS_KEY} & set(loaded):  # a training preset
+            loaded = load_preset(value)
             inner = loaded.get("synthetic_config")
             if isinstance(inner, str):  # it names a file of its own (e.g. scripts/configs/synthetic_light.json)
                 return synthetic_config_from(inner, background_dirs)
