@@ -194,9 +194,10 @@ class MambaOCRPipeline(Pipeline):
         pool_size = batch_size * SORT_POOL_BATCHES
         for start in range(0, len(inputs), pool_size):
             pool = [self.preprocess(item, **preprocess_params) for item in inputs[start : start + pool_size]]
-            batches = width_sorted_batches([inputs["pixel_values"].shape[-1] for inputs in pool], batch_size)
+            batches = width_sorted_batches([item["pixel_values"].shape[-1] for item in pool], batch_size)
             order = [index for batch in batches for index in batch]
-            loader = DataLoader([pool[index] for index in order], batch_size=batch_size, collate_fn=_pad_collate)
+            # each pool's one partial batch is its last, as the PipelineIterator's unbatching expects
+            loader = DataLoader(pool, batch_sampler=batches, collate_fn=_pad_collate)
             model_iterator = PipelineIterator(loader, self.forward, forward_params, loader_batch_size=batch_size)
             results = [None] * len(pool)
             for index, result in zip(order, PipelineIterator(model_iterator, self.postprocess, postprocess_params)):
