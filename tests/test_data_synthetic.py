@@ -21,8 +21,8 @@ from mambaocr_hf.data import (
     split_for_rank,
 )
 from mambaocr_hf.data.filters import LabelNormalizer
-from mambaocr_hf.data.synthetic import encode_image
-from mambaocr_hf.data.text_sampler import TextSampler, load_words
+from mambaocr_hf.data.synthetic import encode_image, synthetic_config_from
+from mambaocr_hf.data.text_sampler import SCENE_TEXT_WORD_LENGTHS, TextSampler, load_words
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -77,6 +77,67 @@ def test_text_is_restricted_to_the_charset(charset):
     if charset == "lowercase_alphanumeric":
         assert set(sampler.drawable) == set("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
         assert len(sampler.words) > 5000
+
+
+def _text_statistics(sampler: TextSampler, count: int = 2000) -> dict[str, float]:
+    rng = np.random.default_rng(0)
+    texts = [sampler.sample(rng)[0] for _ in range(count)]
+    words = [text for text in texts if text.isalpha()]
+    return {
+        "words": len(words) / count,
+        "upper": sum(word.isupper() for word in words) / len(words),
+        "lower": sum(word.islower() for word in words) / len(words),
+        "mean_word_length": float(np.mean([len(word) for word in words])),
+    }
+
+
+def test_text_statistics_follow_the_kind_case_and_length_weights():
+    normalizer = LabelNormalizer.from_tokenizer(MambaOCRTokenizer(), "map")
+    words = load_words(None)
+    default = _text_statistics(TextSampler(normalizer.charset, normalizer.fold, words))
+    scene = TextSampler(
+        normalizer.charset,
+        normalizer.fold,
+        words,
+        kind_weights={"word": 0.9, "number": 0.1},
+        case_weights={"upper": 0.6, "capitalised": 0.3, "lower": 0.1},
+        word_length_weights=SCENE_TEXT_WORD_LENGTHS,
+    )
+    stats = _text_statistics(scene)
+    assert default["words"] < 0.8 and stats["words"] > 0.87
+    assert 0.5 < stats["upper"] < 0.7 and stats["lower"] < 0.15 and default["lower"] > 0.3
+    assert default["mean_word_length"] > 6.5 and 4.8 < stats["mean_word_length"] < 5.8
+    only_four = TextSampler(
+        normalizer.charset, normalizer.fold, words, kind_weights={"word": 1}, word_length_weights={"4": 1}
+    )
+    rng = np.random.default_rng(1)
+    assert {len(only_four.sample(rng)[1]) for _ in range(50)} == {4}
+    with pytest.raises(ValueError, match="kind_weights.*unknown: \\['words'\\]"):
+        TextSampler(normalizer.charset, normalizer.fold, words, kind_weights={"words": 1.0})
+    with pytest.raises(ValueError, match="case_weights"):
+        TextSampler(normalizer.charset, normalizer.fold, words, case_weights={"upper": 0, "lower": 0})
+    with pytest.raises(ValueError, match="word_length_weights"):
+        TextSampler(normalizer.charset, normalizer.fold, words, word_length_weights={"four": 1})
+
+
+def test_text_weights_reach_the_generator_from_a_json_config(tmp_path):
+    path = tmp_path / "scene.json"
+    path.write_text(
+        '{"text_kind_weights": {"word": 1}, "word_case_weights": {"upper": 1}, "word_length_weights": {"5": 1}}'
+    )
+    config = synthetic_config_from(str(path))
+    assert config.word_length_weights == {5: 1.0}  # JSON's string keys become lengths
+    generator = SyntheticTextGenerator(seed=0, config=config)
+    texts = [generator.sampler.sample(np.random.default_rng(i))[0] for i in range(20)]
+    assert all(len(text) == 5 and text.isupper() for text in texts)
+    assert SyntheticConfig(word_length_weights="scene_text").word_length_weights == "scene_text"
+    for bad in (
+        {"text_kind_weights": {"prose": 1}},
+        {"word_case_weights": {"title": 1}},
+        {"word_length_weights": "short"},
+    ):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            SyntheticConfig(**bad)
 
 
 def test_samples_are_deterministic_per_seed_split_and_index(generator):

@@ -24,7 +24,15 @@ from . import effects
 from .backgrounds import PhotoBackgrounds, luminance, procedural_background, text_color
 from .filters import LabelNormalizer, SampleFilter
 from .fonts import CATEGORIES, FontInfo, font_profile, missing_characters, scan_fonts
-from .text_sampler import TextSampler, load_words
+from .text_sampler import (
+    SCENE_TEXT_WORD_LENGTHS,
+    TEXT_KINDS,
+    WORD_CASES,
+    TextSampler,
+    check_weights,
+    length_weights,
+    load_words,
+)
 
 logger = logging.get_logger(__name__)
 
@@ -93,6 +101,15 @@ class SyntheticConfig:
             same fonts, composition, geometry and capture as a word. Its label has the spaces when the charset has
             the space (`printable_space`), else the words run together in the label. Which samples are lines is
             drawn apart from the rest, so the word samples are the same whatever `line_p` is.
+        text_kind_weights: how often each kind of string is drawn (`text_sampler.TEXT_KINDS`: `word`, `two_words`,
+            `alphanumeric`, `number`, `phone`, `code`, `date`, `price`, `punctuated`, `any_characters`); `None`
+            for `TEXT_KINDS`' own weights. Kinds left out are never drawn.
+        word_case_weights: how often a word is drawn in capitals, capitalised or lower case
+            (`{"upper": ..., "capitalised": ..., "lower": ...}`); `None` for `text_sampler.WORD_CASES`.
+        word_length_weights: how often a word of each length is drawn from the word list (`{length: weight}`), or
+            `"scene_text"` for the lengths of the real benchmarks' training words
+            (`text_sampler.SCENE_TEXT_WORD_LENGTHS`, mean 5.3 characters); `None` draws every word of the list
+            equally often (mean 7.0 for the default list).
         line_chars: the range of a line's label length in characters (drawn uniformly). At height 32 a line of 120
             characters is about 1,500-2,000 px wide: train with a `max_width` that holds it (wider lines are
             squeezed).
@@ -141,6 +158,9 @@ class SyntheticConfig:
     max_capture_effects: int = 3
     line_p: float = 0.0
     line_chars: tuple[int, int] = (10, 120)
+    text_kind_weights: dict[str, float] | None = None
+    word_case_weights: dict[str, float] | None = None
+    word_length_weights: dict[int, float] | str | None = None
 
     def __post_init__(self):
         if not 4 <= self.min_height <= self.max_height:
@@ -159,6 +179,17 @@ class SyntheticConfig:
                 f"`font_category_weights` takes non-negative weights for {list(CATEGORIES)}, got "
                 f"{self.font_category_weights}."
             )
+        if self.text_kind_weights is not None:
+            check_weights("text_kind_weights", self.text_kind_weights, TEXT_KINDS)
+        if self.word_case_weights is not None:
+            check_weights("word_case_weights", self.word_case_weights, WORD_CASES)
+        if isinstance(self.word_length_weights, str) and self.word_length_weights != "scene_text":
+            raise ValueError(
+                '`word_length_weights` is `{length: weight}`, "scene_text" or None, got '
+                f"{self.word_length_weights!r}."
+            )
+        if isinstance(self.word_length_weights, dict):  # JSON's keys are strings
+            self.word_length_weights = length_weights(self.word_length_weights)
         if isinstance(self.background_dirs, (str, os.PathLike)):
             self.background_dirs = [os.fspath(self.background_dirs)]
         for name, value in vars(self).items():
@@ -274,7 +305,16 @@ class SyntheticTextGenerator:
         self.split = split
         self.config = config or SyntheticConfig()
         self.max_length = max_length
-        self.sampler = TextSampler(self.normalizer.charset, self.normalizer.fold, load_words(words), max_length)
+        lengths = self.config.word_length_weights
+        self.sampler = TextSampler(
+            self.normalizer.charset,
+            self.normalizer.fold,
+            load_words(words),
+            max_length,
+            kind_weights=self.config.text_kind_weights,
+            case_weights=self.config.word_case_weights,
+            word_length_weights=SCENE_TEXT_WORD_LENGTHS if lengths == "scene_text" else lengths,
+        )
         scan = scan_fonts(font_dirs, use_system_fonts, use_package_fonts, required_characters="")
         # a font must draw every letter and digit; rarer characters are checked per sample (`_pick_font`)
         self.fonts = [font for font in scan.fonts if not missing_characters(font.path, self.sampler.alphanumerics)]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import string
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from importlib import resources
 
 import numpy as np
@@ -17,7 +17,7 @@ _WORD_LISTS = ("nounlist.txt", "adjectivelist.txt", "verblist.txt")  # wonderwor
 _MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
 _CURRENCIES = "$€£¥"
 # kinds of string and how often each is drawn
-_KINDS = {
+TEXT_KINDS = {
     "word": 0.50,
     "two_words": 0.06,
     "alphanumeric": 0.08,
@@ -41,9 +41,56 @@ _LINE_PIECES = {
     "alphanumeric": 0.02,
 }
 # the case of a whole line: prose (first word capitalised), lower, Title Case, CAPITALS (signs), or mixed per word
+# the case of a word drawn alone: signs and shop fronts are mostly capitals
+WORD_CASES = {"upper": 0.35, "capitalised": 0.25, "lower": 0.40}
+# the label lengths of the words of ICDAR 2003/2013, IIIT5K and SVT's training splits (10,867 crops, 3 characters
+# and more): `word_length_weights="scene_text"` draws the word list's words with these lengths (mean 5.3, against
+# the list's 7.0)
+SCENE_TEXT_WORD_LENGTHS = {
+    3: 0.189,
+    4: 0.242,
+    5: 0.159,
+    6: 0.138,
+    7: 0.115,
+    8: 0.066,
+    9: 0.041,
+    10: 0.024,
+    11: 0.013,
+    12: 0.007,
+    13: 0.004,
+    14: 0.002,
+}
 _LINE_CASES = {"sentence": 0.45, "lower": 0.15, "title": 0.15, "upper": 0.15, "mixed": 0.10}
 _TRAILING_MARKS = ",,,,..;:!?"  # after a word inside a line (commas most often)
 _LINE_ENDS = "....!?:"  # at the end of a line
+
+
+def check_weights(name: str, weights: Mapping[str, float], known: Mapping[str, float]) -> tuple[list[str], np.ndarray]:
+    """The names and normalised probabilities of `weights`, checked against the `known` names."""
+    unknown = sorted(set(weights) - set(known))
+    if unknown or any(weight < 0 for weight in weights.values()) or not any(weights.values()):
+        raise ValueError(
+            f"`{name}` takes non-negative weights, not all 0, for {list(known)}; got {dict(weights)}"
+            + (f" (unknown: {unknown})." if unknown else ".")
+        )
+    names = [key for key in known if key in weights]
+    probabilities = np.array([float(weights[key]) for key in names])
+    return names, probabilities / probabilities.sum()
+
+
+def length_weights(weights: Mapping[int | str, float]) -> dict[int, float]:
+    """`{length: weight}` with integer lengths (JSON gives them as strings), checked."""
+    try:
+        lengths = {int(length): float(weight) for length, weight in weights.items()}
+    except (AttributeError, TypeError, ValueError) as error:
+        raise ValueError(
+            f"`word_length_weights` maps word lengths to weights, e.g. {{3: 0.2, 4: 0.25}}, got {weights!r}."
+        ) from error
+    if any(length < 1 or weight < 0 for length, weight in lengths.items()) or not any(lengths.values()):
+        raise ValueError(
+            f"`word_length_weights` takes lengths of at least 1 and non-negative weights, not all 0, got {weights}."
+        )
+    return lengths
 
 
 def default_words() -> list[str]:
@@ -78,13 +125,29 @@ class TextSampler:
         normalize: the tokenizer's folding (`MambaOCRTokenizer.normalize_text` under the `"map"` policy).
         words: the word list (`load_words`).
         max_length: longest label drawn.
+        kind_weights: how often each kind of string is drawn (`TEXT_KINDS`: words, two-word strings, numbers,
+            prices, codes, ...); defaults to `TEXT_KINDS`' own weights.
+        case_weights: how often a word drawn alone is in capitals, capitalised or lower case (`WORD_CASES`).
+        word_length_weights: how often a word of each length is drawn (`{length: weight}`, then uniformly among
+            the list's words of that length), or `None` for every word of the list equally often.
     """
 
     def __init__(
-        self, charset: str, normalize: Callable[[str], str], words: Sequence[str], max_length: int = 25
+        self,
+        charset: str,
+        normalize: Callable[[str], str],
+        words: Sequence[str],
+        max_length: int = 25,
+        kind_weights: Mapping[str, float] | None = None,
+        case_weights: Mapping[str, float] | None = None,
+        word_length_weights: Mapping[int | str, float] | None = None,
     ) -> None:
         if max_length < 1:
             raise ValueError(f"`max_length` must be at least 1, got {max_length}.")
+        self._kinds, self._kind_p = check_weights("kind_weights", kind_weights or TEXT_KINDS, TEXT_KINDS)
+        cases = dict(zip(*check_weights("case_weights", case_weights or WORD_CASES, WORD_CASES)))
+        upper, capitalised = cases.get("upper", 0.0), cases.get("capitalised", 0.0)
+        self._case_thresholds = (upper, upper + capitalised)  # upper, then capitalised, else lower
         self.charset = charset
         self.normalize = normalize
         self.max_length = max_length
@@ -99,6 +162,9 @@ class TextSampler:
         self.alphanumerics = self.letters + self.digits
         self.punctuation = "".join(c for c in self.drawable if c in string.punctuation)
         self.words = [word for word in words if self.can_draw(word)]
+        self._words_by_length: tuple[list[list[str]], np.ndarray] | None = None
+        if word_length_weights is not None:
+            self._words_by_length = self._group_by_length(word_length_weights)
         self._has_upper = any(c.isupper() for c in self.drawable)
         self._has_lower = any(c.islower() for c in self.drawable)
         # a line's words are drawn apart whatever the charset; its label has the spaces only when the charset does
@@ -123,18 +189,40 @@ class TextSampler:
 
     # kinds of string; each returns a candidate that `sample` checks with `can_draw`
 
+    def _group_by_length(self, weights: Mapping[int | str, float]) -> tuple[list[list[str]], np.ndarray] | None:
+        """The list's words grouped by the lengths `weights` names, with each group's probability (lengths the
+        list has no word of are left out); `None` when the list has no word of any of them."""
+        lengths = length_weights(weights)
+        groups: dict[int, list[str]] = {}
+        for word in self.words:
+            if lengths.get(len(self.label(word)), 0) > 0:
+                groups.setdefault(len(self.label(word)), []).append(word)
+        if not groups:
+            return None
+        ordered = sorted(groups)
+        probabilities = np.array([lengths[length] for length in ordered])
+        return [groups[length] for length in ordered], probabilities / probabilities.sum()
+
     def _case(self, word: str, rng: np.random.Generator) -> str:
-        choice = rng.random()  # signs and shop fronts are mostly capitals: a third upper case, a quarter capitalised
-        if choice < 0.35 and self._has_upper:
+        choice = rng.random()
+        if choice < self._case_thresholds[0] and self._has_upper:
             return word.upper()
-        if choice < 0.6 and self._has_upper:
+        if choice < self._case_thresholds[1] and self._has_upper:
             return word[:1].upper() + word[1:]
         return word.lower() if self._has_lower else word
+
+    def _list_word(self, rng: np.random.Generator) -> str:
+        """A word of the list: uniformly, or first a length by `word_length_weights`."""
+        if self._words_by_length is None:
+            return self.words[rng.integers(len(self.words))]
+        groups, probabilities = self._words_by_length
+        group = groups[rng.choice(len(groups), p=probabilities)]
+        return group[rng.integers(len(group))]
 
     def _word(self, rng: np.random.Generator) -> str:
         if not self.words:
             return self._alphanumeric(rng)
-        return self._case(self.words[rng.integers(len(self.words))], rng)
+        return self._case(self._list_word(rng), rng)
 
     def _two_words(self, rng: np.random.Generator) -> str:
         joiner = " -'&/."[rng.integers(6)]
@@ -242,10 +330,8 @@ class TextSampler:
 
     def sample(self, rng: np.random.Generator) -> tuple[str, str]:
         """One string to draw and its label."""
-        kinds = list(_KINDS)
-        probabilities = np.array(list(_KINDS.values()))
         for _ in range(20):
-            kind = kinds[rng.choice(len(kinds), p=probabilities / probabilities.sum())]
+            kind = self._kinds[rng.choice(len(self._kinds), p=self._kind_p)]
             text = getattr(self, f"_{kind}")(rng)
             if self.can_draw(text) and self.label(text):
                 return text, self.label(text)
@@ -273,7 +359,7 @@ class TextSampler:
         return len(piece) if self.has_space else len(piece) - piece.count(" ")
 
     def _line_word(self, rng: np.random.Generator, case: str, first: bool) -> str:
-        word = self.words[rng.integers(len(self.words))] if self.words else self._alphanumeric(rng)
+        word = self._list_word(rng) if self.words else self._alphanumeric(rng)
         if case == "mixed" or not (self._has_upper and self._has_lower):
             word = self._case(word, rng)
         elif case == "upper":
@@ -346,4 +432,13 @@ class TextSampler:
         return text, self.line_label(text)
 
 
-__all__ = ["TextSampler", "default_words", "load_words"]
+__all__ = [
+    "SCENE_TEXT_WORD_LENGTHS",
+    "TEXT_KINDS",
+    "WORD_CASES",
+    "TextSampler",
+    "check_weights",
+    "default_words",
+    "length_weights",
+    "load_words",
+]
