@@ -154,6 +154,14 @@ def test_examples_are_rewritten_in_one_folder_per_charset(reader, monkeypatch, t
     assert app.examples_folder(tokenizer) == folder
     assert app.examples_folder(tokenizer, seed=1) != folder
     assert app.examples_folder(None) != folder
+    # an app killed while writing an example leaves its partial file: the next start removes it, not a live app's
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    orphan = folder / f".example_0.{int(finished.stdout)}.png"
+    live = folder / f".example_1.{os.getppid()}.png"
+    orphan.write_bytes(b"half")
+    live.write_bytes(b"half")
+    app.build_demo(reader=reader, num_examples=2)
+    assert not orphan.exists() and live.exists()
 
 
 def test_console_script_extra_and_space_files():
