@@ -61,6 +61,8 @@ def test_fonts_are_drawn_by_category_weight_then_family(package_fonts):
     assert {mono._pick_font("abc", rng).category for _ in range(30)} == {"monospace"}
     with pytest.raises(ValueError, match="font_category_weights"):
         SyntheticConfig(font_category_weights={"gothic": 1.0})
+    with pytest.raises(ValueError, match="font_category_weights.*not all 0"):
+        SyntheticConfig(font_category_weights={"monospace": 0.0})
 
 
 def test_font_probes_are_cached_on_disk_and_bad_files_are_skipped_and_counted(tmp_path, monkeypatch, package_fonts):

@@ -118,6 +118,13 @@ def test_text_statistics_follow_the_kind_case_and_length_weights():
         TextSampler(normalizer.charset, normalizer.fold, words, case_weights={"upper": 0, "lower": 0})
     with pytest.raises(ValueError, match="word_length_weights"):
         TextSampler(normalizer.charset, normalizer.fold, words, word_length_weights={"four": 1})
+    with pytest.raises(ValueError, match="no word of the lengths"):
+        TextSampler(normalizer.charset, normalizer.fold, words, word_length_weights={40: 1})
+    with pytest.raises(ValueError, match="kind_weights"):
+        TextSampler(normalizer.charset, normalizer.fold, words, kind_weights={})
+    digits = LabelNormalizer.from_tokenizer(MambaOCRTokenizer(charset="digits"), "map")  # no words to draw
+    digit_sampler = TextSampler(digits.charset, digits.fold, words, word_length_weights=SCENE_TEXT_WORD_LENGTHS)
+    assert digit_sampler.sample(rng)[1].isdigit()
 
 
 def test_text_weights_reach_the_generator_from_a_json_config(tmp_path):

@@ -173,12 +173,7 @@ class SyntheticConfig:
             )
         if self.font_category_weights is None:
             self.font_category_weights = dict(_DEFAULT_CATEGORY_WEIGHTS)
-        unknown = set(self.font_category_weights) - set(CATEGORIES)
-        if unknown or any(weight < 0 for weight in self.font_category_weights.values()):
-            raise ValueError(
-                f"`font_category_weights` takes non-negative weights for {list(CATEGORIES)}, got "
-                f"{self.font_category_weights}."
-            )
+        check_weights("font_category_weights", self.font_category_weights, CATEGORIES)
         if self.text_kind_weights is not None:
             check_weights("text_kind_weights", self.text_kind_weights, TEXT_KINDS)
         if self.word_case_weights is not None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import string
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from importlib import resources
 
 import numpy as np
@@ -40,7 +40,6 @@ _LINE_PIECES = {
     "punctuated": 0.04,
     "alphanumeric": 0.02,
 }
-# the case of a whole line: prose (first word capitalised), lower, Title Case, CAPITALS (signs), or mixed per word
 # the case of a word drawn alone: signs and shop fronts are mostly capitals
 WORD_CASES = {"upper": 0.35, "capitalised": 0.25, "lower": 0.40}
 # the label lengths of the words of ICDAR 2003/2013, IIIT5K and SVT's training splits (10,867 crops, 3 characters
@@ -60,13 +59,15 @@ SCENE_TEXT_WORD_LENGTHS = {
     13: 0.004,
     14: 0.002,
 }
+# the case of a whole line: prose (first word capitalised), lower, Title Case, CAPITALS (signs), or mixed per word
 _LINE_CASES = {"sentence": 0.45, "lower": 0.15, "title": 0.15, "upper": 0.15, "mixed": 0.10}
 _TRAILING_MARKS = ",,,,..;:!?"  # after a word inside a line (commas most often)
 _LINE_ENDS = "....!?:"  # at the end of a line
 
 
-def check_weights(name: str, weights: Mapping[str, float], known: Mapping[str, float]) -> tuple[list[str], np.ndarray]:
-    """The names and normalised probabilities of `weights`, checked against the `known` names."""
+def check_weights(name: str, weights: Mapping[str, float], known: Collection[str]) -> tuple[list[str], np.ndarray]:
+    """The names and normalised probabilities of `weights`, checked against the `known` names: a `ValueError`
+    names the knob for an unknown name, a negative weight or weights that are all 0."""
     unknown = sorted(set(weights) - set(known))
     if unknown or any(weight < 0 for weight in weights.values()) or not any(weights.values()):
         raise ValueError(
@@ -144,8 +145,12 @@ class TextSampler:
     ) -> None:
         if max_length < 1:
             raise ValueError(f"`max_length` must be at least 1, got {max_length}.")
-        self._kinds, self._kind_p = check_weights("kind_weights", kind_weights or TEXT_KINDS, TEXT_KINDS)
-        cases = dict(zip(*check_weights("case_weights", case_weights or WORD_CASES, WORD_CASES)))
+        self._kinds, self._kind_p = check_weights(
+            "kind_weights", TEXT_KINDS if kind_weights is None else kind_weights, TEXT_KINDS
+        )
+        cases = dict(
+            zip(*check_weights("case_weights", WORD_CASES if case_weights is None else case_weights, WORD_CASES))
+        )
         upper, capitalised = cases.get("upper", 0.0), cases.get("capitalised", 0.0)
         self._case_thresholds = (upper, upper + capitalised)  # upper, then capitalised, else lower
         self.charset = charset
@@ -163,7 +168,7 @@ class TextSampler:
         self.punctuation = "".join(c for c in self.drawable if c in string.punctuation)
         self.words = [word for word in words if self.can_draw(word)]
         self._words_by_length: tuple[list[list[str]], np.ndarray] | None = None
-        if word_length_weights is not None:
+        if word_length_weights is not None and self.words:  # (a charset without letters draws no words)
             self._words_by_length = self._group_by_length(word_length_weights)
         self._has_upper = any(c.isupper() for c in self.drawable)
         self._has_lower = any(c.islower() for c in self.drawable)
@@ -189,16 +194,19 @@ class TextSampler:
 
     # kinds of string; each returns a candidate that `sample` checks with `can_draw`
 
-    def _group_by_length(self, weights: Mapping[int | str, float]) -> tuple[list[list[str]], np.ndarray] | None:
+    def _group_by_length(self, weights: Mapping[int | str, float]) -> tuple[list[list[str]], np.ndarray]:
         """The list's words grouped by the lengths `weights` names, with each group's probability (lengths the
-        list has no word of are left out); `None` when the list has no word of any of them."""
+        list has no word of are left out); a `ValueError` when it has no word of any of them."""
         lengths = length_weights(weights)
         groups: dict[int, list[str]] = {}
         for word in self.words:
             if lengths.get(len(self.label(word)), 0) > 0:
                 groups.setdefault(len(self.label(word)), []).append(word)
         if not groups:
-            return None
+            raise ValueError(
+                f"The word list has no word of the lengths `word_length_weights` draws ({sorted(lengths)}); its "
+                f"words are {min(map(len, self.words))}-{max(map(len, self.words))} characters long."
+            )
         ordered = sorted(groups)
         probabilities = np.array([lengths[length] for length in ordered])
         return [groups[length] for length in ordered], probabilities / probabilities.sum()
