@@ -6,6 +6,8 @@ import os
 import pickle
 import shutil
 import string
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -323,6 +325,17 @@ def test_synthetic_cache_renders_once_and_follows_the_generator(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".partial")]
     sources = cache_synthetic_sources("synthetic:0.6,/data/real:0.4", 12, tmp_path, num_workers=1, seed=4)
     assert sources == [(path, 0.6), ("/data/real", 0.4)]
+
+
+def test_synthetic_cache_removes_the_partial_renders_of_killed_processes(tmp_path):
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    orphan = tmp_path / f".synthetic_12_0123456789abcdef.{int(finished.stdout)}.partial"
+    live = tmp_path / f".synthetic_12_fedcba9876543210.{os.getppid()}.partial"
+    for folder in (orphan, live):
+        folder.mkdir()
+        (folder / "data.mdb").write_bytes(b"half a render")
+    synthetic_cache(SyntheticTextGenerator(seed=4), 4, tmp_path, num_workers=1)
+    assert not orphan.exists() and (live / "data.mdb").exists()
 
 
 def test_preview_script_writes_contact_sheets_and_statistics(tmp_path, capsys):

@@ -80,6 +80,29 @@ def default_cache_dir() -> Path:
     return cache_root() / "synthetic"
 
 
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):  # another user's process, or no such number: keep its files
+        return True
+    return True
+
+
+def remove_orphaned_partials(folder: str | os.PathLike, pattern: str) -> None:
+    """Removes what processes that were killed while writing left behind in `folder`: the files or folders matching
+    `pattern` that are named `NAME.PID.SUFFIX` (written under that name, then renamed into place) and whose process
+    is gone. A live process's partial stays."""
+    for partial_path in Path(folder).glob(pattern):
+        pid = partial_path.name.rsplit(".", 2)[-2]
+        if pid.isdigit() and not _process_alive(int(pid)):
+            if partial_path.is_dir():
+                shutil.rmtree(partial_path, ignore_errors=True)
+            else:
+                partial_path.unlink(missing_ok=True)
+
+
 def synthetic_cache(
     generator: SyntheticTextGenerator,
     num_samples: int,
@@ -105,6 +128,7 @@ def synthetic_cache(
         logger.info(f"Reusing the synthetic cache {target} ({num_samples} samples).")
         return str(target)
     root.mkdir(parents=True, exist_ok=True)
+    remove_orphaned_partials(root, ".synthetic_*.*.partial")
     partial_dir = root / f".{target.name}.{os.getpid()}.partial"
     shutil.rmtree(partial_dir, ignore_errors=True)
     workers = num_workers or os.cpu_count() or 1
@@ -139,4 +163,11 @@ def cache_synthetic_sources(
     return sources
 
 
-__all__ = ["cache_synthetic_sources", "default_cache_dir", "encode_line", "rendered_samples", "synthetic_cache"]
+__all__ = [
+    "cache_synthetic_sources",
+    "default_cache_dir",
+    "encode_line",
+    "remove_orphaned_partials",
+    "rendered_samples",
+    "synthetic_cache",
+]

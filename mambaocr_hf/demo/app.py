@@ -124,6 +124,7 @@ def render_examples(count: int, folder: str | os.PathLike, tokenizer=None, seed:
     if count <= 0:
         return []
     from ..data import SyntheticTextGenerator
+    from ..data.cache import remove_orphaned_partials
 
     fonts = []
     for package in EXAMPLE_FONT_PACKAGES:
@@ -143,7 +144,7 @@ def render_examples(count: int, folder: str | os.PathLike, tokenizer=None, seed:
     )
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    _remove_orphaned_partials(folder)
+    remove_orphaned_partials(folder, ".example_*.*.png")
     paths = []
     for index in range(count):
         sample = generator[index]
@@ -156,24 +157,6 @@ def render_examples(count: int, folder: str | os.PathLike, tokenizer=None, seed:
             partial.unlink(missing_ok=True)
         paths.append(str(path))
     return paths
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError):  # another user's process, or no such number: keep its file
-        return True
-    return True
-
-
-def _remove_orphaned_partials(folder: Path) -> None:
-    """Removes the half-written examples of apps that were killed while writing them (their process is gone)."""
-    for partial in folder.glob(".example_*.*.png"):
-        pid = partial.name.rsplit(".", 2)[-2]
-        if pid.isdigit() and not _process_alive(int(pid)):
-            partial.unlink(missing_ok=True)
 
 
 @dataclass
