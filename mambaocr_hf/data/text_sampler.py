@@ -200,8 +200,9 @@ class TextSampler:
         lengths = length_weights(weights)
         groups: dict[int, list[str]] = {}
         for word in self.words:
-            if lengths.get(len(self.label(word)), 0) > 0:
-                groups.setdefault(len(self.label(word)), []).append(word)
+            length = len(self.label(word))
+            if lengths.get(length, 0) > 0:
+                groups.setdefault(length, []).append(word)
         if not groups:
             raise ValueError(
                 f"The word list has no word of the lengths `word_length_weights` draws ({sorted(lengths)}); its "
