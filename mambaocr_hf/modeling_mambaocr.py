@@ -495,15 +495,42 @@ def _bidirectional_lstm(config: MambaOCRConfig, num_layers: int) -> nn.LSTM:
     )
 
 
+def _reverse_valid_frames(hidden_states: torch.Tensor, frame_lengths: torch.LongTensor) -> torch.Tensor:
+    """Each sequence's first `frame_lengths` frames in reverse order, its padding frames where they were (applied
+    twice, the identity)."""
+    positions = torch.arange(hidden_states.shape[1], device=hidden_states.device)[None, :]
+    lengths = frame_lengths.to(hidden_states.device)[:, None]
+    index = torch.where(positions < lengths, lengths - 1 - positions, positions)
+    return hidden_states.gather(1, index[..., None].expand_as(hidden_states))
+
+
 def _run_lstm(lstm: nn.LSTM, hidden_states: torch.Tensor, frame_lengths: torch.LongTensor) -> torch.Tensor:
-    """`lstm` over each image's valid frames only (packed), so the reverse direction starts at its last valid frame;
-    padding frames come back as zeros."""
-    packed = nn.utils.rnn.pack_padded_sequence(
-        hidden_states, frame_lengths.cpu(), batch_first=True, enforce_sorted=False
+    """`lstm` (bidirectional, batch first) over each image's valid frames only, so the reverse direction starts at
+    its last valid frame; padding frames come back as zeros.
+
+    The result is that of `lstm` on the packed sequences (`pack_padded_sequence`), computed without packing: each
+    direction of each layer runs on the padded batch (the forward direction on the frames as they are, where the
+    padding follows every valid frame, the reverse on each sequence reversed within its own length), so the call
+    takes oneDNN's fused LSTM kernel (in bf16 under CPU autocast), where a packed batch of unequal lengths runs the
+    frame-by-frame fallback, ~17% of the small demo model's training step."""
+    batch, seq_len, _ = hidden_states.shape
+    valid = (
+        torch.arange(seq_len, device=hidden_states.device)[None, :] < frame_lengths.to(hidden_states.device)[:, None]
     )
-    output, _ = lstm(packed)
-    output, _ = nn.utils.rnn.pad_packed_sequence(output, batch_first=True, total_length=hidden_states.shape[1])
-    return output
+    zeros = hidden_states.new_zeros(1, batch, lstm.hidden_size)
+    output = hidden_states
+    for layer in range(lstm.num_layers):
+        directions = []
+        for suffix, reverse in (("", False), ("_reverse", True)):
+            names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh") if lstm.bias else ("weight_ih", "weight_hh")
+            weights = [getattr(lstm, f"{name}_l{layer}{suffix}") for name in names]
+            inputs = _reverse_valid_frames(output, frame_lengths) if reverse else output
+            result = torch.lstm(inputs, (zeros, zeros), weights, lstm.bias, 1, 0.0, lstm.training, False, True)[0]
+            directions.append(_reverse_valid_frames(result, frame_lengths) if reverse else result)
+        output = torch.cat(directions, dim=-1)
+        if lstm.dropout and lstm.training and layer < lstm.num_layers - 1:
+            output = nn.functional.dropout(output, lstm.dropout)
+    return output * valid[..., None].to(output.dtype)
 
 
 class MambaOCRLSTMEncoder(nn.Module):

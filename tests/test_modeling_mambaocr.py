@@ -267,6 +267,30 @@ def test_lstm_encoders_need_an_even_hidden_size(sequence_model):
         MambaOCRForCTC(config)
 
 
+@pytest.mark.parametrize(("num_layers", "bias"), [(1, True), (2, True), (2, False)])
+def test_lstm_reads_each_sequence_as_packed(num_layers, bias):
+    """The LSTM encoders run unpacked (for oneDNN's fused kernel) but compute what `nn.LSTM` computes on the packed
+    sequences: each direction sees only its image's valid frames, the reverse one from the last valid frame; the
+    gradients are the same, and padding frames come back as zeros."""
+    from mambaocr_hf.modeling_mambaocr import _run_lstm
+
+    torch.manual_seed(0)
+    lstm = torch.nn.LSTM(6, 5, num_layers=num_layers, bidirectional=True, batch_first=True, bias=bias)
+    hidden = torch.randn(4, 9, 6, requires_grad=True)
+    lengths = torch.tensor([9, 3, 7, 1])
+    packed = torch.nn.utils.rnn.pack_padded_sequence(hidden, lengths, batch_first=True, enforce_sorted=False)
+    expected = torch.nn.utils.rnn.pad_packed_sequence(lstm(packed)[0], batch_first=True, total_length=9)[0]
+    output = _run_lstm(lstm, hidden, lengths)
+    torch.testing.assert_close(output, expected, rtol=0, atol=1e-6)
+    assert torch.equal(output[1, 3:], torch.zeros(6, 10)) and torch.equal(output[3, 1:], torch.zeros(8, 10))
+    params = [hidden, *lstm.parameters()]
+    weights = torch.randn_like(expected)  # a loss that weighs every frame and feature differently
+    for got, want in zip(
+        torch.autograd.grad((output * weights).sum(), params), torch.autograd.grad((expected * weights).sum(), params)
+    ):
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
+
+
 def test_residual_bilstm_has_the_mamba_encoders_structure():
     """`bilstm_residual` swaps only the mixer: one single-layer BiLSTM per pre-norm residual block, a final norm, and
     module names that the PEFT helpers' `encoder_norms` and per-block checkpointing find as they do for Mamba."""
