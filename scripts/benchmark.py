@@ -12,7 +12,8 @@ median of `--iters` timed iterations after `--warmup` untimed ones. Weights are 
 `--paired` answers "is A faster than B" on a machine that drifts: the named MambaOCR variants are built in one process
 and timed iteration by iteration in turn (the order rotating), so each ratio to the reference (`bilstm` if named,
 else the first) is the median of ratios of neighbouring iterations, with its interquartile range, at batch 32 × 32x128
-and for the encoders alone at 32 / 128 / 512 frames. No RSS there (the models share a process).
+and for the encoders alone at 32 / 128 / 512 frames, and a training step (forward and backward) on a batch padded
+as training batches are (widths 64-128 px, padded to 128). No RSS there (the models share a process).
 
 The table's first line names the CPU, the kernels torch dispatches to (AVX2, AVX512, ...) and whether it has native
 bf16 (AVX-512 BF16 / AMX). Without it the bf16 rows would time an emulation slower than float32, so they are left out
@@ -164,6 +165,28 @@ def _encoder_jobs(model) -> dict[int, Callable[[], object]]:
     return jobs
 
 
+def _train_step_job(model) -> Callable[[], object]:
+    """One training step's forward and backward (no optimiser) on a padded batch of `BATCH` images 64-128 px wide, the
+    padding given by the mask as the training collator gives it: the padding is what sends an LSTM over packed
+    sequences to its frame-by-frame fallback, so inference timings at full width would not show it."""
+    import torch
+
+    generator = torch.Generator().manual_seed(0)
+    pixel_values = torch.randn(BATCH, 3, 32, 128, generator=generator)
+    widths = torch.linspace(64, 128, BATCH).long() // 4 * 4
+    pixel_mask = (torch.arange(128)[None, :] < widths[:, None]).long()
+    labels = torch.randint(1, model.config.vocab_size, (BATCH, 6), generator=generator)
+
+    def step() -> None:
+        model.train()
+        with torch.enable_grad():
+            model(pixel_values, pixel_mask, labels=labels).loss.backward()
+        model.zero_grad(set_to_none=True)
+        model.eval()
+
+    return step
+
+
 def _paired_ratios(times: dict[str, list[float]], reference: str) -> dict[str, tuple[float, float, float]]:
     """Per model: the median and quartiles over iterations of (reference time / its time), i.e. its speed relative
     to the reference measured in the same moment."""
@@ -186,6 +209,7 @@ def _paired_worker(names: list[str], iters: int, warmup: int) -> dict:
         jobs[whole][name] = lambda m=model: m(pixel_values)
         for frames, encode in _encoder_jobs(model).items():
             jobs.setdefault(f"encoder {frames} frames", {})[name] = encode
+        jobs.setdefault(f"train step b{BATCH} 32x128 padded", {})[name] = _train_step_job(model)
     results = {}
     for job, fns in jobs.items():
         if len(fns) < 2:

@@ -66,7 +66,14 @@ def test_paired_mode_times_each_variant_and_encoder(monkeypatch):
     )
     monkeypatch.setattr(benchmark, "BATCH", 2)
     results = benchmark._paired_worker(["mambaocr", "bilstm", "backbone"], iters=5, warmup=1)
-    assert list(results) == ["b2 32x128", "encoder 32 frames", "encoder 128 frames", "encoder 512 frames"]
+    assert list(results) == [
+        "b2 32x128",
+        "encoder 32 frames",
+        "encoder 128 frames",
+        "encoder 512 frames",
+        "train step b2 32x128 padded",
+    ]
+    assert set(results["train step b2 32x128 padded"]["rows"]) == {"mambaocr", "bilstm", "backbone"}
     assert set(results["b2 32x128"]["rows"]) == {"mambaocr", "bilstm", "backbone"}
     assert set(results["encoder 32 frames"]["rows"]) == {"mambaocr", "bilstm"}  # no encoder in the backbone alone
     for result in results.values():
