@@ -501,7 +501,7 @@ def _reverse_valid_frames(hidden_states: torch.Tensor, frame_lengths: torch.Long
     positions = torch.arange(hidden_states.shape[1], device=hidden_states.device)[None, :]
     lengths = frame_lengths.to(hidden_states.device)[:, None]
     index = torch.where(positions < lengths, lengths - 1 - positions, positions)
-    return hidden_states.gather(1, index[..., None].expand_as(hidden_states))
+    return hidden_states[torch.arange(hidden_states.shape[0], device=hidden_states.device)[:, None], index]
 
 
 def _run_lstm(lstm: nn.LSTM, hidden_states: torch.Tensor, frame_lengths: torch.LongTensor) -> torch.Tensor:

@@ -128,9 +128,9 @@ def export_onnx(
         raise TypeError(f"export_onnx exports a MambaOCRForCTC, got {type(model).__name__}.")
     if config.sequence_model not in EXPORTABLE_SEQUENCE_MODELS:
         raise ValueError(
-            f"sequence_model={config.sequence_model!r} cannot be exported with a dynamic width (torch's exporter gives "
-            "the LSTM a graph that fails at other widths and batches than the example's); exportable: "
-            f"{list(EXPORTABLE_SEQUENCE_MODELS)}."
+            f"sequence_model={config.sequence_model!r} cannot be exported reliably yet (torch's exporter gives an LSTM "
+            "model a graph that runs at any width only when it is the first LSTM model the process exports; later "
+            f"ones fail in ONNX Runtime); exportable: {list(EXPORTABLE_SEQUENCE_MODELS)}."
         )
     model_code = sys.modules.get(type(model).__module__)
     # model code saved before ONNX support (a checkpoint's remote code) kept its scans in a `_SCANS` table without
