@@ -495,15 +495,6 @@ def _bidirectional_lstm(config: MambaOCRConfig, num_layers: int) -> nn.LSTM:
     )
 
 
-def _reverse_valid_frames(hidden_states: torch.Tensor, frame_lengths: torch.LongTensor) -> torch.Tensor:
-    """Each sequence's first `frame_lengths` frames in reverse order, its padding frames where they were (applied
-    twice, the identity)."""
-    positions = torch.arange(hidden_states.shape[1], device=hidden_states.device)[None, :]
-    lengths = frame_lengths.to(hidden_states.device)[:, None]
-    index = torch.where(positions < lengths, lengths - 1 - positions, positions)
-    return hidden_states[torch.arange(hidden_states.shape[0], device=hidden_states.device)[:, None], index]
-
-
 def _run_lstm(lstm: nn.LSTM, hidden_states: torch.Tensor, frame_lengths: torch.LongTensor) -> torch.Tensor:
     """`lstm` (bidirectional, batch first) over each image's valid frames only, so the reverse direction starts at
     its last valid frame; padding frames come back as zeros.
@@ -515,9 +506,12 @@ def _run_lstm(lstm: nn.LSTM, hidden_states: torch.Tensor, frame_lengths: torch.L
     frame-by-frame fallback in float32 (which made a padded training step of the demo's small model 20% longer, of a
     batch of text lines 48% longer)."""
     batch, seq_len, _ = hidden_states.shape
-    valid = (
-        torch.arange(seq_len, device=hidden_states.device)[None, :] < frame_lengths.to(hidden_states.device)[:, None]
-    )
+    device = hidden_states.device
+    positions = torch.arange(seq_len, device=device)[None, :]
+    lengths = frame_lengths.to(device)[:, None]
+    valid = positions < lengths
+    # indexes each sequence's valid frames in reverse order, its padding frames where they are (twice: the identity)
+    reversal = (torch.arange(batch, device=device)[:, None], torch.where(valid, lengths - 1 - positions, positions))
     zeros = hidden_states.new_zeros(1, batch, lstm.hidden_size)
     output = hidden_states
     for layer in range(lstm.num_layers):
@@ -525,9 +519,9 @@ def _run_lstm(lstm: nn.LSTM, hidden_states: torch.Tensor, frame_lengths: torch.L
         for suffix, reverse in (("", False), ("_reverse", True)):
             names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh") if lstm.bias else ("weight_ih", "weight_hh")
             weights = [getattr(lstm, f"{name}_l{layer}{suffix}") for name in names]
-            inputs = _reverse_valid_frames(output, frame_lengths) if reverse else output
+            inputs = output[reversal] if reverse else output
             result = torch.lstm(inputs, (zeros, zeros), weights, lstm.bias, 1, 0.0, lstm.training, False, True)[0]
-            directions.append(_reverse_valid_frames(result, frame_lengths) if reverse else result)
+            directions.append(result[reversal] if reverse else result)
         output = torch.cat(directions, dim=-1)
         if lstm.dropout and lstm.training and layer < lstm.num_layers - 1:
             output = nn.functional.dropout(output, lstm.dropout)
