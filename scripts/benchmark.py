@@ -173,7 +173,8 @@ def _train_step_job(model) -> Callable[[], object]:
 
     generator = torch.Generator().manual_seed(0)
     pixel_values = torch.randn(BATCH, 3, 32, 128, generator=generator)
-    widths = torch.linspace(64, 128, BATCH).long() // 4 * 4
+    stride = model.config.frame_stride  # whole frames, as the image processor pads
+    widths = torch.linspace(64, 128, BATCH).long() // stride * stride
     pixel_mask = (torch.arange(128)[None, :] < widths[:, None]).long()
     labels = torch.randint(1, model.config.vocab_size, (BATCH, 6), generator=generator)
 
